@@ -1,0 +1,54 @@
+"""Turning a trigger into an agent's argv and environment. Pure: no process is touched here.
+
+``AGENT_COMMAND`` was split into words once (``shlex``); each placeholder is replaced inside its
+word, so a trigger's text always stays one argument and never meets a shell.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .config import PLACEHOLDERS
+from .models import Run, Trigger
+
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+
+
+def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:
+    return (
+        f"You are the StarForge agent '{agent}'. Another agent handed you work through the "
+        f"trigger file {trigger_file}. The trigger:\n"
+        f"{trigger.model_dump_json(exclude_unset=True)}\n"
+        "Carry out the requested action."
+    )
+
+
+def placeholder_values(run: Run, trigger: Trigger, trigger_file: str) -> dict[str, str]:
+    return {
+        "agent": run.agent,
+        "ticket": run.ticket or "",
+        "action": run.action or "",
+        "from_agent": run.from_agent or "",
+        "trigger_file": trigger_file,
+        "prompt": prompt_for(run.agent, trigger, trigger_file),
+        "run_id": run.run_id,
+    }
+
+
+def render_argv(words: list[str], values: Mapping[str, str]) -> list[str]:
+    return [_PLACEHOLDER.sub(lambda match: values[match.group(1)], word) for word in words]
+
+
+def run_environment(base: Mapping[str, str], values: Mapping[str, str],
+                    project_dir: str) -> dict[str, str]:
+    return {
+        **base,
+        "STARFORGE_AGENT": values["agent"],
+        "STARFORGE_TICKET": values["ticket"],
+        "STARFORGE_ACTION": values["action"],
+        "STARFORGE_FROM_AGENT": values["from_agent"],
+        "STARFORGE_TRIGGER_FILE": values["trigger_file"],
+        "STARFORGE_RUN_ID": values["run_id"],
+        "STARFORGE_PROJECT_DIR": project_dir,
+    }

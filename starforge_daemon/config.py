@@ -1,0 +1,179 @@
+"""Settings (environment, then the project's ``.env``) and the project's paths."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = ("agent", "ticket", "action", "from_agent", "trigger_file", "prompt", "run_id")
+DEFAULT_AGENT_COMMAND = "claude --print --permission-mode bypassPermissions {prompt}"
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names it and fits on one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    PARALLEL_DAEMON: bool = False
+    MAX_CONCURRENT_AGENTS: int = Field(default=999, ge=1)
+    PROCESS_MONITOR_INTERVAL: float = Field(default=10.0, gt=0)
+    AGENT_TIMEOUT: float = Field(default=1800.0, gt=0)
+    AGENT_KILL_GRACE: float = Field(default=10.0, ge=0)
+    AGENT_COMMAND: str = DEFAULT_AGENT_COMMAND
+    MAX_TRIGGER_BYTES: int = Field(default=1024 * 1024, ge=64)
+    TRIGGER_SETTLE_SECONDS: float = Field(default=2.0, ge=0)
+    ALLOW_FOREIGN_TRIGGERS: bool = False
+
+    @field_validator("AGENT_COMMAND")
+    @classmethod
+    def _command_splits(cls, value: str) -> str:
+        try:
+            words = shlex.split(value)
+        except ValueError as error:
+            raise ValueError(f"cannot be split into words: {error}") from None
+        if not words:
+            raise ValueError("is empty")
+        unknown = {name for word in words for name in _PLACEHOLDER.findall(word)}
+        unknown -= set(PLACEHOLDERS)
+        if unknown:
+            known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}} (known: {known})")
+        return value
+
+    @property
+    def command_words(self) -> list[str]:
+        return shlex.split(self.AGENT_COMMAND)
+
+    @property
+    def concurrency_limit(self) -> int:
+        return self.MAX_CONCURRENT_AGENTS if self.PARALLEL_DAEMON else 1
+
+    @property
+    def mode_text(self) -> str:
+        if self.PARALLEL_DAEMON:
+            return f"Parallel execution enabled (up to {self.MAX_CONCURRENT_AGENTS} agents at once)"
+        return "Sequential execution (one agent at a time, strict FIFO)"
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Every path the daemon and its clients use, derived from the project root."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, project_dir: str | os.PathLike[str] | None = None) -> ProjectPaths:
+        chosen = project_dir or os.environ.get("STARFORGE_PROJECT_DIR") or os.getcwd()
+        return cls(Path(chosen).resolve())
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / ".env"
+
+    @property
+    def claude(self) -> Path:
+        return self.root / ".claude"
+
+    @property
+    def triggers(self) -> Path:
+        return self.claude / "triggers"
+
+    @property
+    def running(self) -> Path:
+        """Where a trigger waits while its agent runs."""
+        return self.triggers / "running"
+
+    @property
+    def processed(self) -> Path:
+        return self.triggers / "processed"
+
+    @property
+    def failed(self) -> Path:
+        return self.processed / "failed"
+
+    @property
+    def invalid(self) -> Path:
+        return self.processed / "invalid"
+
+    @property
+    def daemon_dir(self) -> Path:
+        return self.claude / "daemon"
+
+    @property
+    def runs(self) -> Path:
+        """Per-run bookkeeping of the runs in flight."""
+        return self.daemon_dir / "runs"
+
+    @property
+    def slots_file(self) -> Path:
+        return self.daemon_dir / "agent-slots.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.daemon_dir / "daemon-state.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.daemon_dir / "runs.jsonl"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.daemon_dir / "daemon.lock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.claude / "daemon.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.claude / "logs"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.logs / "daemon.log"
+
+    def folders(self) -> tuple[Path, ...]:
+        return (
+            self.triggers,
+            self.running,
+            self.processed,
+            self.failed,
+            self.invalid,
+            self.daemon_dir,
+            self.runs,
+            self.logs,
+        )
+
+    def ensure(self) -> None:
+        for folder in self.folders():
+            folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
+def load_settings(paths: ProjectPaths) -> Settings:
+    """Read settings; a bad value raises :class:`SettingsError` naming the setting."""
+    try:
+        return Settings(_env_file=paths.env_file if paths.env_file.is_file() else None)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        given = first.get("input")
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}={given!r}: {message}") from None
+
+
+def dotenv_extras(paths: ProjectPaths) -> dict[str, str]:
+    """Variables from ``.env`` that the real environment lacks; agents see them too."""
+    if not paths.env_file.is_file():
+        return {}
+    values = dotenv_values(paths.env_file)
+    return {k: v for k, v in values.items() if v is not None and k not in os.environ}

@@ -1,0 +1,423 @@
+"""The daemon's loop. One thread owns the queue, the slots and the runs in flight.
+
+Each turn waits for the next thing to happen (a run reporting, a trigger arriving, a signal,
+a deadline), applies it, then dispatches what may start and saves what changed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from . import scheduler
+from .agent_command import placeholder_values, render_argv, run_environment
+from .config import ProjectPaths, Settings, dotenv_extras
+from .files import move_unique
+from .intake import (
+    Accepted,
+    Gone,
+    Inbox,
+    InvalidTrigger,
+    NotReady,
+    QueuedTrigger,
+    Rejected,
+    examine,
+    load_trigger,
+    scan,
+)
+from .models import Outcome, OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
+from .queue import TriggerQueue
+from .records import Archive, History, RunFiles, StateFile
+from .recovery import recover_runs
+from .runner import Exited, LaunchSpec, ProcessRunner, RunEvent, Started
+from .scheduler import ActiveRun, Kill, StopReason, Terminate
+from .slots import SlotTable
+
+STATE_SAVE_INTERVAL = 1.0
+SAVE_RETRY_INTERVAL = 1.0
+
+
+class StopMode(StrEnum):
+    STOP = "stop"  # stop the agents too (SIGTERM, ``starforge daemon stop``)
+    HANDOFF = "handoff"  # leave agents running for the next daemon (``restart``)
+
+
+class Engine:
+    def __init__(self, settings: Settings, paths: ProjectPaths, runner: ProcessRunner, log: Any,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.runner = runner
+        self.log = log
+        self.clock = clock
+        self.queue = TriggerQueue()
+        self.inbox = Inbox(runner.wake)
+        self.archive = Archive(paths)
+        self.run_files = RunFiles(paths)
+        self.history = History(paths.history_file)
+        self.state_file = StateFile(paths.state_file)
+        self.slots = SlotTable(paths.slots_file)
+        self.active: dict[str, ActiveRun] = {}
+        self.deferred: dict[str, float] = {}
+        self.counters: Counter[str] = Counter()
+        self.started_at = clock()
+        self.stop_request: StopMode | None = None
+        self.stop_mode: StopMode | None = None
+        self._command = settings.command_words
+        self._base_env = {**dotenv_extras(paths), **os.environ}
+        self._next_sweep = 0.0
+        self._state_dirty = True
+        self._next_state_save = 0.0
+        self._next_save_retry = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Restore from disk and take in the triggers already waiting."""
+        self.paths.ensure()
+        self.slots, problem = SlotTable.load(self.paths.slots_file)
+        if problem:
+            self.log.error("RECOVERY", msg=problem)
+        if self.state_file.load() is None and self.paths.state_file.exists():
+            self.log.error("RECOVERY", msg="daemon-state.json is unreadable; rebuilding it")
+        self.log.info("MODE", msg=self.settings.mode_text, timeout=self.settings.AGENT_TIMEOUT)
+        self._recover()
+        now = self.clock()
+        for name in scan(self.paths.triggers):
+            self._examine(name, now)
+        self._next_sweep = now + self.settings.PROCESS_MONITOR_INTERVAL
+        self._dispatch(now)
+        self._persist(now, force=True)
+
+    def run(self, on_ready: Callable[[], None]) -> None:
+        self.prepare()
+        on_ready()
+        while not self.finished:
+            self.step()
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_mode is not None and (self.stop_mode is StopMode.HANDOFF
+                                               or not self.active)
+
+    def step(self) -> None:
+        """One turn of the loop: wait, then apply what happened."""
+        now = self.clock()
+        wake_at = self._next_wakeup(now)
+        events = self.runner.wait(None if wake_at is None else max(0.0, wake_at - now))
+        self.apply(events, self.clock())
+
+    def apply(self, events: list[RunEvent], now: float) -> None:
+        for event in events:
+            if isinstance(event, Started):
+                self._on_started(event)
+            elif isinstance(event, Exited):
+                self._on_exited(event, now)
+        if self.stop_request and self.stop_mode is None:
+            self._begin_stop(self.stop_request, now)
+        self._take_in(now)
+        self._enforce(now)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        self._dispatch(now)
+        self._persist(now, force=self.finished)
+
+    def _next_wakeup(self, now: float) -> float | None:
+        if self.inbox.pending or self.stop_request and self.stop_mode is None:
+            return now
+        moments = [self._next_sweep, scheduler.next_deadline(self.active.values(),
+                                                             self.settings.AGENT_KILL_GRACE)]
+        if self.deferred:
+            moments.append(min(self.deferred.values()))
+        if self._state_dirty or self.slots.dirty:
+            moments.append(max(self._next_state_save, self._next_save_retry))
+        return min(moment for moment in moments if moment is not None)
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def _take_in(self, now: float) -> None:
+        for name in self.inbox.drain():
+            self._examine(name, now)
+        if self.deferred:
+            for name in [name for name, when in self.deferred.items() if when <= now]:
+                self._examine(name, now)
+
+    def _examine(self, name: str, now: float) -> None:
+        if name in self.queue:
+            return
+        verdict = examine(self.paths.triggers / name, now,
+                          max_bytes=self.settings.MAX_TRIGGER_BYTES,
+                          allow_foreign=self.settings.ALLOW_FOREIGN_TRIGGERS,
+                          settle_seconds=self.settings.TRIGGER_SETTLE_SECONDS)
+        if isinstance(verdict, NotReady):
+            self.deferred[name] = verdict.retry_at
+            return
+        self.deferred.pop(name, None)
+        if isinstance(verdict, Accepted):
+            self.queue.add(verdict.entry)
+            self.log.info("QUEUE", trigger=name, agent=verdict.entry.agent, queued=len(self.queue))
+        elif isinstance(verdict, Rejected):
+            self._reject(self.paths.triggers / name, name, verdict.reason, now)
+        else:
+            assert isinstance(verdict, Gone)
+
+    def _reject(self, path: Path, name: str, reason: str, now: float) -> None:
+        outcome = Outcome(kind=OutcomeKind.INVALID, reason=reason)
+        try:
+            self.archive.put(path, name, outcome, {}, now)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot archive invalid trigger", trigger=name,
+                           error=str(error))
+            return
+        self.counters["invalid"] += 1
+        self._state_dirty = True
+        self.log.error("INVALID", trigger=name, reason=reason)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def _dispatch(self, now: float) -> None:
+        capacity = scheduler.free_capacity(self.settings.concurrency_limit, len(self.active),
+                                           accepting=self.stop_mode is None)
+        while capacity > 0:
+            entry = self.queue.take_next()
+            if entry is None:
+                return
+            if self._start_run(entry, now):
+                capacity -= 1
+            else:
+                self.queue.release(entry.agent)
+
+    def _start_run(self, entry: QueuedTrigger, now: float) -> bool:
+        source = self.paths.triggers / entry.name
+        try:
+            claimed = move_unique(source, self.paths.running)
+        except FileNotFoundError:
+            self.log.info("QUEUE", msg="trigger vanished before it could run", trigger=entry.name)
+            return False
+        try:
+            trigger = load_trigger(claimed, self.settings.MAX_TRIGGER_BYTES,
+                                   self.settings.ALLOW_FOREIGN_TRIGGERS)
+        except (InvalidTrigger, OSError) as error:
+            self._reject(claimed, entry.name, str(error), now)
+            return False
+        run_id = f"{trigger.to_agent}-{int(now)}-{secrets.token_hex(3)}"
+        log_path = self.paths.logs / f"{run_id}.log"
+        run = Run(run_id=run_id, agent=trigger.to_agent, trigger_name=entry.name,
+                  trigger_path=str(claimed), log_path=str(log_path), started_at=now,
+                  timeout=self.settings.AGENT_TIMEOUT, ticket=trigger.ticket_text,
+                  action=trigger.action, from_agent=trigger.from_agent)
+        values = placeholder_values(run, trigger, str(claimed))
+        spec = LaunchSpec(run_id=run_id, argv=render_argv(self._command, values),
+                          env=run_environment(self._base_env, values, str(self.paths.root)),
+                          cwd=str(self.paths.root), log_path=log_path,
+                          started_file=self.run_files.started_path(run_id),
+                          exit_file=self.run_files.exit_path(run_id))
+        try:
+            self.run_files.write_run(run)
+            self.runner.launch(spec)
+        except OSError as error:
+            self.run_files.remove(run_id)
+            self.log.error("ERROR", msg="cannot start run", trigger=entry.name, error=str(error))
+            self._finish(ActiveRun(run), RunExit(ended_at=now, error=f"cannot start: {error}"),
+                         now)
+            return True
+        self.active[run_id] = ActiveRun(run)
+        self.slots.mark_busy(run)
+        self.counters["spawned"] += 1
+        self._state_dirty = True
+        return True
+
+    def _on_started(self, event: Started) -> None:
+        active = self.active.get(event.run_id)
+        if active is None:
+            return
+        active.agent = event.agent
+        run = active.run
+        if active.term_sent_at is not None:  # asked to stop before its pid was known
+            self.runner.signal(event.agent, signal.SIGTERM)
+        self.slots.set_process(run.agent, event.agent)
+        self.log.info("SPAWNED", agent=run.agent, ticket=run.ticket, pid=event.agent.pid,
+                      run=run.run_id, trigger=run.trigger_name)
+
+    def _on_exited(self, event: Exited, now: float) -> None:
+        active = self.active.get(event.run_id)
+        if active is not None:
+            self._finish(active, event.exit, now)
+
+    def _outcome(self, active: ActiveRun, ended: RunExit | None) -> Outcome:
+        run = active.run
+        if ended is None:
+            return Outcome(kind=OutcomeKind.LOST,
+                           reason="the run ended while no daemon recorded its exit status")
+        if ended.error is not None:
+            return Outcome(kind=OutcomeKind.FAILED, reason=ended.error)
+        code = ended.exit_code
+        assert code is not None
+        if active.stop is StopReason.SHUTDOWN:
+            return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
+                           reason=f"killed by daemon shutdown (exit {code})")
+        timed_out = active.stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at
+                                                          >= run.deadline)
+        if timed_out:
+            return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
+                           reason=f"timed out after {run.timeout:g}s (exit {code})")
+        return Outcome.from_exit_code(code)
+
+    def _finish(self, active: ActiveRun, ended: RunExit | None, now: float) -> None:
+        run = active.run
+        outcome = self._outcome(active, ended)
+        ended_at = ended.ended_at if ended else now
+        if active.stop is not None and active.agent is not None:
+            self.runner.signal(active.agent, signal.SIGKILL)  # leftovers in the session
+        details = {
+            "run_id": run.run_id, "agent": run.agent, "ticket": run.ticket,
+            "action": run.action, "from_agent": run.from_agent,
+            "pid": active.agent.pid if active.agent else None,
+            "started_at": iso_utc(run.started_at), "ended_at": iso_utc(ended_at),
+            "duration_s": round(max(0.0, ended_at - run.started_at), 3),
+            "log": run.log_path,
+        }
+        try:
+            archived = self.archive.put(Path(run.trigger_path), run.trigger_name, outcome,
+                                        details, now)
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot archive finished trigger; it stays in running/ "
+                           "until the next start", trigger=run.trigger_name, error=str(error))
+            archived = None
+        else:
+            self.run_files.remove(run.run_id)
+            try:
+                self.history.append({**details, "trigger": run.trigger_name,
+                                     "archived_as": str(archived),
+                                     "outcome": outcome.kind.value, "reason": outcome.reason,
+                                     "exit_code": outcome.exit_code})
+            except OSError as error:
+                self.log.error("ERROR", msg="cannot append run history", error=str(error))
+        self.active.pop(run.run_id, None)
+        self.slots.mark_idle(run.agent, run, outcome.kind, ended_at)
+        self.queue.release(run.agent)
+        self.counters[outcome.kind.value] += 1
+        self._state_dirty = True
+        event = "TIMEOUT" if outcome.kind is OutcomeKind.TIMED_OUT else "FINISH"
+        self.log.info(event, agent=run.agent, ticket=run.ticket, outcome=outcome.kind.value,
+                      exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
+                      duration_s=details["duration_s"],
+                      archived=str(archived) if archived else None)
+
+    def _enforce(self, now: float) -> None:
+        for decision in scheduler.enforce(self.active.values(), now,
+                                          self.settings.AGENT_KILL_GRACE):
+            active = self.active[decision.run_id]
+            active.agent = active.agent or self._agent_from_disk(active.run.run_id)
+            if isinstance(decision, Terminate):
+                active.stop = active.stop or decision.reason
+                active.term_sent_at = now
+                number = signal.SIGTERM
+                if decision.reason is StopReason.TIMEOUT:
+                    self.log.warning("TIMEOUT", agent=active.run.agent, run=active.run.run_id,
+                                     msg=f"past AGENT_TIMEOUT={active.run.timeout:g}s; "
+                                         "sending SIGTERM")
+            else:
+                assert isinstance(decision, Kill)
+                active.kill_sent = True
+                number = signal.SIGKILL
+                self.log.warning("TIMEOUT", agent=active.run.agent, run=active.run.run_id,
+                                 msg="still running after the grace period; sending SIGKILL")
+            if active.agent is not None:
+                self.runner.signal(active.agent, number)
+
+    def _agent_from_disk(self, run_id: str) -> ProcessIdentity | None:
+        started = self.run_files.read_started(run_id)
+        return started.agent if started else None
+
+    def _begin_stop(self, mode: StopMode, now: float) -> None:
+        self.stop_mode = mode
+        self.log.info("SHUTDOWN", mode=mode.value, running=len(self.active),
+                      queued=len(self.queue),
+                      msg="leaving agents running for the next daemon"
+                      if mode is StopMode.HANDOFF else "stopping agents")
+        if mode is StopMode.STOP:
+            for active in self.active.values():
+                active.stop = StopReason.SHUTDOWN
+                if active.term_sent_at is None:
+                    active.term_sent_at = now
+                    active.agent = active.agent or self._agent_from_disk(active.run.run_id)
+                    if active.agent is not None:
+                        self.runner.signal(active.agent, signal.SIGTERM)
+
+    # -- upkeep ------------------------------------------------------------------------------
+
+    def _sweep(self, now: float) -> None:
+        """The periodic safety net: pick up triggers whose events were missed."""
+        self._next_sweep = now + self.settings.PROCESS_MONITOR_INTERVAL
+        if self.stop_mode is not None:
+            return
+        try:
+            for name in scan(self.paths.triggers):
+                if name not in self.queue and name not in self.deferred:
+                    self._examine(name, now)
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot scan the trigger folder", error=str(error))
+        self._state_dirty = True
+
+    def _recover(self) -> None:
+        result = recover_runs(self.run_files, self.runner, self.paths.running,
+                              self.paths.triggers)
+        for note in result.notes:
+            self.log.warning("RECOVERY", msg=note)
+        for name in result.requeued:
+            self.log.warning("RECOVERY", msg="trigger was claimed but never started; queued again",
+                             trigger=name)
+        for active in result.adopted:
+            run = active.run
+            self.active[run.run_id] = active
+            self.slots.mark_busy(run, active.agent)
+            self.queue.hold(run.agent)
+            self.log.warning("RECOVERY", msg="adopted a run that is still going", agent=run.agent,
+                             run=run.run_id, pid=active.agent.pid if active.agent else None)
+        for run, ended in result.to_finish:
+            self.log.warning("RECOVERY", msg="finishing a run that ended while no daemon ran",
+                             agent=run.agent, run=run.run_id,
+                             exit_code=ended.exit_code if ended else None)
+            self._finish(ActiveRun(run), ended, self.clock())
+        for agent, slot in list(self.slots):
+            if slot.run is not None and slot.run.run_id not in self.active:
+                self.slots.mark_idle(agent, None, None, self.clock())
+
+    def _persist(self, now: float, force: bool = False) -> None:
+        if now < self._next_save_retry and not force:
+            return
+        try:
+            if self.slots.dirty:
+                self.slots.save()
+            if self._state_dirty and (force or now >= self._next_state_save):
+                self.state_file.save(self.state(now))
+                self._state_dirty = False
+                self._next_state_save = now + STATE_SAVE_INTERVAL
+        except OSError as error:
+            self._next_save_retry = now + SAVE_RETRY_INTERVAL
+            self.log.error("ERROR", msg="cannot save state; keeping the last good file and "
+                           "trying again", error=str(error))
+
+    def state(self, now: float) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "started_at": iso_utc(self.started_at),
+            "updated_at": iso_utc(now),
+            "mode": "parallel" if self.settings.PARALLEL_DAEMON else "sequential",
+            "max_concurrent": self.settings.concurrency_limit,
+            "agent_timeout": self.settings.AGENT_TIMEOUT,
+            "running": len(self.active),
+            "queued": len(self.queue),
+            "stopping": self.stop_mode.value if self.stop_mode else None,
+            "counters": dict(sorted(self.counters.items())),
+        }

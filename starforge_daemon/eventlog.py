@@ -1,0 +1,100 @@
+"""The daemon's event log: one line per event, an upper-case event word in each.
+
+    2025-10-25T05:00:00.123456Z INFO    SPAWNED agent=junior-dev-a ticket=52 pid=4242 ...
+
+The file rotates by size, and is reopened when something else (logrotate) moved it away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+_PLAIN = re.compile(r"^[^\s\"=]+$")
+
+
+def _value_text(value: Any) -> str:
+    text = str(value)
+    return text if _PLAIN.match(text) else json.dumps(text)
+
+
+def render_line(_logger: Any, _method: str, event: dict[str, Any]) -> str:
+    parts = [event.pop("timestamp"), f"{event.pop('level').upper():<7}", event.pop("event")]
+    message = event.pop("msg", None)
+    if message:
+        parts.append(message if "\n" not in message else json.dumps(message))
+    parts.extend(f"{key}={_value_text(value)}" for key, value in event.items()
+                 if value is not None)
+    return " ".join(parts)
+
+
+class EventLogFile:
+    """Appends lines to ``path``; keeps ``backups`` older files of at most ``max_bytes`` each."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int = 3,
+                 echo: TextIO | None = None) -> None:
+        self._path = path
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._echo = echo
+        self._file = self._open()
+
+    def _open(self) -> TextIO:
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+
+    def write_line(self, line: str) -> None:
+        try:
+            self._file.write(line + "\n")
+            self._file.flush()
+            if self._file.tell() >= self._max_bytes:
+                self._rotate()
+        except OSError:
+            pass  # a full disk must not stop the daemon; the next line tries again
+        if self._echo is not None:
+            print(line, file=self._echo, flush=True)
+
+    msg = info = warning = error = critical = debug = exception = write_line
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for number in range(self._backups, 0, -1):
+            older = self._path.with_name(f"{self._path.name}.{number}")
+            newer = self._path.with_name(f"{self._path.name}.{number - 1}") if number > 1 \
+                else self._path
+            if newer.exists():
+                os.replace(newer, older)
+        self._file = self._open()
+
+    def reopen_if_moved(self) -> None:
+        """After an outside rotation the path names a new file (or none): follow it."""
+        try:
+            same = os.stat(self._path).st_ino == os.fstat(self._file.fileno()).st_ino
+        except OSError:
+            same = False
+        if not same:
+            self._file.close()
+            self._file = self._open()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def configure(sink: EventLogFile) -> None:
+    """Send structlog's events to ``sink``. Called once the daemon has its final process."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            render_line,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=lambda *_args: sink,
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,97 @@
+"""Atomic file operations: every file the daemon writes is replaced whole, every move is a rename."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+FILE_MODE = 0o644
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix.
+
+    On error the temporary file is removed and the old file is left as it was.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, value: Any, *, durable: bool = False) -> None:
+    write_atomic(path, json.dumps(value, indent=2).encode() + b"\n", durable=durable)
+
+
+def read_json(path: Path) -> Any:
+    """The parsed content of a JSON file; raises ``OSError`` or ``ValueError``."""
+    return json.loads(path.read_bytes())
+
+
+def read_model(path: Path, model: type[Model]) -> Model | None:
+    """The file parsed as ``model``, or None when it is missing, unreadable or malformed."""
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def rename_noreplace(source: Path, target: Path) -> None:
+    """Atomic rename that fails with ``FileExistsError`` instead of replacing ``target``."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                      _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(code, os.strerror(code), str(source), None, str(target))
+    # Filesystems without RENAME_NOREPLACE: the daemon is the only mover, so check then rename.
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    os.rename(source, target)
+
+
+def candidate_names(name: str) -> Iterator[str]:
+    """``name``, then ``name`` with a counter before its suffix (``a.trigger`` -> ``a.1.trigger``)."""
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:
+        stem, dot, suffix = name, "", ""
+    yield name
+    for attempt in range(1, 100_000):
+        yield f"{stem}.{attempt}{dot}{suffix}"
+
+
+def move_unique(source: Path, folder: Path) -> Path:
+    """Rename ``source`` into ``folder`` under a name that is free there; returns the new path."""
+    for candidate in candidate_names(source.name):
+        target = folder / candidate
+        try:
+            rename_noreplace(source, target)
+        except FileExistsError:
+            continue
+        return target
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder / source.name))

@@ -1,0 +1,231 @@
+"""Finding, reading and validating trigger files. Nothing here moves a file or decides a run."""
+
+from __future__ import annotations
+
+import os
+import queue
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from .models import Trigger
+
+TRIGGER_SUFFIX = ".trigger"
+
+
+def is_trigger_name(name: str) -> bool:
+    return name.endswith(TRIGGER_SUFFIX) and not name.startswith(".")
+
+
+class InvalidTrigger(Exception):
+    """The file can never become a valid trigger; the message is the reason put on disk."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedTrigger:
+    """A validated trigger waiting in the queue: only what ordering needs, the file keeps the rest."""
+
+    name: str
+    agent: str
+    key: tuple[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    entry: QueuedTrigger
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotReady:
+    """Still being written, most likely: look again at ``retry_at``."""
+
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """The file vanished before it could be read."""
+
+
+Verdict = Accepted | Rejected | NotReady | Gone
+
+_FILE_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _kind_of(mode: int) -> str:
+    return next((text for test, text in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line a person can act on, from pydantic's first complaint."""
+    first = error.errors(include_url=False)[0]
+    kind = first["type"]
+    if kind == "json_invalid":
+        return f"not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
+    if kind in ("model_type", "model_attributes_type", "dict_type") and not first["loc"]:
+        return "not a JSON object"
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{where}: required field is missing"
+    given = repr(first.get("input"))
+    if len(given) > 80:
+        given = given[:77] + "..."
+    return f"{where}: {message} (got {given})"
+
+
+def parse_trigger(data: bytes) -> Trigger:
+    """Validate raw bytes as a trigger; raises :class:`InvalidTrigger` with the reason."""
+    if not data.strip():
+        raise InvalidTrigger("empty file")
+    try:
+        return Trigger.model_validate_json(data)
+    except ValidationError as error:
+        raise InvalidTrigger(describe_validation_error(error)) from None
+
+
+def read_trigger_file(path: Path, max_bytes: int, allow_foreign: bool) -> tuple[bytes, os.stat_result]:
+    """Read a trigger without following links, blocking on FIFOs or reading oversize files.
+
+    Raises :class:`InvalidTrigger` for files that are not acceptable, ``FileNotFoundError`` when gone.
+    """
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidTrigger(f"not a regular file: {_kind_of(info.st_mode)}")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidTrigger(f"not a regular file: {_kind_of(info.st_mode)}")
+        if info.st_uid != os.geteuid() and not allow_foreign:
+            raise InvalidTrigger(
+                f"owned by uid {info.st_uid}, not by the daemon's uid {os.geteuid()} "
+                "(set ALLOW_FOREIGN_TRIGGERS=true to accept)"
+            )
+        if info.st_size > max_bytes:
+            raise InvalidTrigger(f"too big: {info.st_size} bytes (MAX_TRIGGER_BYTES={max_bytes})")
+        data = os.read(fd, max_bytes + 1)
+        if len(data) > max_bytes:
+            raise InvalidTrigger(f"too big: more than {max_bytes} bytes (MAX_TRIGGER_BYTES)")
+        return data, info
+    finally:
+        os.close(fd)
+
+
+def load_trigger(path: Path, max_bytes: int, allow_foreign: bool) -> Trigger:
+    """Read and validate in one step; raises :class:`InvalidTrigger` or ``OSError``."""
+    data, _ = read_trigger_file(path, max_bytes, allow_foreign)
+    return parse_trigger(data)
+
+
+def examine(path: Path, now: float, *, max_bytes: int, allow_foreign: bool,
+            settle_seconds: float) -> Verdict:
+    """Judge one file in the trigger folder.
+
+    A file that does not parse but was written in the last ``settle_seconds`` is probably still
+    being written under its final name, so it gets another look instead of a verdict.
+    """
+    try:
+        data, info = read_trigger_file(path, max_bytes, allow_foreign)
+    except FileNotFoundError:
+        return Gone()
+    except InvalidTrigger as error:
+        return Rejected(str(error))
+    except OSError as error:
+        return Rejected(f"cannot be read: {error.strerror or error}")
+    try:
+        trigger = parse_trigger(data)
+    except InvalidTrigger as error:
+        settled_at = info.st_mtime + settle_seconds
+        if settled_at > now:
+            return NotReady(retry_at=settled_at)
+        return Rejected(str(error))
+    return Accepted(QueuedTrigger(path.name, trigger.to_agent, (info.st_mtime_ns, path.name)))
+
+
+def scan(folder: Path) -> Iterator[str]:
+    """Names of candidate trigger files in ``folder`` (any file type: the verdict comes later)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if is_trigger_name(entry.name):
+                yield entry.name
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, folder: str, notify: Callable[[str], None]) -> None:
+        self._folder = folder
+        self._notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        path = event.dest_path if isinstance(event, FileMovedEvent | DirMovedEvent) else event.src_path
+        head, name = os.path.split(os.fsdecode(path))
+        if head == self._folder and is_trigger_name(name):
+            self._notify(name)
+
+
+class TriggerWatcher:
+    """watchdog (inotify) on the trigger folder. Its thread only hands names to ``notify``."""
+
+    EVENTS = (FileCreatedEvent, DirCreatedEvent, FileClosedEvent, FileMovedEvent, DirMovedEvent)
+
+    def __init__(self, folder: Path, notify: Callable[[str], None]) -> None:
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.schedule(_Handler(str(folder), notify), str(folder), recursive=False,
+                                event_filter=list(self.EVENTS))
+
+    def start(self) -> None:
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+
+class Inbox:
+    """Names handed over by other threads, plus a wake-up call for the engine's loop."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._names: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._wake = wake
+
+    def put(self, name: str) -> None:
+        self._names.put(name)
+        self._wake()
+
+    @property
+    def pending(self) -> bool:
+        return not self._names.empty()
+
+    def drain(self) -> list[str]:
+        names = []
+        while True:
+            try:
+                names.append(self._names.get_nowait())
+            except queue.Empty:
+                return names

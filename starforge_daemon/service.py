@@ -1,0 +1,173 @@
+"""Running the engine as a service: the instance lock, pid file, signals, event log, systemd
+notifications, and detaching into the background with python-daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from .config import ProjectPaths, Settings
+from .engine import Engine, StopMode
+from .instance import InstanceLock, read_pid
+from .eventlog import EventLogFile, configure
+from .intake import TriggerWatcher
+from .runner import ProcessRunner
+
+DAEMON_LOG_MAX_BYTES = 10 * 1024 * 1024
+READY_TIMEOUT = 120.0
+
+
+class StartError(Exception):
+    """The daemon could not start; the message says why."""
+
+
+def systemd_notify(message: str) -> None:
+    """The sd_notify protocol: one datagram to ``$NOTIFY_SOCKET``; nothing without it."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendto(message.encode(), address)
+
+
+def _install_signal_handlers(engine: Engine, runner: ProcessRunner) -> None:
+    def request(mode: StopMode) -> Callable[[int, object], None]:
+        def handler(_number: int, _frame: object) -> None:
+            engine.stop_request = engine.stop_request or mode
+
+        return handler
+
+    signal.signal(signal.SIGTERM, request(StopMode.STOP))
+    signal.signal(signal.SIGINT, request(StopMode.STOP))
+    signal.signal(signal.SIGUSR1, request(StopMode.HANDOFF))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.set_wakeup_fd(runner.wake_fd, warn_on_full_buffer=False)
+
+
+def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], None],
+          echo: bool = False) -> None:
+    """Run the daemon in this process until it is told to stop."""
+    paths.ensure()
+    lock = InstanceLock(paths.lock_file)
+    if not lock.acquire():
+        holder = read_pid(paths)
+        raise StartError(f"already running (pid {holder})" if holder else "already running")
+    sink = EventLogFile(paths.daemon_log, DAEMON_LOG_MAX_BYTES, echo=sys.stderr if echo else None)
+    configure(sink)
+    log = structlog.get_logger()
+    runner = ProcessRunner()
+    engine = Engine(settings, paths, runner, log)
+    watcher = TriggerWatcher(paths.triggers, engine.inbox.put)
+    _install_signal_handlers(engine, runner)
+    pid = os.getpid()
+    paths.pid_file.write_text(f"{pid}\n")
+    log.info("START", pid=pid, project=str(paths.root))
+
+    def ready() -> None:
+        systemd_notify(f"READY=1\nMAINPID={pid}\nSTATUS=draining {paths.triggers}")
+        log.info("READY", pid=pid, queued=len(engine.queue), running=len(engine.active))
+        on_ready(pid)
+
+    try:
+        watcher.start()
+        engine.run(ready)
+        systemd_notify("STOPPING=1")
+        log.info("SHUTDOWN", msg="daemon stopped", mode=engine.stop_mode)
+    except Exception:
+        log.critical("CRITICAL", msg="daemon crashed", error=traceback.format_exc())
+        raise
+    finally:
+        watcher.stop()
+        if read_pid(paths) == pid:
+            paths.pid_file.unlink(missing_ok=True)
+        runner.close()
+        lock.release()
+        sink.close()
+
+
+def start_in_background(paths: ProjectPaths, settings: Settings) -> int:
+    """Detach a daemon (python-daemon) and return its pid once it is ready.
+
+    The daemon reports over a pipe: ``ready PID`` or ``error REASON``; raises StartError.
+    """
+    import daemon  # only the starting client needs it
+
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+        status = 1
+        try:
+            with daemon.DaemonContext(working_directory=str(paths.root), umask=0o022,
+                                      files_preserve=[write_fd], detach_process=True):
+                status = _serve_and_report(paths, settings, write_fd)
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    os.waitpid(child, 0)
+    try:
+        reply = _read_reply(read_fd, READY_TIMEOUT)
+    finally:
+        os.close(read_fd)
+    word, _, rest = reply.partition(" ")
+    if word == "ready":
+        return int(rest)
+    raise StartError(rest or "the daemon exited before it was ready (see .claude/logs/daemon.log)")
+
+
+def _serve_and_report(paths: ProjectPaths, settings: Settings, report_fd: int) -> int:
+    unsent = [report_fd]
+
+    def report(text: str) -> None:
+        """Say one thing to the waiting client, then let go of the pipe."""
+        while unsent:
+            fd = unsent.pop()
+            with contextlib.suppress(OSError):
+                os.write(fd, f"{text}\n".encode())
+            os.close(fd)
+
+    try:
+        serve(paths, settings, on_ready=lambda pid: report(f"ready {pid}"))
+    except StartError as error:
+        report(f"error {error}")
+        return 1
+    except Exception as error:
+        report(f"error {type(error).__name__}: {error}")
+        return 1
+    return 0
+
+
+def _read_reply(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "error the daemon did not report ready in time"
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError as error:
+            if error.errno == errno.EINTR:
+                continue
+            raise
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
