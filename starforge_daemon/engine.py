@@ -12,6 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from .models import Outcome, OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
 from .queue import TriggerQueue
 from .records import Archive, History, RunFiles, StateFile
 from .recovery import recover_runs
-from .runner import Exited, LaunchSpec, ProcessRunner, RunEvent, Started
+from .runner import Exited, LaunchSpec, RunEvent, Runner, Started
 from .scheduler import ActiveRun, Kill, StopReason, Terminate
 from .slots import SlotTable
 
@@ -49,8 +50,17 @@ class StopMode(StrEnum):
     HANDOFF = "handoff"  # leave agents running for the next daemon (``restart``)
 
 
+@dataclass
+class Periodic:
+    """Upkeep that runs every ``interval`` seconds on the loop's thread (log rotation, pings)."""
+
+    interval: float
+    action: Callable[[float], None]
+    next_at: float = 0.0
+
+
 class Engine:
-    def __init__(self, settings: Settings, paths: ProjectPaths, runner: ProcessRunner, log: Any,
+    def __init__(self, settings: Settings, paths: ProjectPaths, runner: Runner, log: Any,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.paths = paths
@@ -76,6 +86,11 @@ class Engine:
         self._state_dirty = True
         self._next_state_save = 0.0
         self._next_save_retry = 0.0
+        self._periodic: list[Periodic] = []
+
+    def every(self, interval: float, action: Callable[[float], None]) -> None:
+        """Run ``action(now)`` every ``interval`` seconds, first at start, never on dispatch."""
+        self._periodic.append(Periodic(interval, action))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -127,15 +142,17 @@ class Engine:
         if now >= self._next_sweep:
             self._sweep(now)
         self._dispatch(now)
+        self._run_periodic(now)
         self._persist(now, force=self.finished)
 
     def _next_wakeup(self, now: float) -> float | None:
-        if self.inbox.pending or self.stop_request and self.stop_mode is None:
+        if self.inbox.pending or (self.stop_request and self.stop_mode is None):
             return now
         moments = [self._next_sweep, scheduler.next_deadline(self.active.values(),
                                                              self.settings.AGENT_KILL_GRACE)]
         if self.deferred:
             moments.append(min(self.deferred.values()))
+        moments.extend(task.next_at for task in self._periodic)
         if self._state_dirty or self.slots.dirty:
             moments.append(max(self._next_state_save, self._next_save_retry))
         return min(moment for moment in moments if moment is not None)
@@ -368,6 +385,16 @@ class Engine:
         except OSError as error:
             self.log.error("ERROR", msg="cannot scan the trigger folder", error=str(error))
         self._state_dirty = True
+
+    def _run_periodic(self, now: float) -> None:
+        for task in self._periodic:
+            if now >= task.next_at:
+                task.next_at = now + task.interval
+                try:
+                    task.action(now)
+                except Exception as error:  # upkeep must never stop the daemon
+                    self.log.error("ERROR", msg="upkeep failed", task=task.action.__name__,
+                                   error=repr(error))
 
     def _recover(self) -> None:
         result = recover_runs(self.run_files, self.runner, self.paths.running,

@@ -45,9 +45,9 @@ class Archive:
         folder = self.folder(outcome.folder)
         for candidate in candidate_names(name):
             target = folder / candidate
-            sidecar = result_path(target)
-            if os.path.lexists(target) or os.path.lexists(sidecar):
+            if os.path.lexists(target):
                 continue
+            sidecar = result_path(target)  # one left by a crash mid-archive is replaced
             write_json_atomic(sidecar, result)
             try:
                 rename_noreplace(source, target)

@@ -20,7 +20,7 @@ from pathlib import Path
 from .files import move_unique
 from .models import Run, RunExit
 from .records import RunFiles
-from .runner import ProcessRunner
+from .runner import Runner
 from .scheduler import ActiveRun
 
 
@@ -32,7 +32,7 @@ class RecoveryResult:
     notes: list[str] = field(default_factory=list)
 
 
-def recover_runs(run_files: RunFiles, runner: ProcessRunner, running: Path,
+def recover_runs(run_files: RunFiles, runner: Runner, running: Path,
                  queue_folder: Path) -> RecoveryResult:
     result = RecoveryResult()
     claimed: set[str] = set()

@@ -15,6 +15,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -52,6 +53,20 @@ class Exited:
 
 
 RunEvent = Started | Exited
+
+
+class Runner(Protocol):
+    """What the engine needs from a runner; tests pass a scripted fake."""
+
+    def wake(self) -> None: ...
+
+    def launch(self, spec: LaunchSpec) -> None: ...
+
+    def adopt(self, run_id: str, started: RunStarted, exit_file: Path) -> bool: ...
+
+    def signal(self, agent: ProcessIdentity, number: int) -> None: ...
+
+    def wait(self, timeout: float | None) -> list[RunEvent]: ...
 
 
 def identity_of(pid: int) -> ProcessIdentity | None:

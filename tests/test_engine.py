@@ -1,0 +1,179 @@
+"""The engine's decisions with a fake clock and a scripted runner: no processes, no sleeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import structlog
+
+from starforge_daemon.config import ProjectPaths, Settings
+from starforge_daemon.engine import Engine, StopMode
+from starforge_daemon.models import ProcessIdentity, RunExit, RunStarted
+from starforge_daemon.runner import Exited, LaunchSpec, RunEvent, Started
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.launched: list[LaunchSpec] = []
+        self.signals: list[tuple[int, int]] = []
+
+    def wake(self) -> None:
+        pass
+
+    def launch(self, spec: LaunchSpec) -> None:
+        self.launched.append(spec)
+
+    def adopt(self, run_id: str, started: RunStarted, exit_file: Path) -> bool:
+        return False
+
+    def signal(self, agent: ProcessIdentity, number: int) -> None:
+        self.signals.append((agent.pid, number))
+
+    def wait(self, timeout: float | None) -> list[RunEvent]:
+        raise AssertionError("the tests drive Engine.apply directly")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    paths = ProjectPaths(tmp_path)
+    paths.ensure()
+    clock = Clock()
+    runner = FakeRunner()
+
+    def make(**settings) -> Engine:
+        engine = Engine(Settings(**settings), paths, runner, structlog.get_logger(), clock)
+        engine.prepare()
+        return engine
+
+    return paths, clock, runner, make
+
+
+def write(paths: ProjectPaths, name: str, agent: str, stamp: int) -> None:
+    path = paths.triggers / name
+    path.write_text(json.dumps({"to_agent": agent}))
+    os.utime(path, ns=(stamp, stamp))
+
+
+def started(spec: LaunchSpec, pid: int) -> Started:
+    return Started(spec.run_id, ProcessIdentity(pid=pid, create_time=1.0))
+
+
+def exited(spec: LaunchSpec, code: int, at: float) -> Exited:
+    return Exited(spec.run_id, RunExit(ended_at=at, exit_code=code))
+
+
+def result(paths: ProjectPaths, folder: Path, name: str) -> dict:
+    return json.loads((folder / f"{name}.result.json").read_text())
+
+
+def test_dispatch_holds_busy_agent_and_respects_limit(setup) -> None:
+    paths, clock, runner, make = setup
+    write(paths, "a1.trigger", "a", 1)
+    write(paths, "a2.trigger", "a", 2)
+    write(paths, "b1.trigger", "b", 3)
+    write(paths, "c1.trigger", "c", 4)
+    engine = make(PARALLEL_DAEMON=True, MAX_CONCURRENT_AGENTS=2)
+    argv = runner.launched[0].argv
+    assert argv[:4] == ["claude", "--print", "--permission-mode", "bypassPermissions"]
+    assert "'a'" in argv[4] and '{"to_agent":"a"}' in argv[4], "the prompt names agent and trigger"
+    assert [s.env["STARFORGE_TRIGGER_FILE"].rsplit("/", 1)[1] for s in runner.launched] == [
+        "a1.trigger", "b1.trigger"]
+    first = runner.launched[0]
+    engine.apply([started(first, 11), exited(first, 0, clock.now)], clock.now)
+    names = [s.env["STARFORGE_TRIGGER_FILE"].rsplit("/", 1)[1] for s in runner.launched]
+    assert names == ["a1.trigger", "b1.trigger", "a2.trigger"], "a2 (older) before c1"
+    assert (paths.processed / "a1.trigger").exists()
+    assert result(paths, paths.processed, "a1.trigger")["outcome"] == "succeeded"
+    slots = json.loads(paths.slots_file.read_text())
+    assert slots["a"]["status"] == "busy" and slots["b"]["status"] == "busy"
+
+
+def test_timeout_escalates_from_term_to_kill_on_the_clock(setup) -> None:
+    paths, clock, runner, make = setup
+    write(paths, "t.trigger", "slow", 1)
+    engine = make(AGENT_TIMEOUT=30, AGENT_KILL_GRACE=5)
+    spec = runner.launched[0]
+    engine.apply([started(spec, 42)], clock.now)
+    clock.now += 29.9
+    engine.apply([], clock.now)
+    assert runner.signals == []
+    clock.now += 0.1
+    engine.apply([], clock.now)
+    assert runner.signals == [(42, signal.SIGTERM)]
+    clock.now += 4.9
+    engine.apply([], clock.now)
+    assert runner.signals == [(42, signal.SIGTERM)]
+    clock.now += 0.1
+    engine.apply([], clock.now)
+    assert runner.signals[-1] == (42, signal.SIGKILL)
+    engine.apply([exited(spec, -9, clock.now)], clock.now)
+    outcome = result(paths, paths.failed, "t.trigger")
+    assert outcome["outcome"] == "timed_out" and outcome["exit_code"] == -9
+    assert json.loads(paths.slots_file.read_text())["slow"]["status"] == "idle"
+
+
+def test_stop_terminates_runs_and_finishes_when_they_are_gone(setup) -> None:
+    paths, clock, runner, make = setup
+    write(paths, "a.trigger", "a", 1)
+    write(paths, "b.trigger", "b", 2)
+    write(paths, "c.trigger", "c", 3)
+    engine = make(PARALLEL_DAEMON=True, MAX_CONCURRENT_AGENTS=2)
+    a, b = runner.launched
+    engine.apply([started(a, 1), started(b, 2)], clock.now)
+    engine.stop_request = StopMode.STOP
+    engine.apply([], clock.now)
+    assert sorted(runner.signals) == [(1, signal.SIGTERM), (2, signal.SIGTERM)]
+    assert not engine.finished
+    engine.apply([exited(a, -15, clock.now)], clock.now)
+    assert not engine.finished and len(runner.launched) == 2, "no new run while stopping"
+    clock.now += 10
+    engine.apply([], clock.now)
+    assert (2, signal.SIGKILL) in runner.signals
+    engine.apply([exited(b, -9, clock.now)], clock.now)
+    assert engine.finished
+    assert result(paths, paths.failed, "a.trigger")["outcome"] == "killed"
+    assert (paths.triggers / "c.trigger").exists(), "queued triggers stay queued"
+
+
+def test_handoff_leaves_runs_alone(setup) -> None:
+    paths, clock, runner, make = setup
+    write(paths, "a.trigger", "a", 1)
+    engine = make()
+    engine.apply([started(runner.launched[0], 7)], clock.now)
+    engine.stop_request = StopMode.HANDOFF
+    engine.apply([], clock.now)
+    assert engine.finished and runner.signals == []
+    assert list(paths.running.iterdir()) == [paths.running / "a.trigger"]
+
+
+def test_spawn_error_reported_by_monitor_fails_the_trigger(setup) -> None:
+    paths, clock, runner, make = setup
+    write(paths, "a.trigger", "a", 1)
+    write(paths, "a2.trigger", "a", 2)
+    engine = make()
+    spec = runner.launched[0]
+    engine.apply([Exited(spec.run_id, RunExit(ended_at=clock.now, error="could not start 'x'"))],
+                 clock.now)
+    assert result(paths, paths.failed, "a.trigger")["reason"] == "could not start 'x'"
+    assert len(runner.launched) == 2, "the slot carries on with the next trigger"
+
+
+def test_sleeps_until_the_next_deadline(setup) -> None:
+    paths, clock, runner, make = setup
+    write(paths, "a.trigger", "a", 1)
+    engine = make(AGENT_TIMEOUT=3, PROCESS_MONITOR_INTERVAL=10)
+    clock.now += 2  # past the state-save throttle
+    engine.apply([], clock.now)
+    assert engine._next_wakeup(clock.now) == pytest.approx(clock.now + 1)
