@@ -125,8 +125,10 @@ def _monitor(spec: LaunchSpec, report_fd: int, log_fd: int) -> None:
         os.close(log_fd)
         agent = identity_of(pid) or ProcessIdentity(pid=pid, create_time=0.0)
         started = RunStarted(monitor=me, agent=agent)
-        write_atomic(spec.started_file, started.model_dump_json().encode())
-        os.write(report_fd, f"{pid} {agent.create_time!r}\n".encode())
+        with contextlib.suppress(OSError):  # the agent runs; failing to note it must not orphan it
+            write_atomic(spec.started_file, started.model_dump_json().encode())
+        with contextlib.suppress(OSError):  # the daemon may be gone; the files tell the next one
+            os.write(report_fd, f"{pid} {agent.create_time!r}\n".encode())
         _, wait_status = os.waitpid(pid, 0)
         ended_at = time.time()
         with contextlib.suppress(OSError):

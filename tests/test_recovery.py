@@ -1,0 +1,188 @@
+"""Crashes, restarts and stale or broken files: the daemon comes back and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+from conftest import Project, gone, wait_until
+
+from starforge_daemon.models import ProcessIdentity, Run, RunStarted
+
+
+def kill_daemon(project: Project) -> int:
+    pid = project.daemon_pid()
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: gone(pid), 5, "daemon gone")
+    return pid
+
+
+def test_sigkilled_daemon_adopts_running_agent_and_records_its_real_exit(project: Project) -> None:
+    project.trigger("t.trigger", "worker", context={"sleep": 1.5, "exit": 7})
+    project.trigger("u.trigger", "worker")
+    project.start(AGENT_TIMEOUT=60)
+    start = wait_until(lambda: project.journal("start"), what="agent started")[0]
+    busy = project.slots()["worker"]
+    kill_daemon(project)
+    assert psutil.pid_exists(start["pid"]), "the agent outlives the daemon"
+    project.start()
+    slot = project.slots()["worker"]
+    assert slot["status"] == "busy" and slot["pid"] == str(start["pid"])
+    assert slot["started_at"] == busy["started_at"] and slot["run_id"] == busy["run_id"]
+    project.wait_archived(2)
+    result = project.result("t.trigger")
+    assert (result["outcome"], result["exit_code"]) == ("failed", 7)
+    assert [e["trigger"] for e in project.journal("start")] == ["t.trigger", "u.trigger"]
+    assert "RECOVERY" in project.log()
+    assert project.slots()["worker"]["status"] == "idle"
+
+
+def test_adopted_run_keeps_its_original_timeout(project: Project) -> None:
+    project.trigger("t.trigger", "worker", context={"sleep": 60})
+    project.start(AGENT_TIMEOUT=2, AGENT_KILL_GRACE=0.5)
+    wait_until(lambda: project.journal("start"), what="agent started")
+    kill_daemon(project)
+    began = time.monotonic()
+    project.start(AGENT_TIMEOUT=600)
+    project.wait_archived(1, timeout=10)
+    assert time.monotonic() - began < 5, "the deadline counts from the original start"
+    assert project.result("t.trigger")["outcome"] == "timed_out"
+
+
+def test_run_that_ended_while_no_daemon_ran_is_archived_with_its_status(project: Project) -> None:
+    project.trigger("t.trigger", "worker", context={"sleep": 0.5, "exit": 4})
+    project.start()
+    wait_until(lambda: project.journal("start"), what="agent started")
+    kill_daemon(project)
+    exit_files = lambda: list(project.paths.runs.glob("*.exit"))  # noqa: E731
+    wait_until(exit_files, 10, "the monitor recorded the exit")
+    assert project.all_archived() == {}
+    project.start()
+    project.wait_archived(1)
+    assert project.result("t.trigger")["exit_code"] == 4
+    assert "RECOVERY" in project.log()
+
+
+def test_run_whose_processes_vanished_is_archived_as_lost(project: Project) -> None:
+    project.trigger("t.trigger", "worker", context={"sleep": 60})
+    project.start()
+    start = wait_until(lambda: project.journal("start"), what="agent started")[0]
+    kill_daemon(project)
+    monitor = psutil.Process(start["pid"]).ppid()
+    os.kill(monitor, signal.SIGKILL)
+    os.killpg(start["pid"], signal.SIGKILL)
+    wait_until(lambda: gone(start["pid"]) and gone(monitor), 5, "run processes gone")
+    project.start()
+    project.wait_archived(1)
+    assert project.all_archived() == {"t.trigger": "failed"}
+    assert project.result("t.trigger")["outcome"] == "lost"
+    assert project.slots()["worker"]["status"] == "idle"
+
+
+def test_reused_pid_is_never_signalled_or_adopted(project: Project) -> None:
+    """A run record naming a live, unrelated process (same pid, other start time)."""
+    project.paths.ensure()
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        trigger = project.paths.running / "t.trigger"
+        trigger.write_text(json.dumps({"to_agent": "worker"}))
+        run = Run(run_id="worker-1-abcdef", agent="worker", trigger_name="t.trigger",
+                  trigger_path=str(trigger), log_path=str(project.paths.logs / "w.log"),
+                  started_at=time.time() - 100, timeout=1)
+        stale = ProcessIdentity(pid=bystander.pid, create_time=12345.0)
+        (project.paths.runs / f"{run.run_id}.json").write_text(run.model_dump_json())
+        (project.paths.runs / f"{run.run_id}.pid").write_text(
+            RunStarted(monitor=stale, agent=stale).model_dump_json())
+        project.start()
+        project.wait_archived(1)
+        assert project.result("t.trigger")["outcome"] == "lost"
+        assert bystander.poll() is None, "the unrelated process was not signalled"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_claimed_but_never_started_trigger_is_queued_again(project: Project) -> None:
+    project.paths.ensure()
+    (project.paths.running / "t.trigger").write_text(json.dumps({"to_agent": "worker"}))
+    project.start()
+    project.wait_archived(1)
+    assert project.all_archived() == {"t.trigger": "done"}
+    assert len(project.journal("start")) == 1
+
+
+def test_restart_hands_running_agents_to_the_new_daemon(project: Project) -> None:
+    project.trigger("t.trigger", "worker", context={"sleep": 1.5, "exit": 5})
+    old = project.start()
+    start = wait_until(lambda: project.journal("start"), what="agent started")[0]
+    project.cli("daemon", "restart")
+    new = project.daemon_pid()
+    assert new != old and gone(old)
+    assert psutil.pid_exists(start["pid"])
+    assert project.slots()["worker"]["pid"] == str(start["pid"])
+    project.wait_archived(1)
+    assert project.result("t.trigger")["exit_code"] == 5
+    assert len(project.journal("start")) == 1
+
+
+def test_stale_pid_file_does_not_block_a_start(project: Project) -> None:
+    project.paths.ensure()
+    for stale in ("999999", str(os.getpid()), "garbage"):
+        project.paths.pid_file.write_text(stale)
+        pid = project.start()
+        assert pid != int(stale) if stale.isdigit() else True
+        project.stop()
+
+
+def test_corrupt_state_files_are_reported_and_rebuilt(project: Project) -> None:
+    project.paths.ensure()
+    for content in (b"", b'{"agent-a": {"status": "bu', b"\x00\xff not json", b"[1, 2]"):
+        project.paths.slots_file.write_bytes(content)
+        project.paths.state_file.write_bytes(content)
+        project.trigger("t.trigger", "agent-a")
+        project.start()
+        project.wait_archived(1)
+        assert project.slots()["agent-a"]["status"] == "idle"
+        assert json.loads(project.paths.state_file.read_text())["pid"] == project.daemon_pid()
+        project.stop()
+        assert "RECOVERY" in project.log()
+        for path in project.paths.processed.glob("t.trigger*"):
+            path.unlink()
+
+
+def test_simultaneous_starts_leave_exactly_one_daemon(project: Project) -> None:
+    project.write_env()
+    command = [sys.executable, "-m", "starforge_daemon", "--project-dir", str(project.root),
+               "daemon", "start"]
+    starters = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(3)]
+    results = [(p.wait(60), p.stderr.read()) for p in starters]
+    for p in starters:
+        p.stdout.close()
+        p.stderr.close()
+    assert sorted(code for code, _ in results) == [0, 1, 1]
+    assert all("already running" in err for code, err in results if code)
+    daemons = [p for p in psutil.process_iter(["cmdline", "cwd"])
+               if p.info["cwd"] == str(project.root) and "daemon" in (p.info["cmdline"] or [])]
+    assert len(daemons) == 1
+
+
+def test_failed_state_save_keeps_the_last_good_file_and_recovers(project: Project) -> None:
+    project.trigger("first.trigger", "agent-a")
+    pid = project.start()
+    project.wait_archived(1)
+    wait_until(lambda: "agent-a" in project.slots(), what="slot saved")
+    good = project.paths.slots_file.read_text()
+    blocker = project.paths.daemon_dir / f".agent-slots.json.{pid}.tmp"
+    blocker.mkdir()  # the next save cannot create its temporary file
+    project.trigger("second.trigger", "agent-b")
+    project.wait_archived(2)
+    wait_until(lambda: "cannot save state" in project.log(), what="the error is logged")
+    assert project.paths.slots_file.read_text() == good
+    blocker.rmdir()
+    wait_until(lambda: "agent-b" in project.slots(), what="saved again once possible")
