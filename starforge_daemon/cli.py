@@ -10,6 +10,7 @@ import click
 from tabulate import tabulate
 
 from . import control
+from .cli_systemd import systemd
 from .config import ProjectPaths, Settings, SettingsError, load_settings
 from .instance import running_pid
 
@@ -141,6 +142,9 @@ def demo(directory: str | None) -> None:
     from .demo import run_demo
 
     sys.exit(run_demo(directory, click.echo))
+
+
+main.add_command(systemd)
 
 
 if __name__ == "__main__":

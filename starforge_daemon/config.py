@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     MAX_TRIGGER_BYTES: int = Field(default=1024 * 1024, ge=64)
     TRIGGER_SETTLE_SECONDS: float = Field(default=2.0, ge=0)
     ALLOW_FOREIGN_TRIGGERS: bool = False
+    LOG_MAX_BYTES: int = Field(default=100 * 1024 * 1024, ge=4096)
+    LOG_RETENTION_DAYS: float = Field(default=7.0, gt=0)
+    LOG_COMPRESS_AFTER_HOURS: float = Field(default=24.0, ge=0)
+    DAEMON_LOG_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=4096)
 
     @field_validator("AGENT_COMMAND")
     @classmethod
@@ -144,6 +148,7 @@ class ProjectPaths:
 
     def folders(self) -> tuple[Path, ...]:
         return (
+            self.claude,  # made here, not as a parent, so it gets 0755 too
             self.triggers,
             self.running,
             self.processed,

@@ -13,10 +13,10 @@ import time
 from typing import Any
 
 from .config import ProjectPaths
+from .instance import running_pid
 from .intake import is_trigger_name
 from .models import parse_iso_utc
 from .records import RESULT_SUFFIX, StateFile
-from .instance import running_pid
 
 
 def _count_archived(folder: os.PathLike[str] | str) -> int:

@@ -237,7 +237,8 @@ class Engine:
                           env=run_environment(self._base_env, values, str(self.paths.root)),
                           cwd=str(self.paths.root), log_path=log_path,
                           started_file=self.run_files.started_path(run_id),
-                          exit_file=self.run_files.exit_path(run_id))
+                          exit_file=self.run_files.exit_path(run_id),
+                          log_cap=self.settings.LOG_MAX_BYTES)
         try:
             self.run_files.write_run(run)
             self.runner.launch(spec)

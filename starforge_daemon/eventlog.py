@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -43,6 +44,7 @@ class EventLogFile:
         self._max_bytes = max_bytes
         self._backups = backups
         self._echo = echo
+        self._lock = threading.Lock()  # upkeep threads log too
         self._file = self._open()
 
     def _open(self) -> TextIO:
@@ -50,15 +52,16 @@ class EventLogFile:
         return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
 
     def write_line(self, line: str) -> None:
-        try:
-            self._file.write(line + "\n")
-            self._file.flush()
-            if self._file.tell() >= self._max_bytes:
-                self._rotate()
-        except OSError:
-            pass  # a full disk must not stop the daemon; the next line tries again
-        if self._echo is not None:
-            print(line, file=self._echo, flush=True)
+        with self._lock:
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+                if self._file.tell() >= self._max_bytes:
+                    self._rotate()
+            except OSError:
+                pass  # a full disk must not stop the daemon; the next line tries again
+            if self._echo is not None:
+                print(line, file=self._echo, flush=True)
 
     msg = info = warning = error = critical = debug = exception = write_line
 
@@ -72,15 +75,16 @@ class EventLogFile:
                 os.replace(newer, older)
         self._file = self._open()
 
-    def reopen_if_moved(self) -> None:
+    def reopen_if_moved(self, _now: float = 0.0) -> None:
         """After an outside rotation the path names a new file (or none): follow it."""
-        try:
-            same = os.stat(self._path).st_ino == os.fstat(self._file.fileno()).st_ino
-        except OSError:
-            same = False
-        if not same:
-            self._file.close()
-            self._file = self._open()
+        with self._lock:
+            try:
+                same = os.stat(self._path).st_ino == os.fstat(self._file.fileno()).st_ino
+            except OSError:
+                same = False
+            if not same:
+                self._file.close()
+                self._file = self._open()
 
     def close(self) -> None:
         self._file.close()

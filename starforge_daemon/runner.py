@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import signal
 import time
@@ -23,6 +24,7 @@ from .files import read_model, write_atomic
 from .models import ProcessIdentity, RunExit, RunStarted
 
 _SPAWN_DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+_PUMP_CHUNK = 1 << 16
 _MONITOR_IGNORES = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGPIPE)
 
@@ -36,6 +38,7 @@ class LaunchSpec:
     log_path: Path
     started_file: Path
     exit_file: Path
+    log_cap: int
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,73 @@ def _close_all_but(keep: set[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
+class _CappedLog:
+    """Appends to a run's log but never lets it pass ``cap`` bytes.
+
+    On overflow the file is cut back to its first half and a marker; the newest output
+    follows, so a runaway agent keeps both how it started and how it ended.
+    """
+
+    MARKER = b"\n[starforge: output over LOG_MAX_BYTES dropped here; the latest output follows]\n"
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self._fd = fd
+        self._cap = cap
+        self._size = os.fstat(fd).st_size
+
+    def write(self, data: bytes) -> None:
+        if self._size + len(data) > self._cap:
+            head = min(self._size, self._cap // 2)
+            os.ftruncate(self._fd, head)
+            os.write(self._fd, self.MARKER)
+            self._size = head + len(self.MARKER)
+            data = data[-(self._cap - self._size):]
+        os.write(self._fd, data)
+        self._size += len(data)
+
+
+def _spawn_agent(spec: LaunchSpec, output_fd: int) -> int:
+    return os.posix_spawnp(
+        spec.argv[0], spec.argv, spec.env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, output_fd, 1),
+            (os.POSIX_SPAWN_DUP2, output_fd, 2),
+        ],
+        setsid=True,
+        setsigdef=_SPAWN_DEFAULT_SIGNALS,
+        setsigmask=(),
+    )
+
+
+def _pump_until_exit(pid: int, output: int, log: _CappedLog) -> int:
+    """Copy the agent's output into its log until the agent exits; returns its wait status.
+
+    The exit is what counts: a grandchild still holding the pipe does not keep the run open.
+    """
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(output, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == pidfd:
+                _, wait_status = os.waitpid(pid, 0)
+                os.set_blocking(output, False)
+                with contextlib.suppress(BlockingIOError):
+                    for _ in range(64):  # what is already buffered, not what keeps coming
+                        chunk = os.read(output, _PUMP_CHUNK)
+                        if not chunk:
+                            break
+                        log.write(chunk)
+                return wait_status
+            chunk = os.read(output, _PUMP_CHUNK)
+            if chunk:
+                log.write(chunk)
+            else:
+                poller.unregister(output)
+
+
 def _monitor(spec: LaunchSpec, report_fd: int, log_fd: int) -> None:
     """Body of the forked monitor process. Never returns."""
     status = 1
@@ -102,19 +172,10 @@ def _monitor(spec: LaunchSpec, report_fd: int, log_fd: int) -> None:
         _close_all_but({report_fd, log_fd})
         me = ProcessIdentity(pid=os.getpid(), create_time=psutil.Process().create_time())
         write_atomic(spec.started_file, RunStarted(monitor=me).model_dump_json().encode())
+        output, agent_output = os.pipe()
         try:
             os.chdir(spec.cwd)
-            pid = os.posix_spawnp(
-                spec.argv[0], spec.argv, spec.env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                ],
-                setsid=True,
-                setsigdef=_SPAWN_DEFAULT_SIGNALS,
-                setsigmask=(),
-            )
+            pid = _spawn_agent(spec, agent_output)
         except (OSError, ValueError) as error:
             reason = f"could not start {spec.argv[0]!r}: {getattr(error, 'strerror', None) or error}"
             os.write(log_fd, f"starforge: {reason}\n".encode())
@@ -122,14 +183,14 @@ def _monitor(spec: LaunchSpec, report_fd: int, log_fd: int) -> None:
             write_atomic(spec.exit_file, done.model_dump_json().encode())
             status = 0
             return
-        os.close(log_fd)
+        os.close(agent_output)
         agent = identity_of(pid) or ProcessIdentity(pid=pid, create_time=0.0)
         started = RunStarted(monitor=me, agent=agent)
         with contextlib.suppress(OSError):  # the agent runs; failing to note it must not orphan it
             write_atomic(spec.started_file, started.model_dump_json().encode())
         with contextlib.suppress(OSError):  # the daemon may be gone; the files tell the next one
             os.write(report_fd, f"{pid} {agent.create_time!r}\n".encode())
-        _, wait_status = os.waitpid(pid, 0)
+        wait_status = _pump_until_exit(pid, output, _CappedLog(log_fd, spec.log_cap))
         ended_at = time.time()
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)  # whatever the agent left behind in its group

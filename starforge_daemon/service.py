@@ -12,15 +12,15 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import structlog
 
 from .config import ProjectPaths, Settings
 from .engine import Engine, StopMode
-from .instance import InstanceLock, read_pid
 from .eventlog import EventLogFile, configure
+from .files import write_atomic
+from .instance import InstanceLock, read_pid
 from .intake import TriggerWatcher
 from .runner import ProcessRunner
 
@@ -39,9 +39,27 @@ def systemd_notify(message: str) -> None:
         return
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        with contextlib.suppress(OSError):
-            sock.sendto(message.encode(), address)
+    with (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock,
+          contextlib.suppress(OSError)):
+        sock.sendto(message.encode(), address)
+
+
+def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
+    """Seconds between ``WATCHDOG=1`` pings: half of ``WatchdogSec=``; None when it is off.
+
+    ``WATCHDOG_PID`` names the process systemd watches; a child that inherited it must not ping.
+    """
+    if environ.get("WATCHDOG_PID", str(pid)) != str(pid):
+        return None
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    return usec / 2 / 1_000_000 if usec > 0 else None
+
+
+def watchdog_ping(_now: float) -> None:
+    systemd_notify("WATCHDOG=1")
 
 
 def _install_signal_handlers(engine: Engine, runner: ProcessRunner) -> None:
@@ -74,7 +92,10 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put)
     _install_signal_handlers(engine, runner)
     pid = os.getpid()
-    paths.pid_file.write_text(f"{pid}\n")
+    ping_every = watchdog_interval(os.environ, pid)
+    if ping_every is not None:  # from the loop's thread: a stuck loop misses its pings
+        engine.every(ping_every, watchdog_ping)
+    write_atomic(paths.pid_file, f"{pid}\n".encode())  # 0644 whatever the umask
     log.info("START", pid=pid, project=str(paths.root))
 
     def ready() -> None:

@@ -2,7 +2,7 @@
 
 context keys: ``sleep`` (seconds), ``exit`` (status), ``ignore_term`` (bool), ``grandchild``
 (start a child that ignores SIGTERM and outlives this process unless killed), ``output``
-(bytes to print), ``touch`` (a file to create). Every run appends ``start`` and ``end`` lines
+(about that many bytes of output, then ``THE END``), ``touch`` (a file to create). Every run appends ``start`` and ``end`` lines
 to ``$STARFORGE_PROJECT_DIR/journal.jsonl``; a grandchild writes its pid there too.
 """
 
@@ -39,7 +39,9 @@ def main():
             time.sleep(600)
             os._exit(0)
     if context.get("output"):
-        sys.stdout.write("x" * int(context["output"]) + "\n")
+        for _ in range(int(context["output"]) // 4096):
+            sys.stdout.write("x" * 4095 + "\n")
+        sys.stdout.write("THE END\n")
         sys.stdout.flush()
     if context.get("touch"):
         open(context["touch"], "w").close()

@@ -1,0 +1,72 @@
+"""Agent log upkeep: retention, compression, per-agent cap, and the cap on a runaway writer."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from pathlib import Path
+
+from conftest import Project
+
+from starforge_daemon.logupkeep import LogPolicy, agent_of, tidy
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+def make_log(folder: Path, agent: str, age: float, size: int, now: float) -> Path:
+    stamp = int(now - age)
+    path = folder / f"{agent}-{stamp}-{os.urandom(3).hex()}.log"
+    path.write_bytes(b"line\n" * (size // 5))
+    os.utime(path, (now - age, now - age))
+    return path
+
+
+def test_agent_names_are_read_from_run_log_names() -> None:
+    assert agent_of("junior-dev-a-1761368400-1a2b3c.log") == "junior-dev-a"
+    assert agent_of("junior-dev-a-1761368400-1a2b3c.log.gz") == "junior-dev-a"
+    assert agent_of("daemon.log") is None
+    assert agent_of("notes-x-y.log") is None
+
+
+def test_old_logs_deleted_day_old_compressed_fresh_kept(tmp_path: Path) -> None:
+    now = time.time()
+    policy = LogPolicy(max_bytes_per_agent=10**9, retention_seconds=7 * DAY,
+                       compress_after_seconds=DAY)
+    expired = make_log(tmp_path, "a", 8 * DAY, 100, now)
+    stale = make_log(tmp_path, "a", 2 * DAY, 1000, now)
+    fresh = make_log(tmp_path, "a", HOUR, 100, now)
+    running = make_log(tmp_path, "b", 9 * DAY, 100, now)
+    (tmp_path / "daemon.log").write_text("events\n")
+    done = tidy(tmp_path, policy, now, in_use=[str(running)])
+    assert done == {"deleted": 1, "compressed": 1}
+    assert not expired.exists() and fresh.exists() and running.exists()
+    packed = stale.with_name(stale.name + ".gz")
+    assert not stale.exists() and packed.exists()
+    assert gzip.decompress(packed.read_bytes()) == b"line\n" * 200
+    assert abs(packed.stat().st_mtime - (now - 2 * DAY)) < 1
+    assert (tmp_path / "daemon.log").exists()
+
+
+def test_each_agent_is_capped_oldest_first(tmp_path: Path) -> None:
+    now = time.time()
+    policy = LogPolicy(max_bytes_per_agent=2500, retention_seconds=7 * DAY,
+                       compress_after_seconds=7 * DAY)
+    logs = [make_log(tmp_path, "a", age * HOUR, 1000, now) for age in (5, 4, 3, 2, 1)]
+    other = make_log(tmp_path, "b", 6 * HOUR, 1000, now)
+    tidy(tmp_path, policy, now, in_use=[])
+    assert [log.exists() for log in logs] == [False, False, False, True, True]
+    assert other.exists()
+
+
+def test_a_runaway_writer_is_capped_and_its_last_output_kept(project: Project) -> None:
+    project.trigger("t.trigger", "chatty", context={"output": 1_000_000})
+    project.start(LOG_MAX_BYTES=65536)
+    project.wait_archived(1)
+    log = Path(project.result("t.trigger")["log"])
+    data = log.read_bytes()
+    assert len(data) <= 65536
+    assert b"output over LOG_MAX_BYTES dropped" in data
+    assert data.endswith(b"THE END\n")
+    assert project.result("t.trigger")["outcome"] == "succeeded"
