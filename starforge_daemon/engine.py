@@ -42,6 +42,7 @@ from .scheduler import ActiveRun, Kill, StopReason, Terminate
 from .slots import SlotTable
 
 STATE_SAVE_INTERVAL = 1.0
+DAEMON_ONLY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 SAVE_RETRY_INTERVAL = 1.0
 
 
@@ -61,12 +62,14 @@ class Periodic:
 
 class Engine:
     def __init__(self, settings: Settings, paths: ProjectPaths, runner: Runner, log: Any,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_stopping: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.paths = paths
         self.runner = runner
         self.log = log
         self.clock = clock
+        self.on_stopping = on_stopping
         self.queue = TriggerQueue()
         self.inbox = Inbox(runner.wake)
         self.archive = Archive(paths)
@@ -81,7 +84,9 @@ class Engine:
         self.stop_request: StopMode | None = None
         self.stop_mode: StopMode | None = None
         self._command = settings.command_words
-        self._base_env = {**dotenv_extras(paths), **os.environ}
+        environment = {**dotenv_extras(paths), **os.environ}
+        self._base_env = {key: value for key, value in environment.items()
+                          if key not in DAEMON_ONLY_VARIABLES}
         self._next_sweep = 0.0
         self._state_dirty = True
         self._next_state_save = 0.0
@@ -353,12 +358,16 @@ class Engine:
             if active.agent is not None:
                 self.runner.signal(active.agent, number)
 
+    def logs_in_use(self) -> list[str]:
+        return [active.run.log_path for active in self.active.values()]
+
     def _agent_from_disk(self, run_id: str) -> ProcessIdentity | None:
         started = self.run_files.read_started(run_id)
         return started.agent if started else None
 
     def _begin_stop(self, mode: StopMode, now: float) -> None:
         self.stop_mode = mode
+        self.on_stopping()
         self.log.info("SHUTDOWN", mode=mode.value, running=len(self.active),
                       queued=len(self.queue),
                       msg="leaving agents running for the next daemon"

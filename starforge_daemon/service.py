@@ -22,9 +22,9 @@ from .eventlog import EventLogFile, configure
 from .files import write_atomic
 from .instance import InstanceLock, read_pid
 from .intake import TriggerWatcher
+from .logupkeep import LogPolicy, LogUpkeep
 from .runner import ProcessRunner
 
-DAEMON_LOG_MAX_BYTES = 10 * 1024 * 1024
 READY_TIMEOUT = 120.0
 
 
@@ -76,6 +76,25 @@ def _install_signal_handlers(engine: Engine, runner: ProcessRunner) -> None:
     signal.set_wakeup_fd(runner.wake_fd, warn_on_full_buffer=False)
 
 
+def _schedule_upkeep(engine: Engine, settings: Settings, paths: ProjectPaths,
+                     sink: EventLogFile, pid: int) -> LogUpkeep:
+    """Periodic work on the loop: systemd watchdog pings, log upkeep, following log rotation."""
+    ping_every = watchdog_interval(os.environ, pid)
+    if ping_every is not None:  # from the loop's thread: a stuck loop misses its pings
+        engine.every(ping_every, watchdog_ping)
+    upkeep = LogUpkeep(paths.logs, LogPolicy(
+        max_bytes_per_agent=settings.LOG_MAX_BYTES,
+        retention_seconds=settings.LOG_RETENTION_DAYS * 86400,
+        compress_after_seconds=settings.LOG_COMPRESS_AFTER_HOURS * 3600), engine.log)
+
+    def tidy_agent_logs(now: float) -> None:
+        upkeep.start_pass(now, engine.logs_in_use)
+
+    engine.every(settings.PROCESS_MONITOR_INTERVAL, tidy_agent_logs)
+    engine.every(settings.PROCESS_MONITOR_INTERVAL, sink.reopen_if_moved)
+    return upkeep
+
+
 def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], None],
           echo: bool = False) -> None:
     """Run the daemon in this process until it is told to stop."""
@@ -84,17 +103,16 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     if not lock.acquire():
         holder = read_pid(paths)
         raise StartError(f"already running (pid {holder})" if holder else "already running")
-    sink = EventLogFile(paths.daemon_log, DAEMON_LOG_MAX_BYTES, echo=sys.stderr if echo else None)
+    sink = EventLogFile(paths.daemon_log, settings.DAEMON_LOG_MAX_BYTES, echo=sys.stderr if echo else None)
     configure(sink)
     log = structlog.get_logger()
     runner = ProcessRunner()
-    engine = Engine(settings, paths, runner, log)
+    engine = Engine(settings, paths, runner, log,
+                    on_stopping=lambda: systemd_notify("STOPPING=1"))
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put)
     _install_signal_handlers(engine, runner)
     pid = os.getpid()
-    ping_every = watchdog_interval(os.environ, pid)
-    if ping_every is not None:  # from the loop's thread: a stuck loop misses its pings
-        engine.every(ping_every, watchdog_ping)
+    upkeep = _schedule_upkeep(engine, settings, paths, sink, pid)
     write_atomic(paths.pid_file, f"{pid}\n".encode())  # 0644 whatever the umask
     log.info("START", pid=pid, project=str(paths.root))
 
@@ -106,13 +124,13 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     try:
         watcher.start()
         engine.run(ready)
-        systemd_notify("STOPPING=1")
         log.info("SHUTDOWN", msg="daemon stopped", mode=engine.stop_mode)
     except Exception:
         log.critical("CRITICAL", msg="daemon crashed", error=traceback.format_exc())
         raise
     finally:
         watcher.stop()
+        upkeep.join(timeout=10)
         if read_pid(paths) == pid:
             paths.pid_file.unlink(missing_ok=True)
         runner.close()

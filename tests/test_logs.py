@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import Project
+from conftest import Project, wait_until
 
 from starforge_daemon.logupkeep import LogPolicy, agent_of, tidy
 
@@ -70,3 +70,31 @@ def test_a_runaway_writer_is_capped_and_its_last_output_kept(project: Project) -
     assert b"output over LOG_MAX_BYTES dropped" in data
     assert data.endswith(b"THE END\n")
     assert project.result("t.trigger")["outcome"] == "succeeded"
+
+
+def test_daemon_tidies_agent_logs_at_start(project: Project) -> None:
+    project.paths.ensure()
+    now = time.time()
+    expired = make_log(project.paths.logs, "a", 8 * DAY, 100, now)
+    stale = make_log(project.paths.logs, "a", 2 * DAY, 100, now)
+    project.start()
+    wait_until(lambda: not expired.exists() and not stale.exists(), what="upkeep ran")
+    assert stale.with_name(stale.name + ".gz").exists()
+    wait_until(lambda: "LOGS" in project.log(), what="upkeep logged")
+
+
+def test_daemon_log_rotates_by_size_and_follows_outside_rotation(project: Project) -> None:
+    log = project.paths.daemon_log
+    project.start(DAEMON_LOG_MAX_BYTES=4096, PARALLEL_DAEMON="true")
+    for number in range(30):
+        project.trigger(f"t{number:02}.trigger", f"agent-{number}")
+    project.wait_archived(30)
+    wait_until(lambda: log.with_name("daemon.log.1").exists(), what="size rotation")
+    assert log.stat().st_size < 4096 + 1024
+    moved = log.with_name("daemon.log.moved")
+    os.replace(log, moved)  # what logrotate does
+    wait_until(log.exists, what="the daemon reopened daemon.log at its next sweep")
+    project.trigger("after.trigger", "agent-x")
+    project.wait_archived(31)
+    wait_until(lambda: log.exists() and "after.trigger" in log.read_text(),
+               what="events in the new daemon.log")
