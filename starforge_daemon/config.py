@@ -135,6 +135,14 @@ class ProjectPaths:
         return self.daemon_dir / "daemon.lock"
 
     @property
+    def keeper_socket(self) -> Path:
+        return self.daemon_dir / "keeper.sock"
+
+    @property
+    def keeper_log(self) -> Path:
+        return self.logs / "keeper.log"
+
+    @property
     def pid_file(self) -> Path:
         return self.claude / "daemon.pid"
 

@@ -35,9 +35,9 @@ from .intake import (
 )
 from .models import Outcome, OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
 from .queue import TriggerQueue
-from .records import Archive, History, RunFiles, StateFile
+from .records import Archive, History, RunJournal, StateFile
 from .recovery import recover_runs
-from .runner import Exited, LaunchSpec, RunEvent, Runner, Started
+from .runner import Exited, LaunchSpec, RunEvent, Runner, RunnerError, Started
 from .scheduler import ActiveRun, Kill, StopReason, Terminate
 from .slots import SlotTable
 
@@ -73,7 +73,7 @@ class Engine:
         self.queue = TriggerQueue()
         self.inbox = Inbox(runner.wake)
         self.archive = Archive(paths)
-        self.run_files = RunFiles(paths)
+        self.journal = RunJournal(paths)
         self.history = History(paths.history_file)
         self.state_file = StateFile(paths.state_file)
         self.slots = SlotTable(paths.slots_file)
@@ -108,6 +108,7 @@ class Engine:
         if self.state_file.load() is None and self.paths.state_file.exists():
             self.log.error("RECOVERY", msg="daemon-state.json is unreadable; rebuilding it")
         self.log.info("MODE", msg=self.settings.mode_text, timeout=self.settings.AGENT_TIMEOUT)
+        self.runner.connect()
         self._recover()
         now = self.clock()
         for name in scan(self.paths.triggers):
@@ -241,14 +242,12 @@ class Engine:
         spec = LaunchSpec(run_id=run_id, argv=render_argv(self._command, values),
                           env=run_environment(self._base_env, values, str(self.paths.root)),
                           cwd=str(self.paths.root), log_path=log_path,
-                          started_file=self.run_files.started_path(run_id),
-                          exit_file=self.run_files.exit_path(run_id),
-                          log_cap=self.settings.LOG_MAX_BYTES)
+                          journal=self.journal.path(run_id), log_cap=self.settings.LOG_MAX_BYTES)
         try:
-            self.run_files.write_run(run)
+            self.journal.create(run)
             self.runner.launch(spec)
-        except OSError as error:
-            self.run_files.remove(run_id)
+        except (OSError, RunnerError) as error:
+            self.journal.remove(run_id)
             self.log.error("ERROR", msg="cannot start run", trigger=entry.name, error=str(error))
             self._finish(ActiveRun(run), RunExit(ended_at=now, error=f"cannot start: {error}"),
                          now)
@@ -317,7 +316,7 @@ class Engine:
                            "until the next start", trigger=run.trigger_name, error=str(error))
             archived = None
         else:
-            self.run_files.remove(run.run_id)
+            self.journal.remove(run.run_id)
             try:
                 self.history.append({**details, "trigger": run.trigger_name,
                                      "archived_as": str(archived),
@@ -362,8 +361,8 @@ class Engine:
         return [active.run.log_path for active in self.active.values()]
 
     def _agent_from_disk(self, run_id: str) -> ProcessIdentity | None:
-        started = self.run_files.read_started(run_id)
-        return started.agent if started else None
+        entry = self.journal.read(run_id)
+        return entry.agent if entry else None
 
     def _begin_stop(self, mode: StopMode, now: float) -> None:
         self.stop_mode = mode
@@ -407,7 +406,7 @@ class Engine:
                                    error=repr(error))
 
     def _recover(self) -> None:
-        result = recover_runs(self.run_files, self.runner, self.paths.running,
+        result = recover_runs(self.journal, self.runner, self.paths.running,
                               self.paths.triggers)
         for note in result.notes:
             self.log.warning("RECOVERY", msg=note)

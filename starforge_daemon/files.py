@@ -8,9 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -18,7 +16,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _renameat2 = getattr(_libc, "renameat2", None)
 
 FILE_MODE = 0o644
-Model = TypeVar("Model", bound=BaseModel)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
@@ -50,14 +47,6 @@ def write_json_atomic(path: Path, value: Any, *, durable: bool = False) -> None:
 def read_json(path: Path) -> Any:
     """The parsed content of a JSON file; raises ``OSError`` or ``ValueError``."""
     return json.loads(path.read_bytes())
-
-
-def read_model(path: Path, model: type[Model]) -> Model | None:
-    """The file parsed as ``model``, or None when it is missing, unreadable or malformed."""
-    try:
-        return model.model_validate_json(path.read_bytes())
-    except (OSError, ValueError):
-        return None
 
 
 def rename_noreplace(source: Path, target: Path) -> None:

@@ -129,15 +129,8 @@ class ProcessIdentity(BaseModel):
     create_time: float
 
 
-class RunStarted(BaseModel):
-    """Written by the run's monitor process: itself first, then the agent once it is spawned."""
-
-    monitor: ProcessIdentity
-    agent: ProcessIdentity | None = None
-
-
 class RunExit(BaseModel):
-    """Written by the run's monitor process when the agent has ended (or could not start)."""
+    """How the agent ended (or why it could not start), as the keeper recorded it."""
 
     ended_at: float
     exit_code: int | None = None

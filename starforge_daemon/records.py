@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .config import ProjectPaths
 from .files import (
     candidate_names,
-    read_model,
     rename_noreplace,
-    write_atomic,
     write_json_atomic,
 )
-from .models import ArchiveFolder, Outcome, Run, RunExit, RunStarted, iso_utc
+from .models import ArchiveFolder, Outcome, ProcessIdentity, Run, RunExit, iso_utc
 
 RESULT_SUFFIX = ".result.json"
 
@@ -58,40 +57,66 @@ class Archive:
         raise FileExistsError(f"no free name for {name} in {folder}")
 
 
-class RunFiles:
-    """Per-run files in ``.claude/daemon/runs``: the run (written by the daemon before the
-    agent starts), its processes and its exit (written by the run's monitor)."""
+@dataclass(frozen=True)
+class JournalEntry:
+    """One run's journal as read back: the run, its agent once spawned, its end once over."""
+
+    run: Run
+    agent: ProcessIdentity | None = None
+    ended: RunExit | None = None
+
+
+class RunJournal:
+    """One append-only file per run in flight, ``.claude/daemon/runs/<run>.jsonl``.
+
+    The daemon writes the run before asking for it; the keeper appends ``started`` once the
+    agent is spawned and ``exit`` once it is over. A daemon that comes later reads it back.
+    """
 
     def __init__(self, paths: ProjectPaths) -> None:
         self._folder = paths.runs
 
-    def run_path(self, run_id: str) -> Path:
-        return self._folder / f"{run_id}.json"
+    def path(self, run_id: str) -> Path:
+        return self._folder / f"{run_id}.jsonl"
 
-    def started_path(self, run_id: str) -> Path:
-        return self._folder / f"{run_id}.pid"
+    def create(self, run: Run) -> None:
+        line = json.dumps({"run": run.model_dump()}, separators=(",", ":")).encode() + b"\n"
+        fd = os.open(self.path(run.run_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                     0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
-    def exit_path(self, run_id: str) -> Path:
-        return self._folder / f"{run_id}.exit"
-
-    def write_run(self, run: Run) -> None:
-        write_atomic(self.run_path(run.run_id), run.model_dump_json().encode())
-
-    def read_run(self, run_id: str) -> Run | None:
-        return read_model(self.run_path(run_id), Run)
-
-    def read_started(self, run_id: str) -> RunStarted | None:
-        return read_model(self.started_path(run_id), RunStarted)
-
-    def read_exit(self, run_id: str) -> RunExit | None:
-        return read_model(self.exit_path(run_id), RunExit)
+    def read(self, run_id: str) -> JournalEntry | None:
+        """None when the file is missing or its first line is not a whole run."""
+        try:
+            lines = self.path(run_id).read_bytes().splitlines()
+        except OSError:
+            return None
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash
+        try:
+            run = Run.model_validate(records[0]["run"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            return None
+        entry = JournalEntry(run)
+        for record in records[1:]:
+            if isinstance(record, dict) and "started" in record:
+                entry = replace(entry, agent=ProcessIdentity.model_validate(record["started"]))
+            elif isinstance(record, dict) and "exit" in record:
+                entry = replace(entry, ended=RunExit.model_validate(record["exit"]))
+        return entry
 
     def run_ids(self) -> list[str]:
-        return sorted(path.stem for path in self._folder.glob("*.json"))
+        return sorted(path.stem for path in self._folder.glob("*.jsonl"))
 
     def remove(self, run_id: str) -> None:
-        for path in (self.exit_path(run_id), self.started_path(run_id), self.run_path(run_id)):
-            path.unlink(missing_ok=True)
+        self.path(run_id).unlink(missing_ok=True)
 
 
 class History:

@@ -106,7 +106,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     sink = EventLogFile(paths.daemon_log, settings.DAEMON_LOG_MAX_BYTES, echo=sys.stderr if echo else None)
     configure(sink)
     log = structlog.get_logger()
-    runner = ProcessRunner()
+    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log)
     engine = Engine(settings, paths, runner, log,
                     on_stopping=lambda: systemd_notify("STOPPING=1"))
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put)

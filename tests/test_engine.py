@@ -12,7 +12,7 @@ import structlog
 
 from starforge_daemon.config import ProjectPaths, Settings
 from starforge_daemon.engine import Engine, StopMode
-from starforge_daemon.models import ProcessIdentity, RunExit, RunStarted
+from starforge_daemon.models import ProcessIdentity, RunExit
 from starforge_daemon.runner import Exited, LaunchSpec, RunEvent, Started
 
 
@@ -21,13 +21,16 @@ class FakeRunner:
         self.launched: list[LaunchSpec] = []
         self.signals: list[tuple[int, int]] = []
 
+    def connect(self) -> None:
+        pass
+
     def wake(self) -> None:
         pass
 
     def launch(self, spec: LaunchSpec) -> None:
         self.launched.append(spec)
 
-    def adopt(self, run_id: str, started: RunStarted, exit_file: Path) -> bool:
+    def adopt(self, run_id: str, agent: ProcessIdentity | None) -> bool:
         return False
 
     def signal(self, agent: ProcessIdentity, number: int) -> None:
@@ -171,7 +174,7 @@ def test_spawn_error_reported_by_monitor_fails_the_trigger(setup) -> None:
 
 
 def test_sleeps_until_the_next_deadline(setup) -> None:
-    paths, clock, runner, make = setup
+    paths, clock, _runner, make = setup
     write(paths, "a.trigger", "a", 1)
     engine = make(AGENT_TIMEOUT=3, PROCESS_MONITOR_INTERVAL=10)
     clock.now += 2  # past the state-save throttle

@@ -12,7 +12,7 @@ import time
 import psutil
 from conftest import Project, gone, wait_until
 
-from starforge_daemon.models import ProcessIdentity, Run, RunStarted
+from starforge_daemon.models import ProcessIdentity, Run
 
 
 def kill_daemon(project: Project) -> int:
@@ -59,8 +59,9 @@ def test_run_that_ended_while_no_daemon_ran_is_archived_with_its_status(project:
     project.start()
     wait_until(lambda: project.journal("start"), what="agent started")
     kill_daemon(project)
-    exit_files = lambda: list(project.paths.runs.glob("*.exit"))  # noqa: E731
-    wait_until(exit_files, 10, "the monitor recorded the exit")
+    journals = lambda: [p.read_text() for p in project.paths.runs.glob("*.jsonl")]  # noqa: E731
+    wait_until(lambda: any('"exit"' in text for text in journals()), 10,
+               "the keeper recorded the exit")
     assert project.all_archived() == {}
     project.start()
     project.wait_archived(1)
@@ -95,9 +96,9 @@ def test_reused_pid_is_never_signalled_or_adopted(project: Project) -> None:
                   trigger_path=str(trigger), log_path=str(project.paths.logs / "w.log"),
                   started_at=time.time() - 100, timeout=1)
         stale = ProcessIdentity(pid=bystander.pid, create_time=12345.0)
-        (project.paths.runs / f"{run.run_id}.json").write_text(run.model_dump_json())
-        (project.paths.runs / f"{run.run_id}.pid").write_text(
-            RunStarted(monitor=stale, agent=stale).model_dump_json())
+        (project.paths.runs / f"{run.run_id}.jsonl").write_text(
+            json.dumps({"run": run.model_dump()}) + "\n"
+            + json.dumps({"started": stale.model_dump()}) + "\n")
         project.start()
         project.wait_archived(1)
         assert project.result("t.trigger")["outcome"] == "lost"
