@@ -143,6 +143,15 @@ def load_trigger(path: Path, max_bytes: int, allow_foreign: bool) -> Trigger:
     return parse_trigger(data)
 
 
+def _is_utf8(name: str) -> bool:
+    """False for names whose undecodable bytes ``os`` carried as lone surrogates."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def examine(path: Path, now: float, *, max_bytes: int, allow_foreign: bool,
             settle_seconds: float) -> Verdict:
     """Judge one file in the trigger folder.
@@ -150,6 +159,8 @@ def examine(path: Path, now: float, *, max_bytes: int, allow_foreign: bool,
     A file that does not parse but was written in the last ``settle_seconds`` is probably still
     being written under its final name, so it gets another look instead of a verdict.
     """
+    if not _is_utf8(path.name):  # its name could not be recorded in the run's JSON files
+        return Rejected("file name is not valid UTF-8")
     try:
         data, info = read_trigger_file(path, max_bytes, allow_foreign)
     except FileNotFoundError:

@@ -307,7 +307,11 @@ def main(socket_path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
-    listener.bind(socket_path)
+    private = os.umask(0o177)  # only the daemon's user may ask for runs
+    try:
+        listener.bind(socket_path)
+    finally:
+        os.umask(private)
     listener.listen(8)
     os.write(1, b"listening\n")
     os.close(1)

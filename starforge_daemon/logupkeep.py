@@ -60,7 +60,9 @@ def compress(path: Path) -> Path:
     """gzip ``path`` beside itself (keeping its mtime), then remove the original."""
     target = path.with_name(path.name + ".gz")
     temp = target.with_name(f".{target.name}.tmp")
-    with open(path, "rb") as source, gzip.open(temp, "wb") as sink:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    with open(path, "rb") as source, open(fd, "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb") as sink:
         shutil.copyfileobj(source, sink, 1024 * 1024)
     info = path.stat()
     os.utime(temp, (info.st_atime, info.st_mtime))

@@ -173,11 +173,15 @@ class ProcessRunner:
     def _start_keeper(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._socket_path.unlink()  # nobody listens on it
-        with open(self._keeper_log, "ab") as log:
+        log = os.open(self._keeper_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                      0o644)
+        try:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(KEEPER), str(self._socket_path)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True, cwd="/")
+        finally:
+            os.close(log)
         assert process.stdout is not None
         with process.stdout:
             ready = selectors.DefaultSelector()

@@ -2,8 +2,9 @@
 
 context keys: ``sleep`` (seconds), ``exit`` (status), ``ignore_term`` (bool), ``grandchild``
 (start a child that ignores SIGTERM and outlives this process unless killed), ``output``
-(about that many bytes of output, then ``THE END``), ``touch`` (a file to create). Every run appends ``start`` and ``end`` lines
-to ``$STARFORGE_PROJECT_DIR/journal.jsonl``; a grandchild writes its pid there too.
+(about that many bytes of output, then ``THE END``), ``touch`` (a file to create). Every run
+appends ``start`` and ``end`` lines to ``$STARFORGE_PROJECT_DIR/journal.jsonl``; a grandchild
+writes its pid there too.
 """
 
 import json
