@@ -21,27 +21,17 @@ from . import scheduler
 from .agent_command import placeholder_values, render_argv, run_environment
 from .config import ProjectPaths, Settings, dotenv_extras
 from .files import move_unique
-from .intake import (
-    Accepted,
-    Gone,
-    Inbox,
-    InvalidTrigger,
-    NotReady,
-    QueuedTrigger,
-    Rejected,
-    examine,
-    load_trigger,
-    scan,
-)
-from .models import Outcome, OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
+from .intake import Accepted, Inbox, InvalidTrigger, QueuedTrigger, TriggerReader, load_trigger
+from .models import OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
 from .queue import TriggerQueue
-from .records import Archive, History, RunJournal, StateFile
+from .records import Archive, History, RunJournal, StateFile, run_result
 from .recovery import recover_runs
 from .runner import Exited, LaunchSpec, RunEvent, Runner, RunnerError, Started
 from .scheduler import ActiveRun, Kill, StopReason, Terminate
 from .slots import SlotTable
 
 STATE_SAVE_INTERVAL = 1.0
+SLOTS_SAVE_INTERVAL = 0.05
 DAEMON_ONLY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 SAVE_RETRY_INTERVAL = 1.0
 
@@ -72,13 +62,16 @@ class Engine:
         self.on_stopping = on_stopping
         self.queue = TriggerQueue()
         self.inbox = Inbox(runner.wake)
+        self.reader = TriggerReader(paths.triggers, self.inbox,
+                                    max_bytes=settings.MAX_TRIGGER_BYTES,
+                                    allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS,
+                                    settle_seconds=settings.TRIGGER_SETTLE_SECONDS)
         self.archive = Archive(paths)
         self.journal = RunJournal(paths)
         self.history = History(paths.history_file)
         self.state_file = StateFile(paths.state_file)
         self.slots = SlotTable(paths.slots_file)
         self.active: dict[str, ActiveRun] = {}
-        self.deferred: dict[str, float] = {}
         self.counters: Counter[str] = Counter()
         self.started_at = clock()
         self.stop_request: StopMode | None = None
@@ -90,6 +83,7 @@ class Engine:
         self._next_sweep = 0.0
         self._state_dirty = True
         self._next_state_save = 0.0
+        self._next_slots_save = 0.0
         self._next_save_retry = 0.0
         self._periodic: list[Periodic] = []
 
@@ -111,8 +105,7 @@ class Engine:
         self.runner.connect()
         self._recover()
         now = self.clock()
-        for name in scan(self.paths.triggers):
-            self._examine(name, now)
+        self.reader.scan(self.queue)
         self._next_sweep = now + self.settings.PROCESS_MONITOR_INTERVAL
         self._dispatch(now)
         self._persist(now, force=True)
@@ -152,49 +145,33 @@ class Engine:
         self._persist(now, force=self.finished)
 
     def _next_wakeup(self, now: float) -> float | None:
-        if self.inbox.pending or (self.stop_request and self.stop_mode is None):
+        if self.stop_request and self.stop_mode is None:
             return now
-        moments = [self._next_sweep, scheduler.next_deadline(self.active.values(),
-                                                             self.settings.AGENT_KILL_GRACE)]
-        if self.deferred:
-            moments.append(min(self.deferred.values()))
+        moments = [self._next_sweep, self.reader.next_wakeup(now),
+                   scheduler.next_deadline(self.active.values(), self.settings.AGENT_KILL_GRACE)]
         moments.extend(task.next_at for task in self._periodic)
-        if self._state_dirty or self.slots.dirty:
+        if self.slots.dirty:
+            moments.append(max(self._next_slots_save, self._next_save_retry))
+        if self._state_dirty:
             moments.append(max(self._next_state_save, self._next_save_retry))
         return min(moment for moment in moments if moment is not None)
 
     # -- intake ------------------------------------------------------------------------------
 
     def _take_in(self, now: float) -> None:
-        for name in self.inbox.drain():
-            self._examine(name, now)
-        if self.deferred:
-            for name in [name for name, when in self.deferred.items() if when <= now]:
-                self._examine(name, now)
-
-    def _examine(self, name: str, now: float) -> None:
-        if name in self.queue:
-            return
-        verdict = examine(self.paths.triggers / name, now,
-                          max_bytes=self.settings.MAX_TRIGGER_BYTES,
-                          allow_foreign=self.settings.ALLOW_FOREIGN_TRIGGERS,
-                          settle_seconds=self.settings.TRIGGER_SETTLE_SECONDS)
-        if isinstance(verdict, NotReady):
-            self.deferred[name] = verdict.retry_at
-            return
-        self.deferred.pop(name, None)
-        if isinstance(verdict, Accepted):
-            self.queue.add(verdict.entry)
-            self.log.info("QUEUE", trigger=name, agent=verdict.entry.agent, queued=len(self.queue))
-        elif isinstance(verdict, Rejected):
-            self._reject(self.paths.triggers / name, name, verdict.reason, now)
-        else:
-            assert isinstance(verdict, Gone)
+        for name, verdict in self.reader.read(now, self.queue):
+            if isinstance(verdict, Accepted):
+                self.queue.add(verdict.entry)
+                self.log.info("QUEUE", trigger=name, agent=verdict.entry.agent,
+                              queued=len(self.queue))
+            else:
+                self._reject(self.paths.triggers / name, name, verdict.reason, now)
 
     def _reject(self, path: Path, name: str, reason: str, now: float) -> None:
-        outcome = Outcome(kind=OutcomeKind.INVALID, reason=reason)
+        result = {"trigger": name, "outcome": OutcomeKind.INVALID.value, "reason": reason,
+                  "exit_code": None}
         try:
-            self.archive.put(path, name, outcome, {}, now)
+            self.archive.put(path, name, result, now)
         except FileNotFoundError:
             return
         except OSError as error:
@@ -275,42 +252,15 @@ class Engine:
         if active is not None:
             self._finish(active, event.exit, now)
 
-    def _outcome(self, active: ActiveRun, ended: RunExit | None) -> Outcome:
-        run = active.run
-        if ended is None:
-            return Outcome(kind=OutcomeKind.LOST,
-                           reason="the run ended while no daemon recorded its exit status")
-        if ended.error is not None:
-            return Outcome(kind=OutcomeKind.FAILED, reason=ended.error)
-        code = ended.exit_code
-        assert code is not None
-        if active.stop is StopReason.SHUTDOWN:
-            return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
-                           reason=f"killed by daemon shutdown (exit {code})")
-        timed_out = active.stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at
-                                                          >= run.deadline)
-        if timed_out:
-            return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
-                           reason=f"timed out after {run.timeout:g}s (exit {code})")
-        return Outcome.from_exit_code(code)
-
     def _finish(self, active: ActiveRun, ended: RunExit | None, now: float) -> None:
         run = active.run
-        outcome = self._outcome(active, ended)
+        outcome = scheduler.outcome_of(active, ended)
         ended_at = ended.ended_at if ended else now
         if active.stop is not None and active.agent is not None:
             self.runner.signal(active.agent, signal.SIGKILL)  # leftovers in the session
-        details = {
-            "run_id": run.run_id, "agent": run.agent, "ticket": run.ticket,
-            "action": run.action, "from_agent": run.from_agent,
-            "pid": active.agent.pid if active.agent else None,
-            "started_at": iso_utc(run.started_at), "ended_at": iso_utc(ended_at),
-            "duration_s": round(max(0.0, ended_at - run.started_at), 3),
-            "log": run.log_path,
-        }
+        result = run_result(run, active.agent, outcome, ended_at)
         try:
-            archived = self.archive.put(Path(run.trigger_path), run.trigger_name, outcome,
-                                        details, now)
+            archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
         except OSError as error:
             self.log.error("ERROR", msg="cannot archive finished trigger; it stays in running/ "
                            "until the next start", trigger=run.trigger_name, error=str(error))
@@ -318,10 +268,7 @@ class Engine:
         else:
             self.journal.remove(run.run_id)
             try:
-                self.history.append({**details, "trigger": run.trigger_name,
-                                     "archived_as": str(archived),
-                                     "outcome": outcome.kind.value, "reason": outcome.reason,
-                                     "exit_code": outcome.exit_code})
+                self.history.append({**result, "archived_as": str(archived)})
             except OSError as error:
                 self.log.error("ERROR", msg="cannot append run history", error=str(error))
         self.active.pop(run.run_id, None)
@@ -332,8 +279,7 @@ class Engine:
         event = "TIMEOUT" if outcome.kind is OutcomeKind.TIMED_OUT else "FINISH"
         self.log.info(event, agent=run.agent, ticket=run.ticket, outcome=outcome.kind.value,
                       exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
-                      duration_s=details["duration_s"],
-                      archived=str(archived) if archived else None)
+                      duration_s=result["duration_s"], archived=str(archived) if archived else None)
 
     def _enforce(self, now: float) -> None:
         for decision in scheduler.enforce(self.active.values(), now,
@@ -388,9 +334,7 @@ class Engine:
         if self.stop_mode is not None:
             return
         try:
-            for name in scan(self.paths.triggers):
-                if name not in self.queue and name not in self.deferred:
-                    self._examine(name, now)
+            self.reader.scan(self.queue)
         except OSError as error:
             self.log.error("ERROR", msg="cannot scan the trigger folder", error=str(error))
         self._state_dirty = True
@@ -430,11 +374,15 @@ class Engine:
                 self.slots.mark_idle(agent, None, None, self.clock())
 
     def _persist(self, now: float, force: bool = False) -> None:
+        """Save what changed, batched: slots at most every SLOTS_SAVE_INTERVAL, state every
+        STATE_SAVE_INTERVAL. Neither is needed for recovery (the run journals are), so a
+        backlog does not pay two file replacements per trigger."""
         if now < self._next_save_retry and not force:
             return
         try:
-            if self.slots.dirty:
+            if self.slots.dirty and (force or now >= self._next_slots_save):
                 self.slots.save()
+                self._next_slots_save = now + SLOTS_SAVE_INTERVAL
             if self._state_dirty and (force or now >= self._next_state_save):
                 self.state_file.save(self.state(now))
                 self._state_dirty = False

@@ -40,6 +40,15 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
         raise
 
 
+def write_new(path: Path, data: bytes) -> None:
+    """Write ``path`` in place, for files no reader trusts before a later rename publishes them."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: Path, value: Any, *, durable: bool = False) -> None:
     write_atomic(path, json.dumps(value, indent=2).encode() + b"\n", durable=durable)
 

@@ -75,6 +75,14 @@ class ArchiveFolder(StrEnum):
     INVALID = "invalid"
 
 
+def folder_for(kind: OutcomeKind) -> ArchiveFolder:
+    if kind is OutcomeKind.SUCCEEDED:
+        return ArchiveFolder.PROCESSED
+    if kind is OutcomeKind.INVALID:
+        return ArchiveFolder.INVALID
+    return ArchiveFolder.FAILED
+
+
 class Outcome(BaseModel):
     """How a trigger ended. ``exit_code`` is negative when a signal ended the run."""
 
@@ -83,14 +91,6 @@ class Outcome(BaseModel):
     kind: OutcomeKind
     reason: str
     exit_code: int | None = None
-
-    @property
-    def folder(self) -> ArchiveFolder:
-        if self.kind is OutcomeKind.SUCCEEDED:
-            return ArchiveFolder.PROCESSED
-        if self.kind is OutcomeKind.INVALID:
-            return ArchiveFolder.INVALID
-        return ArchiveFolder.FAILED
 
     @classmethod
     def from_exit_code(cls, code: int) -> Outcome:
@@ -157,12 +157,13 @@ class Slot(BaseModel):
         return SlotStatus.BUSY if self.run else SlotStatus.IDLE
 
 
-def iso_utc(timestamp: float | None) -> str | None:
-    """Unix seconds as ISO-8601 UTC with a ``Z``, the format of every time the daemon writes."""
+def iso_utc(timestamp: float | None, precise: bool = False) -> str | None:
+    """Unix seconds as ISO-8601 UTC with a ``Z``; ``precise`` keeps milliseconds."""
     if timestamp is None:
         return None
     moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    spec = "milliseconds" if precise else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def parse_iso_utc(text: str | None) -> float | None:

@@ -14,8 +14,18 @@ from .files import (
     candidate_names,
     rename_noreplace,
     write_json_atomic,
+    write_new,
 )
-from .models import ArchiveFolder, Outcome, ProcessIdentity, Run, RunExit, iso_utc
+from .models import (
+    ArchiveFolder,
+    Outcome,
+    OutcomeKind,
+    ProcessIdentity,
+    Run,
+    RunExit,
+    folder_for,
+    iso_utc,
+)
 
 RESULT_SUFFIX = ".result.json"
 
@@ -37,17 +47,16 @@ class Archive:
     def folder(self, which: ArchiveFolder) -> Path:
         return (self._paths.processed / which.value).resolve()
 
-    def put(self, source: Path, name: str, outcome: Outcome, details: dict[str, Any],
-            now: float) -> Path:
-        result = {"trigger": name, "outcome": outcome.kind.value, "reason": outcome.reason,
-                  "exit_code": outcome.exit_code, **details, "archived_at": iso_utc(now)}
-        folder = self.folder(outcome.folder)
+    def put(self, source: Path, name: str, result: dict[str, Any], now: float) -> Path:
+        """Archive ``source`` (named ``name`` in the queue) with ``result`` beside it."""
+        record = {**result, "archived_at": iso_utc(now, precise=True)}
+        folder = self.folder(folder_for(OutcomeKind(record["outcome"])))
         for candidate in candidate_names(name):
             target = folder / candidate
             if os.path.lexists(target):
                 continue
             sidecar = result_path(target)  # one left by a crash mid-archive is replaced
-            write_json_atomic(sidecar, result)
+            write_new(sidecar, json.dumps(record, indent=2).encode() + b"\n")
             try:
                 rename_noreplace(source, target)
             except BaseException:
@@ -55,6 +64,21 @@ class Archive:
                 raise
             return target
         raise FileExistsError(f"no free name for {name} in {folder}")
+
+
+def run_result(run: Run, agent: ProcessIdentity | None, outcome: Outcome,
+               ended_at: float) -> dict[str, Any]:
+    """What is recorded about a finished run: in its result file and in the history."""
+    return {
+        "trigger": run.trigger_name, "outcome": outcome.kind.value, "reason": outcome.reason,
+        "exit_code": outcome.exit_code, "run_id": run.run_id, "agent": run.agent,
+        "ticket": run.ticket, "action": run.action, "from_agent": run.from_agent,
+        "pid": agent.pid if agent else None,
+        "started_at": iso_utc(run.started_at, precise=True),
+        "ended_at": iso_utc(ended_at, precise=True),
+        "duration_s": round(max(0.0, ended_at - run.started_at), 3),
+        "log": run.log_path,
+    }
 
 
 @dataclass(frozen=True)

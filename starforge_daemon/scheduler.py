@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .models import ProcessIdentity, Run
+from .models import Outcome, OutcomeKind, ProcessIdentity, Run, RunExit
 
 
 class StopReason(StrEnum):
@@ -66,3 +66,25 @@ def next_deadline(runs: Iterable[ActiveRun], grace: float) -> float | None:
 
 def free_capacity(limit: int, running: int, accepting: bool) -> int:
     return max(0, limit - running) if accepting else 0
+
+
+def outcome_of(active: ActiveRun, ended: RunExit | None) -> Outcome:
+    """How a run ended, from what the keeper recorded and why the daemon was stopping it.
+
+    A run that failed after its deadline timed out even when the daemon that sent the SIGTERM
+    died before seeing the end.
+    """
+    run = active.run
+    if ended is None:
+        return Outcome(kind=OutcomeKind.LOST,
+                       reason="the run ended while no one recorded its exit status")
+    if ended.error is not None or ended.exit_code is None:
+        return Outcome(kind=OutcomeKind.FAILED, reason=ended.error or "no exit status")
+    code = ended.exit_code
+    if active.stop is StopReason.SHUTDOWN:
+        return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
+                       reason=f"killed by daemon shutdown (exit {code})")
+    if active.stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at >= run.deadline):
+        return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
+                       reason=f"timed out after {run.timeout:g}s (exit {code})")
+    return Outcome.from_exit_code(code)

@@ -58,6 +58,7 @@ def setup(tmp_path: Path):
     def make(**settings) -> Engine:
         engine = Engine(Settings(**settings), paths, runner, structlog.get_logger(), clock)
         engine.prepare()
+        engine.apply([], clock.now)  # the first turn reads the waiting triggers and dispatches
         return engine
 
     return paths, clock, runner, make
@@ -99,6 +100,8 @@ def test_dispatch_holds_busy_agent_and_respects_limit(setup) -> None:
     assert names == ["a1.trigger", "b1.trigger", "a2.trigger"], "a2 (older) before c1"
     assert (paths.processed / "a1.trigger").exists()
     assert result(paths, paths.processed, "a1.trigger")["outcome"] == "succeeded"
+    clock.now += 0.1  # slot saves are batched
+    engine.apply([], clock.now)
     slots = json.loads(paths.slots_file.read_text())
     assert slots["a"]["status"] == "busy" and slots["b"]["status"] == "busy"
 
@@ -124,6 +127,8 @@ def test_timeout_escalates_from_term_to_kill_on_the_clock(setup) -> None:
     engine.apply([exited(spec, -9, clock.now)], clock.now)
     outcome = result(paths, paths.failed, "t.trigger")
     assert outcome["outcome"] == "timed_out" and outcome["exit_code"] == -9
+    clock.now += 0.1
+    engine.apply([], clock.now)
     assert json.loads(paths.slots_file.read_text())["slow"]["status"] == "idle"
 
 
