@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from tabulate import tabulate
 
 from . import control
+from .cli_queue import queue, trigger
+from .cli_runs import logs, report
 from .cli_systemd import systemd
 from .config import ProjectPaths, Settings, SettingsError, load_settings
-from .instance import running_pid
+from .instance import HANDOFF_EXIT_STATUS, running_pid
+from .scaffold import EXAMPLE_NAME, init_project
+
+CLEAR_SCREEN, HOME, CLEAR_LINE_END, CLEAR_BELOW = "\x1b[2J", "\x1b[H", "\x1b[K", "\x1b[J"
 
 NOT_RUNNING_EXIT = 3
 STOP_MARGIN = 30.0
@@ -64,6 +72,7 @@ def daemon() -> None:
 def start(paths: ProjectPaths, foreground: bool) -> None:
     """Start the daemon; returns once it is ready."""
     from . import service  # the engine is loaded only by the command that runs it
+    from .engine import StopMode
 
     settings = _settings(paths)
     pid = running_pid(paths)
@@ -71,7 +80,9 @@ def start(paths: ProjectPaths, foreground: bool) -> None:
         raise click.ClickException(f"already running (pid {pid}); nothing started")
     try:
         if foreground:
-            service.serve(paths, settings, on_ready=lambda _pid: None, echo=True)
+            stopped = service.serve(paths, settings, on_ready=lambda _pid: None, echo=True)
+            if stopped is StopMode.HANDOFF:
+                sys.exit(HANDOFF_EXIT_STATUS)
             return
         pid = service.start_in_background(paths, settings)
     except service.StartError as error:
@@ -124,13 +135,50 @@ def _status_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _watch(render: Callable[[], str], interval: float, title: str | None) -> None:
+    """Print ``render()`` every ``interval`` seconds until Ctrl-C: redrawn in place on a
+    terminal, one block after another otherwise (``title`` heads each block when given)."""
+    tty = sys.stdout.isatty()
+    if tty:
+        click.echo(CLEAR_SCREEN, nl=False)
+    try:
+        while True:
+            text = render()
+            if title:
+                text = f"{title}  {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{text}"
+            if tty:
+                lines = (line + CLEAR_LINE_END for line in text.splitlines())
+                click.echo(HOME + "\n".join(lines) + "\n" + CLEAR_BELOW, nl=False)
+            else:
+                click.echo(text + ("\n" if title else ""))
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
 @daemon.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
-@click.pass_obj
-def status(paths: ProjectPaths, as_json: bool) -> None:
+@click.option("--watch", is_flag=True,
+              help="Refresh until Ctrl-C: in place on a terminal, else one block after another "
+                   "(with --json, one document after another). Exits 0.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> None:
     """Show slots, queue and daemon; exit 0 when running, 3 when not."""
+    paths: ProjectPaths = ctx.obj
+    if not watch and ctx.get_parameter_source("interval") is not ParameterSource.DEFAULT:
+        raise click.UsageError("--interval only goes with --watch")
+
+    def render(doc: dict[str, Any]) -> str:
+        return json.dumps(doc, indent=2) if as_json else _status_text(doc)
+
+    if watch:
+        title = None if as_json else f"Every {interval:g}s: starforge daemon status (Ctrl-C stops)"
+        _watch(lambda: render(control.status(paths)), interval, title)
+        return
     doc = control.status(paths)
-    click.echo(json.dumps(doc, indent=2) if as_json else _status_text(doc))
+    click.echo(render(doc))
     sys.exit(0 if doc["running"] else NOT_RUNNING_EXIT)
 
 
@@ -144,7 +192,37 @@ def demo(directory: str | None) -> None:
     sys.exit(run_demo(directory, click.echo))
 
 
+@main.command()
+@click.pass_obj
+def init(paths: ProjectPaths) -> None:
+    """Set this project up: the .claude/ folders, a commented .env and an example trigger.
+
+    Never overwrites a file that exists; says "kept" for each one it left alone.
+    """
+    if not paths.root.is_dir():
+        raise click.ClickException(f"no project directory {paths.root}")
+    try:
+        steps = init_project(paths)
+    except OSError as error:
+        raise click.ClickException(f"cannot set up {paths.root}: {error}") from None
+    for step in steps:
+        shown = str(step.path.relative_to(paths.root)) + ("/" if step.path.is_dir() else "")
+        click.echo(f"{'created' if step.created else 'kept   '} {shown}")
+    example = paths.triggers.relative_to(paths.root) / EXAMPLE_NAME
+    click.echo("\nnext: edit .env (AGENT_COMMAND at least), then `starforge daemon start`.")
+    click.echo(f"{example} is not queued (the daemon reads only *.trigger); queue it with\n"
+               f"  starforge trigger junior-dev-a --from orchestrator --action implement_ticket "
+               f"--context '{{\"ticket\": 52}}'\n"
+               f"or copy it into the queue under a hidden name, then rename it:\n"
+               f"  cp {example} .claude/triggers/.52.tmp && "
+               f"mv .claude/triggers/.52.tmp .claude/triggers/52.trigger")
+
+
 main.add_command(systemd)
+main.add_command(queue)
+main.add_command(trigger)
+main.add_command(logs)
+main.add_command(report)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from .config import ProjectPaths
 
+# A foreground daemon that handed its agents over (SIGUSR1) exits with this status, so that
+# systemd (RestartForceExitStatus=) starts the next daemon at once to adopt them.
+HANDOFF_EXIT_STATUS = 75
+
 
 class InstanceLock:
     """An exclusive ``flock`` on ``daemon.lock``: held while the daemon lives, gone with it."""

@@ -96,8 +96,8 @@ def _schedule_upkeep(engine: Engine, settings: Settings, paths: ProjectPaths,
 
 
 def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], None],
-          echo: bool = False) -> None:
-    """Run the daemon in this process until it is told to stop."""
+          echo: bool = False) -> StopMode | None:
+    """Run the daemon in this process until it is told to stop; returns how it stopped."""
     paths.ensure()
     lock = InstanceLock(paths.lock_file)
     if not lock.acquire():
@@ -125,6 +125,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
         watcher.start()
         engine.run(ready)
         log.info("SHUTDOWN", msg="daemon stopped", mode=engine.stop_mode)
+        return engine.stop_mode
     except Exception:
         log.critical("CRITICAL", msg="daemon crashed", error=traceback.format_exc())
         raise

@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .files import write_atomic
+from .instance import HANDOFF_EXIT_STATUS
 
 UNIT_PREFIX = "starforge-daemon"
 TEMPLATE_NAME = f"{UNIT_PREFIX}@.service"
@@ -146,6 +147,11 @@ def render_unit(spec: UnitSpec) -> str:
         lines += [f"User={user}", f"Group={group}"]
     lines += [
         f"SyslogIdentifier={UNIT_PREFIX}",
+        "# `systemctl reload` replaces the daemon without stopping agents: it hands them over,",
+        "# exits 75, and is started again at once to adopt them.",
+        "ExecReload=/bin/kill -USR1 $MAINPID",
+        f"SuccessExitStatus={HANDOFF_EXIT_STATUS}",
+        f"RestartForceExitStatus={HANDOFF_EXIT_STATUS}",
         "Restart=on-failure",
         f"RestartSec={RESTART_DELAY}s",
         f"TimeoutStartSec={START_TIMEOUT}s",

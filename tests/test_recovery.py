@@ -187,3 +187,24 @@ def test_failed_state_save_keeps_the_last_good_file_and_recovers(project: Projec
     assert project.paths.slots_file.read_text() == good
     blocker.rmdir()
     wait_until(lambda: "agent-b" in project.slots(), what="saved again once possible")
+
+
+def test_foreground_handoff_exits_75_and_the_next_daemon_adopts(project: Project) -> None:
+    """What `systemctl reload` does: SIGUSR1, exit 75, systemd starts the next daemon."""
+    project.write_env()
+    project.trigger("t.trigger", "worker", context={"sleep": 1.5, "exit": 5})
+    command = [sys.executable, "-m", "starforge_daemon", "--project-dir", str(project.root),
+               "daemon", "start", "--foreground"]
+    daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        start = wait_until(lambda: project.journal("start"), what="agent started")[0]
+        daemon.send_signal(signal.SIGUSR1)
+        assert daemon.wait(30) == 75
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert psutil.pid_exists(start["pid"]), "the agent keeps running"
+    project.start()
+    project.wait_archived(1)
+    assert project.result("t.trigger")["exit_code"] == 5
