@@ -29,6 +29,7 @@ from .recovery import recover_runs
 from .runner import Exited, LaunchSpec, RunEvent, Runner, RunnerError, Started
 from .scheduler import ActiveRun, Kill, StopReason, Terminate
 from .slots import SlotTable
+from .workspaces import SharedCheckout, WorkspaceError, Workspaces
 
 STATE_SAVE_INTERVAL = 1.0
 SLOTS_SAVE_INTERVAL = 0.05
@@ -53,13 +54,15 @@ class Periodic:
 class Engine:
     def __init__(self, settings: Settings, paths: ProjectPaths, runner: Runner, log: Any,
                  clock: Callable[[], float] = time.time,
-                 on_stopping: Callable[[], None] = lambda: None) -> None:
+                 on_stopping: Callable[[], None] = lambda: None,
+                 workspaces: Workspaces | None = None) -> None:
         self.settings = settings
         self.paths = paths
         self.runner = runner
         self.log = log
         self.clock = clock
         self.on_stopping = on_stopping
+        self.workspaces = workspaces or SharedCheckout(paths.root)
         self.queue = TriggerQueue()
         self.inbox = Inbox(runner.wake)
         self.reader = TriggerReader(paths.triggers, self.inbox,
@@ -103,6 +106,8 @@ class Engine:
             self.log.error("RECOVERY", msg="daemon-state.json is unreadable; rebuilding it")
         self.log.info("MODE", msg=self.settings.mode_text, timeout=self.settings.AGENT_TIMEOUT)
         self.runner.connect()
+        for note in self.workspaces.start():
+            self.log.warning("RECOVERY", msg=note)
         self._recover()
         now = self.clock()
         self.reader.scan(self.queue)
@@ -215,11 +220,18 @@ class Engine:
                   trigger_path=str(claimed), log_path=str(log_path), started_at=now,
                   timeout=self.settings.AGENT_TIMEOUT, ticket=trigger.ticket_text,
                   action=trigger.action, from_agent=trigger.from_agent)
+        try:
+            workspace = self.workspaces.prepare(run)
+        except WorkspaceError as error:
+            self._finish(ActiveRun(run), RunExit(ended_at=now, error=str(error)), now)
+            return True
+        run = run.model_copy(update={"workdir": workspace.directory})
         values = placeholder_values(run, trigger, str(claimed))
+        environment = run_environment(self._base_env, values, str(self.paths.root))
         spec = LaunchSpec(run_id=run_id, argv=render_argv(self._command, values),
-                          env=run_environment(self._base_env, values, str(self.paths.root)),
-                          cwd=str(self.paths.root), log_path=log_path,
-                          journal=self.journal.path(run_id), log_cap=self.settings.LOG_MAX_BYTES)
+                          env={**environment, **workspace.env}, cwd=workspace.directory,
+                          log_path=log_path, journal=self.journal.path(run_id),
+                          log_cap=self.settings.LOG_MAX_BYTES)
         try:
             self.journal.create(run)
             self.runner.launch(spec)
@@ -272,6 +284,9 @@ class Engine:
             except OSError as error:
                 self.log.error("ERROR", msg="cannot append run history", error=str(error))
         self.active.pop(run.run_id, None)
+        note = self.workspaces.release(run, outcome)
+        if note:
+            self.log.info("WORKTREE", agent=run.agent, run=run.run_id, msg=note)
         self.slots.mark_idle(run.agent, run, outcome.kind, ended_at)
         self.queue.release(run.agent)
         self.counters[outcome.kind.value] += 1

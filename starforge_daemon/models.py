@@ -114,6 +114,7 @@ class Run(BaseModel):
     ticket: str | None = None
     action: str | None = None
     from_agent: str | None = None
+    workdir: str | None = None
 
     @property
     def deadline(self) -> float:
