@@ -13,9 +13,11 @@ from click.core import ParameterSource
 from tabulate import tabulate
 
 from . import control
+from .cli_control import agent, cancel, pause, resume, retry
 from .cli_queue import queue, trigger
 from .cli_runs import logs, report
 from .cli_systemd import systemd
+from .cli_worktrees import worktrees
 from .config import ProjectPaths, Settings, SettingsError, load_settings
 from .instance import HANDOFF_EXIT_STATUS, running_pid
 from .scaffold import EXAMPLE_NAME, init_project
@@ -127,6 +129,12 @@ def _status_text(doc: dict[str, Any]) -> str:
     queue = doc["queue"]
     lines.append("")
     lines.append("queue: " + ", ".join(f"{count} {name}" for name, count in queue.items()))
+    paused = doc["paused"]
+    if paused["all"] or paused["agents"]:
+        held = "everyone" if paused["all"] else ", ".join(paused["agents"])
+        lines.append(f"paused: {held} (starforge queue resume [AGENT])")
+    if doc["held_back"]:
+        lines.append(f"holding back: {doc['held_back']}")
     if doc["running"]:
         lines.append(f"daemon: running, pid {doc['pid']}, up {_duration(doc['uptime_s'])}, "
                      f"{doc['mode']} mode, limit {doc['max_concurrent']}")
@@ -223,6 +231,11 @@ main.add_command(queue)
 main.add_command(trigger)
 main.add_command(logs)
 main.add_command(report)
+main.add_command(worktrees)
+main.add_command(agent)
+main.add_command(retry)
+for operator_command in (pause, resume, cancel):
+    queue.add_command(operator_command)
 
 
 if __name__ == "__main__":

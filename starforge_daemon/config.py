@@ -6,26 +6,70 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .models import AGENT_NAME_PATTERN
 
 PLACEHOLDERS = ("agent", "ticket", "action", "from_agent", "trigger_file", "prompt", "run_id")
 DEFAULT_AGENT_COMMAND = "claude --print --permission-mode bypassPermissions {prompt}"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+AGENTS_PER_CPU = 4
+MEMORY_PER_AGENT = 512 * 1024 * 1024
+
+
+def automatic_limit() -> int:
+    """``MAX_CONCURRENT_AGENTS=auto``: agents mostly wait on their model, so a few per CPU,
+    but never more than one per 512 MiB of memory."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min((os.cpu_count() or 1) * AGENTS_PER_CPU, memory // MEMORY_PER_AGENT))
+
+
+def parse_pools(text: str) -> dict[str, tuple[str, ...]]:
+    """``pool=a,b,c; other=d,e`` -> ``{"pool": ("a", "b", "c"), "other": ("d", "e")}``."""
+    pools: dict[str, tuple[str, ...]] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(";"))):
+        name, equals, members_text = part.partition("=")
+        members = tuple(filter(None, (m.strip() for m in members_text.split(","))))
+        name = name.strip()
+        if not equals or not members:
+            raise ValueError(f"{part!r} is not NAME=MEMBER,MEMBER,...")
+        for agent in (name, *members):
+            if not re.fullmatch(AGENT_NAME_PATTERN, agent):
+                raise ValueError(f"{agent!r} is not a valid agent name")
+        if name in members or name in pools:
+            raise ValueError(f"pool {name!r} is defined twice or contains itself")
+        pools[name] = members
+    members_everywhere = {m for members in pools.values() for m in members}
+    if members_everywhere & pools.keys():
+        raise ValueError("a pool cannot be a member of another pool")
+    return pools
+
+
 class SettingsError(Exception):
     """A setting has a bad value; the message names it and fits on one line."""
+
+
+class WorktreeMode(StrEnum):
+    """Where runs work: the project root, or a git worktree per agent name or per ticket."""
+
+    OFF = "off"
+    PER_AGENT = "per-agent"
+    PER_TICKET = "per-ticket"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
     PARALLEL_DAEMON: bool = False
-    MAX_CONCURRENT_AGENTS: int = Field(default=999, ge=1)
+    MAX_CONCURRENT_AGENTS: Annotated[int, Field(ge=1)] | Literal["auto"] = 999
     PROCESS_MONITOR_INTERVAL: float = Field(default=10.0, gt=0)
     AGENT_TIMEOUT: float = Field(default=1800.0, gt=0)
     AGENT_KILL_GRACE: float = Field(default=10.0, ge=0)
@@ -37,6 +81,36 @@ class Settings(BaseSettings):
     LOG_RETENTION_DAYS: float = Field(default=7.0, gt=0)
     LOG_COMPRESS_AFTER_HOURS: float = Field(default=24.0, ge=0)
     DAEMON_LOG_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=4096)
+    MAX_RETRIES: int = Field(default=0, ge=0, le=100)
+    RETRY_BACKOFF: float = Field(default=30.0, ge=0)
+    RETRY_BACKOFF_MAX: float = Field(default=3600.0, ge=0)
+    AGENT_POOLS: str = ""
+    MIN_FREE_MEMORY_PERCENT: float = Field(default=10.0, ge=0, le=100)
+    WORKTREE_MODE: WorktreeMode = WorktreeMode.OFF
+    WORKTREE_BASE: str = "HEAD"
+
+    @field_validator("WORKTREE_BASE")
+    @classmethod
+    def _base_is_one_revision(cls, value: str) -> str:
+        """It becomes one git argument: never an option, never blank or split."""
+        if not value or value.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in value):
+            raise ValueError("must name one commit, like HEAD, main or v1.2 (no spaces, no "
+                             "leading '-')")
+        return value
+
+    @field_validator("AGENT_POOLS")
+    @classmethod
+    def _pools_parse(cls, value: str) -> str:
+        parse_pools(value)
+        return value
+
+    @property
+    def pools(self) -> dict[str, tuple[str, ...]]:
+        return parse_pools(self.AGENT_POOLS)
+
+    def retry_delay(self, attempt: int) -> float:
+        """Backoff before attempt ``attempt + 1``: RETRY_BACKOFF doubling, capped."""
+        return min(self.RETRY_BACKOFF * 2 ** (attempt - 1), self.RETRY_BACKOFF_MAX)
 
     @field_validator("AGENT_COMMAND")
     @classmethod
@@ -60,12 +134,18 @@ class Settings(BaseSettings):
 
     @property
     def concurrency_limit(self) -> int:
-        return self.MAX_CONCURRENT_AGENTS if self.PARALLEL_DAEMON else 1
+        if not self.PARALLEL_DAEMON:
+            return 1
+        if self.MAX_CONCURRENT_AGENTS == "auto":
+            return automatic_limit()
+        return self.MAX_CONCURRENT_AGENTS
 
     @property
     def mode_text(self) -> str:
         if self.PARALLEL_DAEMON:
-            return f"Parallel execution enabled (up to {self.MAX_CONCURRENT_AGENTS} agents at once)"
+            automatic = " (auto)" if self.MAX_CONCURRENT_AGENTS == "auto" else ""
+            return (f"Parallel execution enabled (up to {self.concurrency_limit}{automatic} "
+                    "agents at once)")
         return "Sequential execution (one agent at a time, strict FIFO)"
 
 
@@ -119,6 +199,19 @@ class ProjectPaths:
         return self.daemon_dir / "runs"
 
     @property
+    def attempts(self) -> Path:
+        """Earlier attempts of triggers waiting to be retried."""
+        return self.daemon_dir / "attempts"
+
+    @property
+    def paused_file(self) -> Path:
+        return self.daemon_dir / "paused.json"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.daemon_dir / "control.sock"
+
+    @property
     def slots_file(self) -> Path:
         return self.daemon_dir / "agent-slots.json"
 
@@ -154,6 +247,11 @@ class ProjectPaths:
     def daemon_log(self) -> Path:
         return self.logs / "daemon.log"
 
+    @property
+    def worktrees(self) -> Path:
+        """The runs' git worktrees (``WORKTREE_MODE``), made only when a mode is on."""
+        return self.claude / "worktrees"
+
     def folders(self) -> tuple[Path, ...]:
         return (
             self.claude,  # made here, not as a parent, so it gets 0755 too
@@ -164,6 +262,7 @@ class ProjectPaths:
             self.invalid,
             self.daemon_dir,
             self.runs,
+            self.attempts,
             self.logs,
         )
 

@@ -5,18 +5,19 @@ Nothing here imports the engine; a client works the same whether a daemon runs o
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from .config import ProjectPaths
+from .files import move_unique, read_json_object
 from .instance import running_pid
 from .intake import is_trigger_name
 from .models import parse_iso_utc
-from .records import RESULT_SUFFIX, StateFile
+from .records import RESULT_SUFFIX, Attempts, StateFile, result_path
 
 
 def _count_archived(folder: os.PathLike[str] | str) -> int:
@@ -49,14 +50,6 @@ def last_line(path: str | None, limit: int = 4096) -> str | None:
     return next((line.strip() for line in reversed(lines) if line.strip()), None)
 
 
-def _read_slots(paths: ProjectPaths) -> dict[str, Any]:
-    try:
-        value = json.loads(paths.slots_file.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
     """Everything ``starforge daemon status`` shows, as one JSON-ready document."""
     now = time.time() if now is None else now
@@ -64,7 +57,7 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
     state = StateFile(paths.state_file).load() or {}
     started = parse_iso_utc(state.get("started_at")) if pid else None
     slots = []
-    for agent, slot in sorted(_read_slots(paths).items()):
+    for agent, slot in sorted(read_json_object(paths.slots_file).items()):
         if not isinstance(slot, dict):
             continue
         busy = slot.get("status") == "busy"
@@ -97,6 +90,8 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
             "invalid": _count_archived(paths.invalid),
         },
         "counters": state.get("counters", {}) if pid else {},
+        "paused": read_json_object(paths.paused_file) or {"all": False, "agents": []},
+        "held_back": state.get("held_back") if pid else None,
     }
 
 
@@ -134,3 +129,25 @@ def stop(paths: ProjectPaths, timeout: float, leave_agents: bool = False) -> int
     if pid is not None and not wait_for_exit(pid, timeout):
         raise TimeoutError(f"daemon (pid {pid}) still running after {timeout:g}s")
     return pid
+
+
+def retry_failed(paths: ProjectPaths, names: list[str], now: float | None = None) -> list[Path]:
+    """Put archived failed triggers back in the queue with a fresh attempt count.
+
+    Works with or without a running daemon (a rename into the queue is all it takes); the
+    result file goes, since the trigger is no longer archived. Raises ``FileNotFoundError``
+    naming the first trigger not found in ``processed/failed/``, before anything moves.
+    """
+    stamp = int((time.time() if now is None else now) * 1e9)
+    sources = [paths.failed / Path(name).name for name in names]
+    missing = [source.name for source in sources if not source.is_file()]
+    if missing:
+        raise FileNotFoundError(f"not in {paths.failed}: {', '.join(missing)}")
+    moved = []
+    for source in sources:
+        target = move_unique(source, paths.triggers)
+        os.utime(target, ns=(stamp, stamp))  # queued as a new arrival
+        result_path(source).unlink(missing_ok=True)
+        Attempts(paths).remove(source.name)
+        moved.append(target)
+    return moved

@@ -6,7 +6,9 @@ a deadline), applies it, then dispatches what may start and saves what changed.
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import secrets
 import signal
 import time
@@ -20,11 +22,12 @@ from typing import Any
 from . import scheduler
 from .agent_command import placeholder_values, render_argv, run_environment
 from .config import ProjectPaths, Settings, dotenv_extras
-from .files import move_unique
+from .files import move_unique, write_json_atomic
 from .intake import Accepted, Inbox, InvalidTrigger, QueuedTrigger, TriggerReader, load_trigger
+from .load import MemoryGauge
 from .models import OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
 from .queue import TriggerQueue
-from .records import Archive, History, RunJournal, StateFile, run_result
+from .records import Archive, Attempts, History, RunJournal, StateFile, run_result
 from .recovery import recover_runs
 from .runner import Exited, LaunchSpec, RunEvent, Runner, RunnerError, Started
 from .scheduler import ActiveRun, Kill, StopReason, Terminate
@@ -35,6 +38,10 @@ STATE_SAVE_INTERVAL = 1.0
 SLOTS_SAVE_INTERVAL = 0.05
 DAEMON_ONLY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 SAVE_RETRY_INTERVAL = 1.0
+
+
+Reply = Callable[[dict[str, Any]], None]
+Request = tuple[dict[str, Any], Reply]
 
 
 class StopMode(StrEnum):
@@ -63,12 +70,18 @@ class Engine:
         self.clock = clock
         self.on_stopping = on_stopping
         self.workspaces = workspaces or SharedCheckout(paths.root)
-        self.queue = TriggerQueue()
+        self.queue = TriggerQueue(settings.pools)
         self.inbox = Inbox(runner.wake)
+        self.attempts = Attempts(paths)
         self.reader = TriggerReader(paths.triggers, self.inbox,
                                     max_bytes=settings.MAX_TRIGGER_BYTES,
                                     allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS,
-                                    settle_seconds=settings.TRIGGER_SETTLE_SECONDS)
+                                    settle_seconds=settings.TRIGGER_SETTLE_SECONDS,
+                                    not_before=self.attempts.not_before)
+        self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        self.pause_all = False
+        self.held_back: str | None = None
+        self._memory = MemoryGauge(settings.MIN_FREE_MEMORY_PERCENT)
         self.archive = Archive(paths)
         self.journal = RunJournal(paths)
         self.history = History(paths.history_file)
@@ -105,6 +118,7 @@ class Engine:
         if self.state_file.load() is None and self.paths.state_file.exists():
             self.log.error("RECOVERY", msg="daemon-state.json is unreadable; rebuilding it")
         self.log.info("MODE", msg=self.settings.mode_text, timeout=self.settings.AGENT_TIMEOUT)
+        self._load_paused()
         self.runner.connect()
         for note in self.workspaces.start():
             self.log.warning("RECOVERY", msg=note)
@@ -141,6 +155,7 @@ class Engine:
                 self._on_exited(event, now)
         if self.stop_request and self.stop_mode is None:
             self._begin_stop(self.stop_request, now)
+        self._serve_requests(now)
         self._take_in(now)
         self._enforce(now)
         if now >= self._next_sweep:
@@ -150,10 +165,12 @@ class Engine:
         self._persist(now, force=self.finished)
 
     def _next_wakeup(self, now: float) -> float | None:
-        if self.stop_request and self.stop_mode is None:
+        if (self.stop_request and self.stop_mode is None) or not self.requests.empty():
             return now
-        moments = [self._next_sweep, self.reader.next_wakeup(now),
+        moments = [self._next_sweep, self.reader.next_wakeup(now), self.queue.next_due(),
                    scheduler.next_deadline(self.active.values(), self.settings.AGENT_KILL_GRACE)]
+        if self.held_back and len(self.queue):
+            moments.append(now + MemoryGauge.INTERVAL)
         moments.extend(task.next_at for task in self._periodic)
         if self.slots.dirty:
             moments.append(max(self._next_slots_save, self._next_save_retry))
@@ -190,18 +207,35 @@ class Engine:
     # -- runs --------------------------------------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
+        accepting = self.stop_mode is None and not self.pause_all
         capacity = scheduler.free_capacity(self.settings.concurrency_limit, len(self.active),
-                                           accepting=self.stop_mode is None)
+                                           accepting)
+        if capacity and len(self.queue) and self._holding_back(now):
+            return
         while capacity > 0:
-            entry = self.queue.take_next()
-            if entry is None:
+            taken = self.queue.take_next(now)
+            if taken is None:
                 return
-            if self._start_run(entry, now):
+            entry, agent = taken
+            if self._start_run(entry, agent, now):
                 capacity -= 1
             else:
-                self.queue.release(entry.agent)
+                self.queue.release(agent)
 
-    def _start_run(self, entry: QueuedTrigger, now: float) -> bool:
+    def _holding_back(self, now: float) -> bool:
+        """MIN_FREE_MEMORY_PERCENT: no new run while memory is short; said once per spell."""
+        reason = self._memory.shortage(now)
+        if reason != self.held_back:
+            self.held_back = reason
+            self._state_dirty = True
+            if reason:
+                self.log.warning("HOLD", msg=f"not starting new runs: {reason}",
+                                 queued=len(self.queue))
+            else:
+                self.log.info("HOLD", msg="memory available again; starting runs")
+        return reason is not None
+
+    def _start_run(self, entry: QueuedTrigger, agent: str, now: float) -> bool:
         source = self.paths.triggers / entry.name
         try:
             claimed = move_unique(source, self.paths.running)
@@ -214,12 +248,18 @@ class Engine:
         except (InvalidTrigger, OSError) as error:
             self._reject(claimed, entry.name, str(error), now)
             return False
-        run_id = f"{trigger.to_agent}-{int(now)}-{secrets.token_hex(3)}"
+        run_id = f"{agent}-{int(now)}-{secrets.token_hex(3)}"
         log_path = self.paths.logs / f"{run_id}.log"
-        run = Run(run_id=run_id, agent=trigger.to_agent, trigger_name=entry.name,
+        earlier, _ = self.attempts.load(entry.name)
+        max_retries = self.settings.MAX_RETRIES if trigger.max_retries is None \
+            else trigger.max_retries
+        run = Run(run_id=run_id, agent=agent, trigger_name=entry.name,
                   trigger_path=str(claimed), log_path=str(log_path), started_at=now,
                   timeout=self.settings.AGENT_TIMEOUT, ticket=trigger.ticket_text,
-                  action=trigger.action, from_agent=trigger.from_agent)
+                  action=trigger.action, from_agent=trigger.from_agent,
+                  pool=trigger.to_agent if trigger.to_agent != agent else None,
+                  attempt=len(earlier) + 1, max_retries=max_retries,
+                  priority=trigger.priority)
         try:
             workspace = self.workspaces.prepare(run)
         except WorkspaceError as error:
@@ -271,18 +311,12 @@ class Engine:
         if active.stop is not None and active.agent is not None:
             self.runner.signal(active.agent, signal.SIGKILL)  # leftovers in the session
         result = run_result(run, active.agent, outcome, ended_at)
-        try:
-            archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
-        except OSError as error:
-            self.log.error("ERROR", msg="cannot archive finished trigger; it stays in running/ "
-                           "until the next start", trigger=run.trigger_name, error=str(error))
-            archived = None
-        else:
-            self.journal.remove(run.run_id)
-            try:
-                self.history.append({**result, "archived_as": str(archived)})
-            except OSError as error:
-                self.log.error("ERROR", msg="cannot append run history", error=str(error))
+        attempts = [*self.attempts.load(run.trigger_name)[0], result]
+        delay = scheduler.retry_delay(outcome.kind, len(attempts), run.max_retries, self.settings)
+        if delay is None or not self._retry(run, attempts, now + delay, now):
+            if len(attempts) > 1:
+                result = {**result, "attempts": attempts}
+            self._archive(run, result, now)
         self.active.pop(run.run_id, None)
         note = self.workspaces.release(run, outcome)
         if note:
@@ -294,7 +328,49 @@ class Engine:
         event = "TIMEOUT" if outcome.kind is OutcomeKind.TIMED_OUT else "FINISH"
         self.log.info(event, agent=run.agent, ticket=run.ticket, outcome=outcome.kind.value,
                       exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
-                      duration_s=result["duration_s"], archived=str(archived) if archived else None)
+                      attempt=run.attempt, duration_s=result["duration_s"])
+
+    def _archive(self, run: Run, result: dict[str, Any], now: float) -> None:
+        try:
+            archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot archive finished trigger; it stays in running/ "
+                           "until the next start", trigger=run.trigger_name, error=str(error))
+            return
+        self.journal.remove(run.run_id)
+        self.attempts.remove(run.trigger_name)
+        self._record_history({**result, "archived_as": str(archived)})
+
+    def _record_history(self, record: dict[str, Any]) -> None:
+        try:
+            self.history.append(record)
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot append run history", error=str(error))
+
+    def _retry(self, run: Run, attempts: list[dict[str, Any]], not_before: float,
+               now: float) -> bool:
+        """Queue the trigger again as a new arrival that waits out its backoff."""
+        name = run.trigger_name
+        try:
+            self.attempts.save(name, attempts, not_before)
+            back = move_unique(Path(run.trigger_path), self.paths.triggers)
+            stamp = int(now * 1e9)
+            os.utime(back, ns=(stamp, stamp))  # younger than the work already waiting
+            if back.name != name:
+                self.attempts.save(back.name, attempts, not_before)
+                self.attempts.remove(name)
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot queue the trigger again; archiving it",
+                           trigger=name, error=str(error))
+            return False
+        self.journal.remove(run.run_id)
+        self._record_history({**attempts[-1], "retry_at": iso_utc(not_before, precise=True)})
+        self.queue.add(QueuedTrigger(back.name, run.target, (-run.priority, stamp, back.name),
+                                     not_before))
+        self.counters["retried"] += 1
+        self.log.warning("RETRY", trigger=back.name, agent=run.target, attempt=run.attempt,
+                         of=run.max_retries + 1, retry_at=iso_utc(not_before, precise=True))
+        return True
 
     def _enforce(self, now: float) -> None:
         for decision in scheduler.enforce(self.active.values(), now,
@@ -340,6 +416,95 @@ class Engine:
                     active.agent = active.agent or self._agent_from_disk(active.run.run_id)
                     if active.agent is not None:
                         self.runner.signal(active.agent, signal.SIGTERM)
+
+    # -- operator requests (from the control socket's thread) ------------------------------
+
+    def submit(self, request: dict[str, Any], reply: Reply) -> None:
+        """Thread-safe: queue an operator request; ``reply`` is called from the loop."""
+        self.requests.put((request, reply))
+        self.runner.wake()
+
+    def _serve_requests(self, now: float) -> None:
+        while not self.requests.empty():
+            request, reply = self.requests.get_nowait()
+            handler = self._handlers.get(str(request.get("op")))
+            try:
+                answer = handler(request, now) if handler else {
+                    "ok": False, "error": f"unknown request {request.get('op')!r}"}
+            except (KeyError, TypeError, ValueError, OSError) as error:
+                answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+            reply(answer)
+
+    @property
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any], float], dict[str, Any]]]:
+        return {"pause": self._pause, "resume": self._resume, "stop-agent": self._stop_agent,
+                "cancel": self._cancel}
+
+    def _pause(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+        agent = request.get("agent")
+        if agent:
+            self.queue.pause(agent)
+        else:
+            self.pause_all = True
+        self._save_paused()
+        self.log.info("PAUSE", agent=agent or "all", msg="no new runs; running ones carry on")
+        return {"ok": True, "paused": self._paused_record()}
+
+    def _resume(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+        agent = request.get("agent")
+        if agent:
+            self.queue.resume(agent)
+        else:
+            self.pause_all = False
+        self._save_paused()
+        self.log.info("RESUME", agent=agent or "all")
+        return {"ok": True, "paused": self._paused_record()}
+
+    def _stop_agent(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+        agent = request["agent"]
+        active = next((a for a in self.active.values() if a.run.agent == agent), None)
+        if active is None:
+            return {"ok": False, "error": f"agent {agent} has no run going"}
+        active.stop = StopReason.OPERATOR
+        if active.term_sent_at is None:
+            active.term_sent_at = now
+            active.agent = active.agent or self._agent_from_disk(active.run.run_id)
+            if active.agent is not None:
+                self.runner.signal(active.agent, signal.SIGTERM)
+        self.log.warning("STOP", agent=agent, run=active.run.run_id, msg="stopped by the operator")
+        return {"ok": True, "run_id": active.run.run_id, "trigger": active.run.trigger_name}
+
+    def _cancel(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+        name = Path(str(request["trigger"])).name
+        if self.queue.remove(name) is None:
+            return {"ok": False, "error": f"{name} is not waiting in the queue"}
+        result = {"trigger": name, "outcome": OutcomeKind.CANCELLED.value,
+                  "reason": "cancelled by the operator", "exit_code": None}
+        archived = self.archive.put(self.paths.triggers / name, name, result, now)
+        self.attempts.remove(name)
+        self.counters[OutcomeKind.CANCELLED.value] += 1
+        self._state_dirty = True
+        self.log.warning("CANCEL", trigger=name, archived=str(archived))
+        return {"ok": True, "archived": str(archived)}
+
+    def _paused_record(self) -> dict[str, Any]:
+        return {"all": self.pause_all, "agents": sorted(self.queue.paused)}
+
+    def _save_paused(self) -> None:
+        write_json_atomic(self.paths.paused_file, self._paused_record())
+        self._state_dirty = True
+
+    def _load_paused(self) -> None:
+        """Pauses outlive the daemon: a restart keeps holding what was held."""
+        try:
+            record = json.loads(self.paths.paused_file.read_bytes())
+            self.pause_all = bool(record.get("all"))
+            for agent in record.get("agents", []):
+                self.queue.pause(str(agent))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, AttributeError) as error:
+            self.log.error("RECOVERY", msg=f"paused.json is unreadable ({error}); nothing paused")
 
     # -- upkeep ------------------------------------------------------------------------------
 
@@ -418,5 +583,8 @@ class Engine:
             "running": len(self.active),
             "queued": len(self.queue),
             "stopping": self.stop_mode.value if self.stop_mode else None,
+            "paused": self._paused_record(),
+            "held_back": self.held_back,
+            "pools": {pool: list(members) for pool, members in self.settings.pools.items()},
             "counters": dict(sorted(self.counters.items())),
         }

@@ -53,6 +53,15 @@ def write_json_atomic(path: Path, value: Any, *, durable: bool = False) -> None:
     write_atomic(path, json.dumps(value, indent=2).encode() + b"\n", durable=durable)
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; empty when the file is missing, unreadable or not one."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def read_json(path: Path) -> Any:
     """The parsed content of a JSON file; raises ``OSError`` or ``ValueError``."""
     return json.loads(path.read_bytes())

@@ -7,7 +7,7 @@ import os
 import queue
 import stat
 from collections.abc import Callable, Container, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -35,13 +35,20 @@ class InvalidTrigger(Exception):
     """The file can never become a valid trigger; the message is the reason put on disk."""
 
 
+TriggerKey = tuple[int, int, str]  # (-priority, mtime_ns, name): smallest runs first
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedTrigger:
-    """A validated trigger waiting in the queue: only what ordering needs, the file keeps the rest."""
+    """A validated trigger waiting in the queue: only what ordering needs, the file keeps the rest.
+
+    ``agent`` is the target: an agent name or a pool name. ``not_before`` holds a retry back.
+    """
 
     name: str
     agent: str
-    key: tuple[int, str]
+    key: TriggerKey
+    not_before: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +184,8 @@ def examine(path: Path, now: float, *, max_bytes: int, allow_foreign: bool,
         if settled_at > now:
             return NotReady(retry_at=settled_at)
         return Rejected(str(error))
-    return Accepted(QueuedTrigger(path.name, trigger.to_agent, (info.st_mtime_ns, path.name)))
+    key = (-trigger.priority, info.st_mtime_ns, path.name)
+    return Accepted(QueuedTrigger(path.name, trigger.to_agent, key))
 
 
 def scan(folder: Path) -> Iterator[str]:
@@ -232,13 +240,14 @@ class TriggerReader:
     BATCH = 256
 
     def __init__(self, folder: Path, inbox: Inbox, *, max_bytes: int, allow_foreign: bool,
-                 settle_seconds: float) -> None:
+                 settle_seconds: float, not_before: Callable[[str], float]) -> None:
         self._folder = folder
+        self._not_before = not_before
         self._inbox = inbox
         self._max_bytes = max_bytes
         self._allow_foreign = allow_foreign
         self._settle_seconds = settle_seconds
-        self._unread: list[tuple[tuple[int, str], str]] = []
+        self._unread: list[tuple[tuple[int, str], str]] = []  # by (mtime_ns, name)
         self._unread_names: set[str] = set()
         self._deferred: dict[str, float] = {}
 
@@ -285,7 +294,12 @@ class TriggerReader:
                 self._deferred[name] = verdict.retry_at
                 continue
             self._deferred.pop(name, None)
-            if isinstance(verdict, Accepted | Rejected):
+            if isinstance(verdict, Accepted):
+                held_until = self._not_before(name)
+                if held_until:
+                    verdict = Accepted(replace(verdict.entry, not_before=held_until))
+                verdicts.append((name, verdict))
+            elif isinstance(verdict, Rejected):
                 verdicts.append((name, verdict))
         return verdicts
 

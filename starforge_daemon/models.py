@@ -33,6 +33,8 @@ class Trigger(BaseModel):
     trace_id: StrictStr | None = None
     ticket: Ticket | None = None
     context: dict[str, Any] | None = None
+    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)] = 0
+    max_retries: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
 
     _check_text = field_validator("from_agent", "action", "message", "trace_id")(_no_nul)
 
@@ -64,7 +66,13 @@ class OutcomeKind(StrEnum):
     TIMED_OUT = "timed_out"
     KILLED = "killed"
     LOST = "lost"
+    CANCELLED = "cancelled"
     INVALID = "invalid"
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another attempt: the agent failed, not the operator or the daemon's bookkeeping."""
+        return self in (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)
 
 
 class ArchiveFolder(StrEnum):
@@ -115,6 +123,15 @@ class Run(BaseModel):
     action: str | None = None
     from_agent: str | None = None
     workdir: str | None = None
+    pool: str | None = None
+    attempt: int = 1
+    max_retries: int = 0
+    priority: int = 0
+
+    @property
+    def target(self) -> str:
+        """What the trigger was addressed to: the pool, or the agent itself."""
+        return self.pool or self.agent
 
     @property
     def deadline(self) -> float:

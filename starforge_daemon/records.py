@@ -72,6 +72,7 @@ def run_result(run: Run, agent: ProcessIdentity | None, outcome: Outcome,
     return {
         "trigger": run.trigger_name, "outcome": outcome.kind.value, "reason": outcome.reason,
         "exit_code": outcome.exit_code, "run_id": run.run_id, "agent": run.agent,
+        "pool": run.pool, "attempt": run.attempt,
         "ticket": run.ticket, "action": run.action, "from_agent": run.from_agent,
         "pid": agent.pid if agent else None,
         "started_at": iso_utc(run.started_at, precise=True),
@@ -141,6 +142,37 @@ class RunJournal:
 
     def remove(self, run_id: str) -> None:
         self.path(run_id).unlink(missing_ok=True)
+
+
+class Attempts:
+    """Earlier attempts of triggers that are being retried, ``.claude/daemon/attempts/<name>.json``.
+
+    Kept apart from the trigger so the trigger file stays what its writer wrote; the record says
+    when the next attempt may start and goes into the result once the trigger is archived.
+    """
+
+    def __init__(self, paths: ProjectPaths) -> None:
+        self._folder = paths.attempts
+
+    def _path(self, name: str) -> Path:
+        return self._folder / f"{name}.json"
+
+    def load(self, name: str) -> tuple[list[dict[str, Any]], float]:
+        """The attempts so far and the earliest start of the next; none and 0 when fresh."""
+        try:
+            record = json.loads(self._path(name).read_bytes())
+            return list(record["attempts"]), float(record["not_before"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return [], 0.0
+
+    def not_before(self, name: str) -> float:
+        return self.load(name)[1]
+
+    def save(self, name: str, attempts: list[dict[str, Any]], not_before: float) -> None:
+        write_json_atomic(self._path(name), {"attempts": attempts, "not_before": not_before})
+
+    def remove(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
 
 
 class History:

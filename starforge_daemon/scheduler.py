@@ -10,12 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .config import Settings
 from .models import Outcome, OutcomeKind, ProcessIdentity, Run, RunExit
 
 
 class StopReason(StrEnum):
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
+    OPERATOR = "operator"
 
 
 @dataclass
@@ -84,7 +86,18 @@ def outcome_of(active: ActiveRun, ended: RunExit | None) -> Outcome:
     if active.stop is StopReason.SHUTDOWN:
         return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
                        reason=f"killed by daemon shutdown (exit {code})")
+    if active.stop is StopReason.OPERATOR:
+        return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
+                       reason=f"stopped by the operator (exit {code})")
     if active.stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at >= run.deadline):
         return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
                        reason=f"timed out after {run.timeout:g}s (exit {code})")
     return Outcome.from_exit_code(code)
+
+
+def retry_delay(kind: OutcomeKind, attempts_made: int, max_retries: int,
+                settings: Settings) -> float | None:
+    """Seconds until the next attempt, or None when the trigger is done trying."""
+    if not kind.retryable or attempts_made > max_retries:
+        return None
+    return settings.retry_delay(attempts_made)

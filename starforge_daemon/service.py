@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-from .config import ProjectPaths, Settings
+from .config import ProjectPaths, Settings, WorktreeMode
+from .controlsocket import ControlServer
 from .engine import Engine, StopMode
 from .eventlog import EventLogFile, configure
 from .files import write_atomic
@@ -24,6 +25,8 @@ from .instance import InstanceLock, read_pid
 from .intake import TriggerWatcher
 from .logupkeep import LogPolicy, LogUpkeep
 from .runner import ProcessRunner
+from .workspaces import SharedCheckout, Workspaces
+from .worktrees import GitWorktrees, WorktreeSetupError
 
 READY_TIMEOUT = 120.0
 
@@ -95,9 +98,20 @@ def _schedule_upkeep(engine: Engine, settings: Settings, paths: ProjectPaths,
     return upkeep
 
 
+def build_workspaces(paths: ProjectPaths, settings: Settings) -> Workspaces:
+    """Where runs work (``WORKTREE_MODE``); a project where that cannot work stops the start."""
+    if settings.WORKTREE_MODE is WorktreeMode.OFF:
+        return SharedCheckout(paths.root)
+    try:
+        return GitWorktrees.open(paths, settings)
+    except WorktreeSetupError as error:
+        raise StartError(str(error)) from None
+
+
 def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], None],
           echo: bool = False) -> StopMode | None:
     """Run the daemon in this process until it is told to stop; returns how it stopped."""
+    workspaces = build_workspaces(paths, settings)
     paths.ensure()
     lock = InstanceLock(paths.lock_file)
     if not lock.acquire():
@@ -108,8 +122,9 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     log = structlog.get_logger()
     runner = ProcessRunner(paths.keeper_socket, paths.keeper_log)
     engine = Engine(settings, paths, runner, log,
-                    on_stopping=lambda: systemd_notify("STOPPING=1"))
+                    on_stopping=lambda: systemd_notify("STOPPING=1"), workspaces=workspaces)
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put)
+    control = ControlServer(paths.control_socket, engine.submit)
     _install_signal_handlers(engine, runner)
     pid = os.getpid()
     upkeep = _schedule_upkeep(engine, settings, paths, sink, pid)
@@ -123,6 +138,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
 
     try:
         watcher.start()
+        control.start()
         engine.run(ready)
         log.info("SHUTDOWN", msg="daemon stopped", mode=engine.stop_mode)
         return engine.stop_mode
@@ -130,6 +146,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
         log.critical("CRITICAL", msg="daemon crashed", error=traceback.format_exc())
         raise
     finally:
+        control.stop()
         watcher.stop()
         upkeep.join(timeout=10)
         if read_pid(paths) == pid:

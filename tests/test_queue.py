@@ -6,16 +6,22 @@ from starforge_daemon.intake import QueuedTrigger
 from starforge_daemon.queue import TriggerQueue
 
 
-def entry(name: str, agent: str, stamp: int) -> QueuedTrigger:
-    return QueuedTrigger(name, agent, (stamp, name))
+def entry(name: str, agent: str, stamp: int, priority: int = 0,
+          not_before: float = 0.0) -> QueuedTrigger:
+    return QueuedTrigger(name, agent, (-priority, stamp, name), not_before)
 
 
-def drain(queue: TriggerQueue) -> list[str]:
-    taken = []
-    while (item := queue.take_next()) is not None:
-        taken.append(item.name)
-        queue.release(item.agent)
-    return taken
+def take(queue: TriggerQueue, now: float = 0.0) -> str | None:
+    taken = queue.take_next(now)
+    return None if taken is None else taken[0].name
+
+
+def drain(queue: TriggerQueue, now: float = 0.0) -> list[str]:
+    names = []
+    while (taken := queue.take_next(now)) is not None:
+        names.append(taken[0].name)
+        queue.release(taken[1])
+    return names
 
 
 def test_oldest_first_ties_by_name() -> None:
@@ -30,14 +36,11 @@ def test_busy_agent_waits_and_others_go_ahead() -> None:
     queue.add(entry("a1", "a", 1))
     queue.add(entry("a2", "a", 2))
     queue.add(entry("b1", "b", 3))
-    first = queue.take_next()
-    assert first is not None and first.name == "a1"
-    second = queue.take_next()
-    assert second is not None and second.name == "b1"
-    assert queue.take_next() is None, "a2 must wait for a1's agent"
+    assert take(queue) == "a1"
+    assert take(queue) == "b1"
+    assert take(queue) is None, "a2 must wait for a1's agent"
     queue.release("a")
-    third = queue.take_next()
-    assert third is not None and third.name == "a2"
+    assert take(queue) == "a2"
 
 
 def test_late_older_trigger_goes_before_younger_of_same_agent() -> None:
@@ -45,6 +48,16 @@ def test_late_older_trigger_goes_before_younger_of_same_agent() -> None:
     queue.add(entry("young", "a", 10))
     queue.add(entry("old", "a", 1))
     assert drain(queue) == ["old", "young"]
+
+
+def test_higher_priority_first_and_order_kept_within_a_priority() -> None:
+    queue = TriggerQueue()
+    queue.add(entry("old-normal", "a", 1))
+    queue.add(entry("urgent-b", "b", 5, priority=10))
+    queue.add(entry("urgent-a2", "a", 4, priority=10))
+    queue.add(entry("urgent-a1", "a", 3, priority=10))
+    queue.add(entry("low", "c", 0, priority=-1))
+    assert drain(queue) == ["urgent-a1", "urgent-a2", "urgent-b", "old-normal", "low"]
 
 
 def test_held_agent_from_an_adopted_run_blocks_only_itself() -> None:
@@ -55,6 +68,49 @@ def test_held_agent_from_an_adopted_run_blocks_only_itself() -> None:
     assert drain(queue) == ["b1"]
     queue.release("a")
     assert drain(queue) == ["a1"]
+
+
+def test_pool_spreads_round_robin_and_waits_when_all_members_are_busy() -> None:
+    queue = TriggerQueue({"dev": ("dev-a", "dev-b")})
+    for number in range(4):
+        queue.add(entry(f"p{number}", "dev", number))
+    queue.add(entry("direct-b", "dev-b", 10))
+    first, second = queue.take_next(0), queue.take_next(0)
+    assert first is not None and second is not None
+    assert [first[1], second[1]] == ["dev-a", "dev-b"]
+    assert queue.take_next(0) is None, "both members busy: the pool waits"
+    queue.release("dev-a")
+    third = queue.take_next(0)
+    assert third is not None and third[1] == "dev-a" and third[0].name == "p2"
+    queue.release("dev-b")
+    fourth = queue.take_next(0)
+    assert fourth is not None and fourth[0].name == "p3" and fourth[1] == "dev-b"
+    queue.release("dev-b")
+    fifth = queue.take_next(0)
+    assert fifth is not None and fifth[0].name == "direct-b" and fifth[1] == "dev-b"
+
+
+def test_pause_and_resume_an_agent_or_a_pool_member() -> None:
+    queue = TriggerQueue({"dev": ("dev-a", "dev-b")})
+    queue.pause("a")
+    queue.pause("dev-a")
+    queue.add(entry("a1", "a", 1))
+    queue.add(entry("p1", "dev", 2))
+    taken = queue.take_next(0)
+    assert taken is not None and taken[0].name == "p1" and taken[1] == "dev-b"
+    assert take(queue) is None
+    queue.resume("a")
+    assert take(queue) == "a1"
+
+
+def test_backoff_holds_a_trigger_until_its_time() -> None:
+    queue = TriggerQueue()
+    queue.add(entry("retry", "a", 1, not_before=100.0))
+    queue.add(entry("other", "b", 2))
+    assert drain(queue, now=50.0) == ["other"]
+    assert queue.next_due() == 100.0
+    assert drain(queue, now=99.0) == []
+    assert drain(queue, now=100.0) == ["retry"]
 
 
 def test_remove_and_duplicates() -> None:
@@ -74,4 +130,4 @@ def test_ten_thousand_triggers_keep_order_without_rescans() -> None:
     for number in reversed(range(10_000)):
         queue.add(entry(f"t{number:05}", f"agent-{number % 16}", number))
     assert drain(queue) == [f"t{number:05}" for number in range(10_000)]
-    assert [item.name for item in queue.in_order()] == []
+    assert list(queue.in_order()) == []

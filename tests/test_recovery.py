@@ -27,7 +27,8 @@ def test_sigkilled_daemon_adopts_running_agent_and_records_its_real_exit(project
     project.trigger("u.trigger", "worker")
     project.start(AGENT_TIMEOUT=60)
     start = wait_until(lambda: project.journal("start"), what="agent started")[0]
-    busy = project.slots()["worker"]
+    busy = wait_until(lambda: project.slots().get("worker", {}).get("pid") and
+                      project.slots()["worker"], what="busy slot saved")
     kill_daemon(project)
     assert psutil.pid_exists(start["pid"]), "the agent outlives the daemon"
     project.start()
@@ -39,7 +40,7 @@ def test_sigkilled_daemon_adopts_running_agent_and_records_its_real_exit(project
     assert (result["outcome"], result["exit_code"]) == ("failed", 7)
     assert [e["trigger"] for e in project.journal("start")] == ["t.trigger", "u.trigger"]
     assert "RECOVERY" in project.log()
-    assert project.slots()["worker"]["status"] == "idle"
+    wait_until(lambda: project.slots()["worker"]["status"] == "idle", what="slot idle")
 
 
 def test_adopted_run_keeps_its_original_timeout(project: Project) -> None:
@@ -82,7 +83,7 @@ def test_run_whose_processes_vanished_is_archived_as_lost(project: Project) -> N
     project.wait_archived(1)
     assert project.all_archived() == {"t.trigger": "failed"}
     assert project.result("t.trigger")["outcome"] == "lost"
-    assert project.slots()["worker"]["status"] == "idle"
+    wait_until(lambda: project.slots()["worker"]["status"] == "idle", what="slot idle")
 
 
 def test_reused_pid_is_never_signalled_or_adopted(project: Project) -> None:
@@ -148,7 +149,8 @@ def test_corrupt_state_files_are_reported_and_rebuilt(project: Project) -> None:
         project.trigger("t.trigger", "agent-a")
         project.start()
         project.wait_archived(1)
-        assert project.slots()["agent-a"]["status"] == "idle"
+        wait_until(lambda: project.slots().get("agent-a", {}).get("status") == "idle",
+                   what="slot rebuilt and idle")
         assert json.loads(project.paths.state_file.read_text())["pid"] == project.daemon_pid()
         project.stop()
         assert "RECOVERY" in project.log()

@@ -200,7 +200,7 @@ def test_examine_any_file_content(folder: Path, data: bytes, max_bytes: int,
     elif isinstance(parsed, Trigger):
         assert isinstance(verdict, Accepted), verdict
         assert verdict.entry.name == "x.trigger" and verdict.entry.agent == parsed.to_agent
-        assert verdict.entry.key == (os.stat(path).st_mtime_ns, "x.trigger")
+        assert verdict.entry.key == (-parsed.priority, os.stat(path).st_mtime_ns, "x.trigger")
     elif fresh:
         assert verdict == NotReady(retry_at=MTIME + SETTLE)
     else:

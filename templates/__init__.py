@@ -1,0 +1,1 @@
+"""Files ``starforge init`` copies into a project (read with importlib.resources)."""
