@@ -145,9 +145,11 @@ def retry_failed(paths: ProjectPaths, names: list[str], now: float | None = None
         raise FileNotFoundError(f"not in {paths.failed}: {', '.join(missing)}")
     moved = []
     for source in sources:
-        target = move_unique(source, paths.triggers)
-        os.utime(target, ns=(stamp, stamp))  # queued as a new arrival
+        # the old result goes first: once the trigger is queued, a quick run may archive it
+        # again under the same name, and that new result must stay
         result_path(source).unlink(missing_ok=True)
         Attempts(paths).remove(source.name)
+        target = move_unique(source, paths.triggers)
+        os.utime(target, ns=(stamp, stamp))  # queued as a new arrival
         moved.append(target)
     return moved

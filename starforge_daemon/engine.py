@@ -6,7 +6,6 @@ a deadline), applies it, then dispatches what may start and saves what changed.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import secrets
@@ -22,7 +21,8 @@ from typing import Any
 from . import scheduler
 from .agent_command import placeholder_values, render_argv, run_environment
 from .config import ProjectPaths, Settings, dotenv_extras
-from .files import move_unique, write_json_atomic
+from .controlsocket import Reply
+from .files import move_unique, read_json_object, write_json_atomic
 from .intake import Accepted, Inbox, InvalidTrigger, QueuedTrigger, TriggerReader, load_trigger
 from .load import MemoryGauge
 from .models import OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
@@ -40,7 +40,6 @@ DAEMON_ONLY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 SAVE_RETRY_INTERVAL = 1.0
 
 
-Reply = Callable[[dict[str, Any]], None]
 Request = tuple[dict[str, Any], Reply]
 
 
@@ -79,7 +78,6 @@ class Engine:
                                     settle_seconds=settings.TRIGGER_SETTLE_SECONDS,
                                     not_before=self.attempts.not_before)
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
-        self.pause_all = False
         self.held_back: str | None = None
         self._memory = MemoryGauge(settings.MIN_FREE_MEMORY_PERCENT)
         self.archive = Archive(paths)
@@ -118,7 +116,11 @@ class Engine:
         if self.state_file.load() is None and self.paths.state_file.exists():
             self.log.error("RECOVERY", msg="daemon-state.json is unreadable; rebuilding it")
         self.log.info("MODE", msg=self.settings.mode_text, timeout=self.settings.AGENT_TIMEOUT)
-        self._load_paused()
+        paused = read_json_object(self.paths.paused_file)  # pauses outlive the daemon
+        if paused.get("all"):
+            self.queue.pause(None)
+        for agent in paused.get("agents", []):
+            self.queue.pause(str(agent))
         self.runner.connect()
         for note in self.workspaces.start():
             self.log.warning("RECOVERY", msg=note)
@@ -207,9 +209,8 @@ class Engine:
     # -- runs --------------------------------------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
-        accepting = self.stop_mode is None and not self.pause_all
         capacity = scheduler.free_capacity(self.settings.concurrency_limit, len(self.active),
-                                           accepting)
+                                           accepting=self.stop_mode is None)
         if capacity and len(self.queue) and self._holding_back(now):
             return
         while capacity > 0:
@@ -437,28 +438,18 @@ class Engine:
 
     @property
     def _handlers(self) -> dict[str, Callable[[dict[str, Any], float], dict[str, Any]]]:
-        return {"pause": self._pause, "resume": self._resume, "stop-agent": self._stop_agent,
-                "cancel": self._cancel}
+        return {"pause": lambda request, _now: self._set_pause(request, True),
+                "resume": lambda request, _now: self._set_pause(request, False),
+                "stop-agent": self._stop_agent, "cancel": self._cancel}
 
-    def _pause(self, request: dict[str, Any], now: float) -> dict[str, Any]:
-        agent = request.get("agent")
-        if agent:
-            self.queue.pause(agent)
-        else:
-            self.pause_all = True
-        self._save_paused()
-        self.log.info("PAUSE", agent=agent or "all", msg="no new runs; running ones carry on")
-        return {"ok": True, "paused": self._paused_record()}
-
-    def _resume(self, request: dict[str, Any], now: float) -> dict[str, Any]:
-        agent = request.get("agent")
-        if agent:
-            self.queue.resume(agent)
-        else:
-            self.pause_all = False
-        self._save_paused()
-        self.log.info("RESUME", agent=agent or "all")
-        return {"ok": True, "paused": self._paused_record()}
+    def _set_pause(self, request: dict[str, Any], paused: bool) -> dict[str, Any]:
+        agent = request.get("agent") or None
+        (self.queue.pause if paused else self.queue.resume)(agent)
+        write_json_atomic(self.paths.paused_file, self.queue.pauses)
+        self._state_dirty = True
+        self.log.info("PAUSE" if paused else "RESUME", agent=agent or "all",
+                      msg="no new runs; running ones carry on" if paused else None)
+        return {"ok": True, "paused": self.queue.pauses}
 
     def _stop_agent(self, request: dict[str, Any], now: float) -> dict[str, Any]:
         agent = request["agent"]
@@ -486,25 +477,6 @@ class Engine:
         self._state_dirty = True
         self.log.warning("CANCEL", trigger=name, archived=str(archived))
         return {"ok": True, "archived": str(archived)}
-
-    def _paused_record(self) -> dict[str, Any]:
-        return {"all": self.pause_all, "agents": sorted(self.queue.paused)}
-
-    def _save_paused(self) -> None:
-        write_json_atomic(self.paths.paused_file, self._paused_record())
-        self._state_dirty = True
-
-    def _load_paused(self) -> None:
-        """Pauses outlive the daemon: a restart keeps holding what was held."""
-        try:
-            record = json.loads(self.paths.paused_file.read_bytes())
-            self.pause_all = bool(record.get("all"))
-            for agent in record.get("agents", []):
-                self.queue.pause(str(agent))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, AttributeError) as error:
-            self.log.error("RECOVERY", msg=f"paused.json is unreadable ({error}); nothing paused")
 
     # -- upkeep ------------------------------------------------------------------------------
 
@@ -583,7 +555,7 @@ class Engine:
             "running": len(self.active),
             "queued": len(self.queue),
             "stopping": self.stop_mode.value if self.stop_mode else None,
-            "paused": self._paused_record(),
+            "paused": self.queue.pauses,
             "held_back": self.held_back,
             "pools": {pool: list(members) for pool, members in self.settings.pools.items()},
             "counters": dict(sorted(self.counters.items())),

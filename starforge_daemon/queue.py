@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from .intake import QueuedTrigger, TriggerKey
 
@@ -27,6 +28,7 @@ class TriggerQueue:
         self._waiting: list[tuple[float, TriggerKey, str]] = []
         self._busy: set[str] = set()
         self._paused: set[str] = set()
+        self._all_paused = False
         self._names: dict[str, QueuedTrigger] = {}
 
     def __len__(self) -> int:
@@ -47,6 +49,8 @@ class TriggerQueue:
     def take_next(self, now: float) -> tuple[QueuedTrigger, str] | None:
         """The first trigger that may run now and the agent to run it; that agent is busy
         until :meth:`release`."""
+        if self._all_paused:
+            return None
         while self._waiting and self._waiting[0][0] <= now:
             _, key, target = heapq.heappop(self._waiting)
             heapq.heappush(self._ready, (key, target))
@@ -101,16 +105,24 @@ class TriggerQueue:
         self._busy.discard(agent)
         self._offer(agent)
 
-    def pause(self, target: str) -> None:
-        self._paused.add(target)
+    def pause(self, target: str | None) -> None:
+        """Hold ``target``'s triggers back, or everyone's when ``target`` is None."""
+        if target is None:
+            self._all_paused = True
+        else:
+            self._paused.add(target)
 
-    def resume(self, target: str) -> None:
-        self._paused.discard(target)
-        self._offer(target)
+    def resume(self, target: str | None) -> None:
+        if target is None:
+            self._all_paused = False
+        else:
+            self._paused.discard(target)
+            self._offer(target)
 
     @property
-    def paused(self) -> frozenset[str]:
-        return frozenset(self._paused)
+    def pauses(self) -> dict[str, Any]:
+        """What is paused, as ``paused.json`` keeps it."""
+        return {"all": self._all_paused, "agents": sorted(self._paused)}
 
     def _offer(self, agent: str) -> None:
         """Push the heads that ``agent`` becoming free may unblock: its own and its pools'."""
