@@ -377,23 +377,29 @@ class Engine:
         for decision in scheduler.enforce(self.active.values(), now,
                                           self.settings.AGENT_KILL_GRACE):
             active = self.active[decision.run_id]
-            active.agent = active.agent or self._agent_from_disk(active.run.run_id)
             if isinstance(decision, Terminate):
-                active.stop = active.stop or decision.reason
-                active.term_sent_at = now
-                number = signal.SIGTERM
-                if decision.reason is StopReason.TIMEOUT:
-                    self.log.warning("TIMEOUT", agent=active.run.agent, run=active.run.run_id,
-                                     msg=f"past AGENT_TIMEOUT={active.run.timeout:g}s; "
-                                         "sending SIGTERM")
+                self.log.warning("TIMEOUT", agent=active.run.agent, run=active.run.run_id,
+                                 msg=f"past AGENT_TIMEOUT={active.run.timeout:g}s; "
+                                     "sending SIGTERM")
+                self._terminate(active, active.stop or decision.reason, now)
             else:
                 assert isinstance(decision, Kill)
                 active.kill_sent = True
-                number = signal.SIGKILL
                 self.log.warning("TIMEOUT", agent=active.run.agent, run=active.run.run_id,
                                  msg="still running after the grace period; sending SIGKILL")
-            if active.agent is not None:
-                self.runner.signal(active.agent, number)
+                self._signal(active, signal.SIGKILL)
+
+    def _terminate(self, active: ActiveRun, reason: StopReason, now: float) -> None:
+        """Ask a run to stop (SIGTERM once); ``_enforce`` sends SIGKILL after the grace."""
+        active.stop = reason
+        if active.term_sent_at is None:
+            active.term_sent_at = now
+            self._signal(active, signal.SIGTERM)
+
+    def _signal(self, active: ActiveRun, number: int) -> None:
+        active.agent = active.agent or self._agent_from_disk(active.run.run_id)
+        if active.agent is not None:
+            self.runner.signal(active.agent, number)
 
     def logs_in_use(self) -> list[str]:
         return [active.run.log_path for active in self.active.values()]
@@ -411,12 +417,7 @@ class Engine:
                       if mode is StopMode.HANDOFF else "stopping agents")
         if mode is StopMode.STOP:
             for active in self.active.values():
-                active.stop = StopReason.SHUTDOWN
-                if active.term_sent_at is None:
-                    active.term_sent_at = now
-                    active.agent = active.agent or self._agent_from_disk(active.run.run_id)
-                    if active.agent is not None:
-                        self.runner.signal(active.agent, signal.SIGTERM)
+                self._terminate(active, StopReason.SHUTDOWN, now)
 
     # -- operator requests (from the control socket's thread) ------------------------------
 
@@ -456,12 +457,7 @@ class Engine:
         active = next((a for a in self.active.values() if a.run.agent == agent), None)
         if active is None:
             return {"ok": False, "error": f"agent {agent} has no run going"}
-        active.stop = StopReason.OPERATOR
-        if active.term_sent_at is None:
-            active.term_sent_at = now
-            active.agent = active.agent or self._agent_from_disk(active.run.run_id)
-            if active.agent is not None:
-                self.runner.signal(active.agent, signal.SIGTERM)
+        self._terminate(active, StopReason.OPERATOR, now)
         self.log.warning("STOP", agent=agent, run=active.run.run_id, msg="stopped by the operator")
         return {"ok": True, "run_id": active.run.run_id, "trigger": active.run.trigger_name}
 
