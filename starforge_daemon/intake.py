@@ -6,21 +6,13 @@ import heapq
 import os
 import queue
 import stat
+import threading
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import ValidationError
-from watchdog.events import (
-    DirCreatedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
+from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD
 
 from .models import Trigger
 
@@ -196,35 +188,50 @@ def scan(folder: Path) -> Iterator[str]:
                 yield entry.name
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, folder: str, notify: Callable[[str], None]) -> None:
-        self._folder = folder
-        self._notify = notify
+class _TriggerEvents:
+    """watchdog's inotify callback for the trigger folder: hands each trigger name over."""
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        path = event.dest_path if isinstance(event, FileMovedEvent | DirMovedEvent) else event.src_path
-        head, name = os.path.split(os.fsdecode(path))
-        if head == self._folder and is_trigger_name(name):
+    def __init__(self, notify: Callable[[str], None], on_overflow: Callable[[], None]) -> None:
+        self._notify = notify
+        self._on_overflow = on_overflow
+
+    def on_event(self, event: InotifyEvent) -> None:
+        name = os.fsdecode(event.name)
+        if is_trigger_name(name):
             self._notify(name)
+
+    def on_watch_deleted(self, wd: int) -> None:
+        """The folder itself went away; the sweep reports what it cannot scan."""
+
+    def on_queue_overflow(self) -> None:
+        self._on_overflow()
 
 
 class TriggerWatcher:
-    """watchdog (inotify) on the trigger folder. Its thread only hands names to ``notify``."""
+    """inotify on the trigger folder, through watchdog's inotify layer.
 
-    EVENTS = (FileCreatedEvent, DirCreatedEvent, FileClosedEvent, FileMovedEvent, DirMovedEvent)
+    watchdog's observer holds every rename's first half for half a second to pair it, which
+    would delay each ``.tmp`` -> ``.trigger`` handoff by 0.5 s; its :class:`InotifyFD` reports
+    the kernel's events as they come. The thread only hands names to ``notify``; an overflow
+    of the kernel's queue asks for a scan instead.
+    """
 
-    def __init__(self, folder: Path, notify: Callable[[str], None]) -> None:
-        self._observer = Observer()
-        self._observer.daemon = True
-        self._observer.schedule(_Handler(str(folder), notify), str(folder), recursive=False,
-                                event_filter=list(self.EVENTS))
+    MASK = (InotifyConstants.IN_CREATE | InotifyConstants.IN_CLOSE_WRITE
+            | InotifyConstants.IN_MOVED_TO)
+
+    def __init__(self, folder: Path, notify: Callable[[str], None],
+                 on_overflow: Callable[[], None]) -> None:
+        self._inotify = InotifyFD()
+        self._inotify.daemon = True
+        self._inotify.add_callback(os.fsencode(folder), self.MASK,
+                                   _TriggerEvents(notify, on_overflow), "triggers")
 
     def start(self) -> None:
-        self._observer.start()
+        self._inotify.start()
 
     def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
+        self._inotify.stop()
+        self._inotify.join(timeout=5)
 
 
 class TriggerReader:
@@ -270,6 +277,8 @@ class TriggerReader:
 
     def read(self, now: float, known: Container[str]) -> list[tuple[str, Accepted | Rejected]]:
         """This turn's verdicts; files not ready yet or gone are kept back or dropped."""
+        if self._inbox.take_scan_request():
+            self.scan(known)
         chosen = [name for name, when in self._deferred.items() if when <= now]
         for name in self._inbox.drain():
             if not self._unread:
@@ -314,15 +323,27 @@ class Inbox:
 
     def __init__(self, wake: Callable[[], None]) -> None:
         self._names: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._rescan = threading.Event()
         self._wake = wake
 
     def put(self, name: str) -> None:
         self._names.put(name)
         self._wake()
 
+    def request_scan(self) -> None:
+        """Events were lost (the kernel's queue overflowed): look at the whole folder."""
+        self._rescan.set()
+        self._wake()
+
+    def take_scan_request(self) -> bool:
+        if self._rescan.is_set():
+            self._rescan.clear()
+            return True
+        return False
+
     @property
     def pending(self) -> bool:
-        return not self._names.empty()
+        return not self._names.empty() or self._rescan.is_set()
 
     def drain(self) -> list[str]:
         names = []

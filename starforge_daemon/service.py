@@ -123,7 +123,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     runner = ProcessRunner(paths.keeper_socket, paths.keeper_log)
     engine = Engine(settings, paths, runner, log,
                     on_stopping=lambda: systemd_notify("STOPPING=1"), workspaces=workspaces)
-    watcher = TriggerWatcher(paths.triggers, engine.inbox.put)
+    watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
     control = ControlServer(paths.control_socket, engine.submit)
     _install_signal_handlers(engine, runner)
     pid = os.getpid()
