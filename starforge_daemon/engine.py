@@ -86,6 +86,7 @@ class Engine:
         self.state_file = StateFile(paths.state_file)
         self.slots = SlotTable(paths.slots_file)
         self.active: dict[str, ActiveRun] = {}
+        self._unarchived: list[tuple[Run, dict[str, Any]]] = []
         self.counters: Counter[str] = Counter()
         self.started_at = clock()
         self.stop_request: StopMode | None = None
@@ -129,6 +130,7 @@ class Engine:
         self.reader.scan(self.queue)
         self._next_sweep = now + self.settings.PROCESS_MONITOR_INTERVAL
         self._dispatch(now)
+        self._archive_finished(now)
         self._persist(now, force=True)
 
     def run(self, on_ready: Callable[[], None]) -> None:
@@ -136,6 +138,7 @@ class Engine:
         on_ready()
         while not self.finished:
             self.step()
+        self.journal.close()
 
     @property
     def finished(self) -> bool:
@@ -163,6 +166,7 @@ class Engine:
         if now >= self._next_sweep:
             self._sweep(now)
         self._dispatch(now)
+        self._archive_finished(now)
         self._run_periodic(now)
         self._persist(now, force=self.finished)
 
@@ -271,13 +275,11 @@ class Engine:
         environment = run_environment(self._base_env, values, str(self.paths.root))
         spec = LaunchSpec(run_id=run_id, argv=render_argv(self._command, values),
                           env={**environment, **workspace.env}, cwd=workspace.directory,
-                          log_path=log_path, journal=self.journal.path(run_id),
-                          log_cap=self.settings.LOG_MAX_BYTES)
+                          log_path=log_path, log_cap=self.settings.LOG_MAX_BYTES)
         try:
-            self.journal.create(run)
-            self.runner.launch(spec)
+            self.runner.launch(spec, self.journal.create(run))
         except (OSError, RunnerError) as error:
-            self.journal.remove(run_id)
+            self.journal.done(run_id)
             self.log.error("ERROR", msg="cannot start run", trigger=entry.name, error=str(error))
             self._finish(ActiveRun(run), RunExit(ended_at=now, error=f"cannot start: {error}"),
                          now)
@@ -317,7 +319,7 @@ class Engine:
         if delay is None or not self._retry(run, attempts, now + delay, now):
             if len(attempts) > 1:
                 result = {**result, "attempts": attempts}
-            self._archive(run, result, now)
+            self._unarchived.append((run, result))
         self.active.pop(run.run_id, None)
         note = self.workspaces.release(run, outcome)
         if note:
@@ -331,6 +333,14 @@ class Engine:
                       exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
                       attempt=run.attempt, duration_s=result["duration_s"])
 
+    def _archive_finished(self, now: float) -> None:
+        """Archive the runs finished this turn, after the dispatch: the next run of a freed
+        agent does not wait for the file work. Until then the trigger stays in ``running/``
+        with its exit in the journal, so a crash in between finishes it again."""
+        while self._unarchived:
+            run, result = self._unarchived.pop(0)
+            self._archive(run, result, now)
+
     def _archive(self, run: Run, result: dict[str, Any], now: float) -> None:
         try:
             archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
@@ -338,7 +348,7 @@ class Engine:
             self.log.error("ERROR", msg="cannot archive finished trigger; it stays in running/ "
                            "until the next start", trigger=run.trigger_name, error=str(error))
             return
-        self.journal.remove(run.run_id)
+        self.journal.done(run.run_id)
         self.attempts.remove(run.trigger_name)
         self._record_history({**result, "archived_as": str(archived)})
 
@@ -364,7 +374,7 @@ class Engine:
             self.log.error("ERROR", msg="cannot queue the trigger again; archiving it",
                            trigger=name, error=str(error))
             return False
-        self.journal.remove(run.run_id)
+        self.journal.done(run.run_id)
         self._record_history({**attempts[-1], "retry_at": iso_utc(not_before, precise=True)})
         self.queue.add(QueuedTrigger(back.name, run.target, (-run.priority, stamp, back.name),
                                      not_before))

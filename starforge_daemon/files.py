@@ -49,6 +49,17 @@ def write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def append_json_line(path: Path, record: Any) -> int:
+    """Append ``record`` as one line with a single ``write``, so concurrent appenders never
+    interleave; returns the bytes written."""
+    line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, FILE_MODE)
+    try:
+        return os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: Path, value: Any, *, durable: bool = False) -> None:
     write_atomic(path, json.dumps(value, indent=2).encode() + b"\n", durable=durable)
 

@@ -210,10 +210,12 @@ class _TriggerEvents:
 class TriggerWatcher:
     """inotify on the trigger folder, through watchdog's inotify layer.
 
-    watchdog's observer holds every rename's first half for half a second to pair it, which
-    would delay each ``.tmp`` -> ``.trigger`` handoff by 0.5 s; its :class:`InotifyFD` reports
-    the kernel's events as they come. The thread only hands names to ``notify``; an overflow
-    of the kernel's queue asks for a scan instead.
+    watchdog's observer holds a rename whose other half it has not seen for half a second, and
+    every later event waits behind it; each claim (a rename out of this folder into
+    ``running/``) is such a half, so a trigger dropped soon after a dispatch was noticed up to
+    0.5 s late. Its :class:`InotifyFD` reports the kernel's events as they come, and only the
+    ones asked for (created, closed after writing, renamed in). The thread only hands names to
+    ``notify``; an overflow of the kernel's queue asks for a scan instead.
     """
 
     MASK = (InotifyConstants.IN_CREATE | InotifyConstants.IN_CLOSE_WRITE

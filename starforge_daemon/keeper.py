@@ -4,7 +4,7 @@ The daemon starts one keeper per project (``python3 -I -S keeper.py SOCKET``: st
 only, so it starts fast and shares no state) and talks to it over a Unix stream socket. The
 keeper spawns agents with ``posix_spawn`` in their own sessions, copies their output into
 capped logs, waits for them and appends what happened to each run's journal
-(``.claude/daemon/runs/<run>.jsonl``) before telling the daemon. When the daemon dies the keeper
+(``.claude/daemon/runs/*.jsonl``) before telling the daemon. When the daemon dies the keeper
 carries on; the next daemon connects, learns which runs are still going, and reads the journals
 for the ones that ended meanwhile. With no daemon connected and no run left, the keeper exits.
 
@@ -98,11 +98,17 @@ def _boot_time() -> int:
         return next(int(line.split()[1]) for line in file if line.startswith(b"btime"))
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def process_create_time(pid: int) -> float:
     """Start time as psutil computes it: boot time plus the start tick from /proc."""
-    with open(f"/proc/{pid}/stat", "rb") as file:
-        fields = file.read().rsplit(b")", 1)[1].split()
-    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fields = os.read(fd, 4096).rsplit(b")", 1)[1].split()
+    finally:
+        os.close(fd)
+    return _boot_time() + int(fields[19]) / _CLOCK_TICKS
 
 
 class CappedLog:
@@ -139,6 +145,10 @@ class _Run:
     output: int | None
     log: CappedLog
     journal: str
+
+
+def _open_log(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
 
 def _append(journal: str, record: dict[str, Any]) -> None:
@@ -227,8 +237,6 @@ class Keeper:
 
     def _spawn(self, request: dict[str, Any]) -> None:
         run_id, journal = request["run_id"], request["journal"]
-        log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                         0o644)
         output, agent_output = os.pipe()
         try:
             os.chdir(request["cwd"])
@@ -240,21 +248,25 @@ class Keeper:
                               (os.POSIX_SPAWN_DUP2, agent_output, 2)],
                 setsid=True, setsigdef=_SPAWN_DEFAULT_SIGNALS, setsigmask=())
         except (OSError, ValueError) as error:
-            reason = f"could not start {request['argv'][0]!r}: {getattr(error, 'strerror', None) or error}"
-            os.write(log_fd, f"starforge: {reason}\n".encode())
-            for fd in (log_fd, output, agent_output):
-                os.close(fd)
+            reason = f"could not start {argv[0]!r}: {getattr(error, 'strerror', None) or error}"
+            with contextlib.suppress(OSError):
+                log_fd = _open_log(request["log"])
+                os.write(log_fd, f"starforge: {reason}\n".encode())
+                os.close(log_fd)
+            os.close(output)
+            os.close(agent_output)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
-            _append(journal, {"exit": ended})
+            _append(journal, {"run_id": run_id, "exit": ended})
             self._tell({"ev": "exited", "run_id": run_id, **ended})
             return
         finally:
             os.chdir("/")
         os.close(agent_output)
+        # the agent is running; its output waits in the pipe while its log is created
+        log = CappedLog(_open_log(request["log"]), int(request["log_cap"]))
         create_time = process_create_time(pid)
-        _append(journal, {"started": {"pid": pid, "create_time": create_time}})
-        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output,
-                   CappedLog(log_fd, int(request["log_cap"])), journal)
+        _append(journal, {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
+        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal)
         self._runs[run.pidfd] = self._runs[output] = run
         self._poll.register(run.pidfd, select.POLLIN)
         self._poll.register(output, select.POLLIN)
@@ -296,7 +308,7 @@ class Keeper:
         os.close(run.log.fd)
         ended = {"ended_at": ended_at, "exit_code": os.waitstatus_to_exitcode(status),
                  "error": None}
-        _append(run.journal, {"exit": ended})
+        _append(run.journal, {"run_id": run.run_id, "exit": ended})
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
 
 

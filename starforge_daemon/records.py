@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .config import ProjectPaths
 from .files import (
+    append_json_line,
     candidate_names,
     rename_noreplace,
     write_json_atomic,
@@ -42,10 +46,10 @@ class Archive:
     """
 
     def __init__(self, paths: ProjectPaths) -> None:
-        self._paths = paths
+        self._folders = {which: (paths.processed / which.value).resolve() for which in ArchiveFolder}
 
     def folder(self, which: ArchiveFolder) -> Path:
-        return (self._paths.processed / which.value).resolve()
+        return self._folders[which]
 
     def put(self, source: Path, name: str, result: dict[str, Any], now: float) -> Path:
         """Archive ``source`` (named ``name`` in the queue) with ``result`` beside it."""
@@ -56,7 +60,7 @@ class Archive:
             if os.path.lexists(target):
                 continue
             sidecar = result_path(target)  # one left by a crash mid-archive is replaced
-            write_new(sidecar, json.dumps(record, indent=2).encode() + b"\n")
+            write_new(sidecar, json.dumps(record).encode() + b"\n")
             try:
                 rename_noreplace(source, target)
             except BaseException:
@@ -84,64 +88,129 @@ def run_result(run: Run, agent: ProcessIdentity | None, outcome: Outcome,
 
 @dataclass(frozen=True)
 class JournalEntry:
-    """One run's journal as read back: the run, its agent once spawned, its end once over."""
+    """One run as its journal tells it: the run, its agent once spawned, its end once over."""
 
     run: Run
+    path: Path
     agent: ProcessIdentity | None = None
     ended: RunExit | None = None
 
 
-class RunJournal:
-    """One append-only file per run in flight, ``.claude/daemon/runs/<run>.jsonl``.
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+            yield record
 
-    The daemon writes the run before asking for it; the keeper appends ``started`` once the
-    agent is spawned and ``exit`` once it is over. A daemon that comes later reads it back.
+
+def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEntry]:
+    """The runs of one journal file that are not done, with what happened to them."""
+    entries: dict[str, JournalEntry] = {}
+    for record in records:
+        run_id = record["run_id"]
+        try:
+            if "run" in record:
+                entries[run_id] = JournalEntry(Run.model_validate(record["run"]), path)
+            elif "done" in record:
+                entries.pop(run_id, None)
+            elif run_id in entries and "started" in record:
+                agent = ProcessIdentity.model_validate(record["started"])
+                entries[run_id] = replace(entries[run_id], agent=agent)
+            elif run_id in entries and "exit" in record:
+                ended = RunExit.model_validate(record["exit"])
+                entries[run_id] = replace(entries[run_id], ended=ended)
+        except ValueError:
+            continue
+    return entries
+
+
+def runs_in_flight(paths: ProjectPaths) -> set[str]:
+    """Ids of the runs not done yet, as the journals tell (read only; any process may ask)."""
+    return {run_id for path in sorted(paths.runs.glob("*.jsonl"))
+            for run_id in _fold(path, _records(path))}
+
+
+class RunJournal:
+    """Append-only journals of the runs in flight, ``.claude/daemon/runs/<n>.jsonl``.
+
+    For each run the daemon appends ``run`` before asking for it, the keeper appends
+    ``started`` once the agent is spawned and ``exit`` once it is over, and the daemon appends
+    ``done`` once the trigger is archived. A daemon that comes later folds the files back.
+    Runs share a file (creating a file costs far more than appending a line), which is
+    replaced by a new one past ``ROTATE_BYTES`` and deleted once none of its runs is open.
     """
+
+    ROTATE_BYTES = 1 << 20
 
     def __init__(self, paths: ProjectPaths) -> None:
         self._folder = paths.runs
+        self._current: Path | None = None
+        self._current_bytes = 0
+        self._file_of: dict[str, Path] = {}
+        self._open_runs: Counter[Path] = Counter()
 
-    def path(self, run_id: str) -> Path:
-        return self._folder / f"{run_id}.jsonl"
+    def create(self, run: Run) -> Path:
+        """Record ``run`` before it starts; returns the file the keeper appends to."""
+        if self._current is None or self._current_bytes > self.ROTATE_BYTES:
+            self._current = self._folder / f"{time.time_ns()}.jsonl"
+            self._current_bytes = 0
+        self._current_bytes += append_json_line(self._current, {"run_id": run.run_id,
+                                                            "run": run.model_dump()})
+        self._file_of[run.run_id] = self._current
+        self._open_runs[self._current] += 1
+        return self._current
 
-    def create(self, run: Run) -> None:
-        line = json.dumps({"run": run.model_dump()}, separators=(",", ":")).encode() + b"\n"
-        fd = os.open(self.path(run.run_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+    def entries(self) -> list[JournalEntry]:
+        """Every run not done yet, from every journal file (at start)."""
+        found: list[JournalEntry] = []
+        for path in sorted(self._folder.glob("*.jsonl")):
+            folded = _fold(path, _records(path))
+            self._open_runs[path] += 0  # known, so prune() removes it when nothing is open
+            for run_id, entry in folded.items():
+                self._file_of[run_id] = path
+                self._open_runs[path] += 1
+                found.append(entry)
+        return found
 
     def read(self, run_id: str) -> JournalEntry | None:
-        """None when the file is missing or its first line is not a whole run."""
-        try:
-            lines = self.path(run_id).read_bytes().splitlines()
-        except OSError:
+        path = self._file_of.get(run_id)
+        if path is None:
             return None
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut short by a crash
-        try:
-            run = Run.model_validate(records[0]["run"])
-        except (IndexError, KeyError, TypeError, ValueError):
-            return None
-        entry = JournalEntry(run)
-        for record in records[1:]:
-            if isinstance(record, dict) and "started" in record:
-                entry = replace(entry, agent=ProcessIdentity.model_validate(record["started"]))
-            elif isinstance(record, dict) and "exit" in record:
-                entry = replace(entry, ended=RunExit.model_validate(record["exit"]))
-        return entry
+        return _fold(path, (r for r in _records(path) if r["run_id"] == run_id)).get(run_id)
 
-    def run_ids(self) -> list[str]:
-        return sorted(path.stem for path in self._folder.glob("*.jsonl"))
+    def prune(self) -> None:
+        """Delete the journal files (other than the current one) with no run open."""
+        for path, count in list(self._open_runs.items()):
+            if count <= 0 and path != self._current:
+                del self._open_runs[path]
+                path.unlink(missing_ok=True)
 
-    def remove(self, run_id: str) -> None:
-        self.path(run_id).unlink(missing_ok=True)
+    def close(self) -> None:
+        """At a clean stop: the current file goes too when no run in it is open."""
+        self._current = None
+        self.prune()
+
+    def done(self, run_id: str) -> None:
+        """The run is archived (or never started): its lines are history now."""
+        path = self._file_of.pop(run_id, None)
+        if path is None:
+            return
+        self._open_runs[path] -= 1
+        current = path == self._current
+        if self._open_runs[path] > 0 or (current and self._current_bytes <= self.ROTATE_BYTES):
+            written = append_json_line(path, {"run_id": run_id, "done": True})
+            self._current_bytes += written if current else 0
+            return
+        if current:
+            self._current = None
+        self.prune()
 
 
 class Attempts:
@@ -182,12 +251,7 @@ class History:
         self._path = path
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        append_json_line(self._path, record)
 
 
 class StateFile:

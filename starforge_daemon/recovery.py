@@ -2,15 +2,15 @@
 
 The runner has connected to the keeper first: the keeper acts on every request it was sent
 before it greets a new daemon, so a run with no ``started`` line was never spawned and never
-will be. For each run journal in ``.claude/daemon/runs``:
+will be. For each run not done in the journals in ``.claude/daemon/runs``:
 
-* its trigger is already archived          -> only the journal is removed;
+* its trigger is already archived          -> it is marked done;
 * it has an ``exit`` line                  -> finished with that real exit status;
 * it has no ``started`` line               -> the trigger goes back to the queue (nothing ran);
 * the keeper holds it, or its agent lives  -> adopted: followed until it ends, timeout unchanged;
 * none of that                             -> finished as lost.
 
-A trigger in ``running/`` without any journal was claimed but never started: it is queued
+A trigger in ``running/`` without any run in the journals was claimed but never started: it is queued
 again. Nothing here signals a process.
 """
 
@@ -38,23 +38,19 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path,
                  queue_folder: Path) -> RecoveryResult:
     result = RecoveryResult()
     claimed: set[str] = set()
-    for run_id in journal.run_ids():
-        entry = journal.read(run_id)
-        if entry is None:
-            result.notes.append(f"run journal {run_id} is unreadable; removed")
-            journal.remove(run_id)
-            continue
+    for entry in journal.entries():
+        run_id = entry.run.run_id
         trigger = Path(entry.run.trigger_path)
         if not trigger.exists():
             result.notes.append(f"run {run_id}: trigger already archived; cleaned up")
-            journal.remove(run_id)
+            journal.done(run_id)
             continue
         claimed.add(trigger.name)
         if entry.ended is not None:
             result.to_finish.append((entry.run, entry.ended))
         elif entry.agent is None:
             result.requeued.append(move_unique(trigger, queue_folder).name)
-            journal.remove(run_id)
+            journal.done(run_id)
         elif runner.adopt(run_id, entry.agent):
             result.adopted.append(ActiveRun(entry.run, agent=entry.agent))
         else:
@@ -63,4 +59,5 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path,
     for path in sorted(running.iterdir()):
         if path.name not in claimed:
             result.requeued.append(move_unique(path, queue_folder).name)
+    journal.prune()
     return result

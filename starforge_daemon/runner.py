@@ -39,7 +39,6 @@ class LaunchSpec:
     env: dict[str, str]
     cwd: str
     log_path: Path
-    journal: Path
     log_cap: int
 
 
@@ -67,7 +66,7 @@ class Runner(Protocol):
 
     def wake(self) -> None: ...
 
-    def launch(self, spec: LaunchSpec) -> None: ...
+    def launch(self, spec: LaunchSpec, journal: Path) -> None: ...
 
     def adopt(self, run_id: str, agent: ProcessIdentity | None) -> bool: ...
 
@@ -226,13 +225,14 @@ class ProcessRunner:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def launch(self, spec: LaunchSpec) -> None:
+    def launch(self, spec: LaunchSpec, journal: Path) -> None:
+        """Ask the keeper for the run; it appends to ``journal`` what becomes of it."""
         if self._channel is None:
             self.connect()
         assert self._channel is not None
         self._channel.send({"op": "spawn", "run_id": spec.run_id, "argv": spec.argv,
                             "env": spec.env, "cwd": spec.cwd, "log": str(spec.log_path),
-                            "log_cap": spec.log_cap, "journal": str(spec.journal)})
+                            "log_cap": spec.log_cap, "journal": str(journal)})
         self._inflight[spec.run_id] = None
 
     def adopt(self, run_id: str, agent: ProcessIdentity | None) -> bool:

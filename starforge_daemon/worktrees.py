@@ -49,7 +49,7 @@ from .git import (
     uncommitted_changes,
 )
 from .models import Outcome, OutcomeKind, Run, iso_utc
-from .records import RunJournal
+from .records import runs_in_flight
 from .workspaces import Workspace, WorkspaceError
 
 BRANCH_PREFIX = "starforge/"
@@ -175,10 +175,10 @@ class WorktreeFolder:
         self._record_path(name).unlink(missing_ok=True)
 
     def in_flight(self, record: WorktreeRecord) -> WorktreeRecord:
-        """The record without runs that are over: a run in flight has its journal in
-        ``.claude/daemon/runs/`` (only the daemon, which makes and removes them, may ask)."""
-        journal = RunJournal(self.paths)
-        live = [run_id for run_id in record.runs if journal.path(run_id).exists()]
+        """The record without runs that are over, as the run journals in
+        ``.claude/daemon/runs/`` tell."""
+        open_runs = runs_in_flight(self.paths)
+        live = [run_id for run_id in record.runs if run_id in open_runs]
         return record.model_copy(update={"runs": live})
 
     def remove_if_clean(self, name: str, branch: str | None) -> str:

@@ -38,5 +38,6 @@ def test_nothing_lost_nothing_run_twice_outcomes_true(project: Project) -> None:
         result = project.result(name)
         assert result["exit_code"] == code, (name, result)
         assert archived[name] == ("done" if code == 0 else "failed")
-    assert all(slot["status"] == "idle" for slot in project.slots().values())
+    wait_until(lambda: all(slot["status"] == "idle" for slot in project.slots().values()),
+               what="every slot idle")
     assert project.log().count("RECOVERY") >= 1

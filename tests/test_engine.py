@@ -27,7 +27,7 @@ class FakeRunner:
     def wake(self) -> None:
         pass
 
-    def launch(self, spec: LaunchSpec) -> None:
+    def launch(self, spec: LaunchSpec, journal: Path) -> None:
         self.launched.append(spec)
 
     def adopt(self, run_id: str, agent: ProcessIdentity | None) -> bool:

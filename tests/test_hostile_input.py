@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import AGENT, Project, gone, wait_until
 
+from starforge_daemon.records import RunJournal
+
 VALID_AGENT = "agent-a"
 FOREIGN_UID = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
@@ -313,7 +315,7 @@ def test_agent_command_that_cannot_start_fails_the_trigger_only(project: Project
     wait_until(lambda: project.slots()[VALID_AGENT]["status"] == "idle", 5, "the slot idle")
     assert project.slots()[VALID_AGENT]["pid"] is None
     assert project.daemon_pid() == daemon and project.cli("daemon", "status").returncode == 0
-    wait_until(lambda: not list(project.paths.runs.iterdir()), 5, "run bookkeeping cleared")
+    wait_until(lambda: not RunJournal(project.paths).entries(), 5, "no run left open")
 
 
 def start_with_umask(project: Project, foreground: bool) -> subprocess.Popen[bytes] | None:

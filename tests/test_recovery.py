@@ -97,9 +97,9 @@ def test_reused_pid_is_never_signalled_or_adopted(project: Project) -> None:
                   trigger_path=str(trigger), log_path=str(project.paths.logs / "w.log"),
                   started_at=time.time() - 100, timeout=1)
         stale = ProcessIdentity(pid=bystander.pid, create_time=12345.0)
-        (project.paths.runs / f"{run.run_id}.jsonl").write_text(
-            json.dumps({"run": run.model_dump()}) + "\n"
-            + json.dumps({"started": stale.model_dump()}) + "\n")
+        (project.paths.runs / "1.jsonl").write_text(
+            json.dumps({"run_id": run.run_id, "run": run.model_dump()}) + "\n"
+            + json.dumps({"run_id": run.run_id, "started": stale.model_dump()}) + "\n")
         project.start()
         project.wait_archived(1)
         assert project.result("t.trigger")["outcome"] == "lost"
