@@ -48,11 +48,10 @@ def test_adopted_run_keeps_its_original_timeout(project: Project) -> None:
     project.start(AGENT_TIMEOUT=2, AGENT_KILL_GRACE=0.5)
     wait_until(lambda: project.journal("start"), what="agent started")
     kill_daemon(project)
-    began = time.monotonic()
-    project.start(AGENT_TIMEOUT=600)
+    project.start(AGENT_TIMEOUT=600)  # the adopted run keeps the 2 s it started with
     project.wait_archived(1, timeout=10)
-    assert time.monotonic() - began < 5, "the deadline counts from the original start"
-    assert project.result("t.trigger")["outcome"] == "timed_out"
+    result = project.result("t.trigger")
+    assert result["outcome"] == "timed_out" and "timed out after 2s" in result["reason"]
 
 
 def test_run_that_ended_while_no_daemon_ran_is_archived_with_its_status(project: Project) -> None:
