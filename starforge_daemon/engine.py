@@ -255,7 +255,7 @@ class Engine:
             return False
         run_id = f"{agent}-{int(now)}-{secrets.token_hex(3)}"
         log_path = self.paths.logs / f"{run_id}.log"
-        earlier, _ = self.attempts.load(entry.name)
+        earlier = self.attempts.load(entry.name)[0] if entry.not_before else []  # a retry
         max_retries = self.settings.MAX_RETRIES if trigger.max_retries is None \
             else trigger.max_retries
         run = Run(run_id=run_id, agent=agent, trigger_name=entry.name,
@@ -314,7 +314,8 @@ class Engine:
         if active.stop is not None and active.agent is not None:
             self.runner.signal(active.agent, signal.SIGKILL)  # leftovers in the session
         result = run_result(run, active.agent, outcome, ended_at)
-        attempts = [*self.attempts.load(run.trigger_name)[0], result]
+        earlier = self.attempts.load(run.trigger_name)[0] if run.attempt > 1 else []
+        attempts = [*earlier, result]
         delay = scheduler.retry_delay(outcome.kind, len(attempts), run.max_retries, self.settings)
         if delay is None or not self._retry(run, attempts, now + delay, now):
             if len(attempts) > 1:
