@@ -137,7 +137,8 @@ class Project:
 
 
 def processes_of(root: Path) -> list[psutil.Process]:
-    """Every process working in ``root`` or told it belongs to that project."""
+    """Every process working in ``root``, told it belongs to that project, or (the keeper,
+    which works in ``/``) serving that project's keeper socket."""
     found = []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
@@ -147,6 +148,8 @@ def processes_of(root: Path) -> list[psutil.Process]:
             mine = cwd == str(root) or cwd.startswith(f"{root}/")
             if not mine:
                 mine = proc.environ().get("STARFORGE_PROJECT_DIR") == str(root)
+            if not mine:
+                mine = any(arg.startswith(f"{root}/") for arg in proc.cmdline())
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         if mine:
@@ -162,7 +165,8 @@ def project(tmp_path: Path) -> Iterator[Project]:
     yield proj
     if proj.paths.pid_file.exists():
         proj.cli("daemon", "stop", check=False)
-    leftovers = processes_of(proj.root)
+    # the keeper leaves on its own once its daemon is gone; give it a moment to do so
+    _, leftovers = psutil.wait_procs(processes_of(proj.root), timeout=3)
     for proc in leftovers:
         proc.kill()
     psutil.wait_procs(leftovers, timeout=5)
