@@ -9,7 +9,7 @@ whole queue. A head that may not run yet (its retry backoff) waits in a third he
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .intake import QueuedTrigger, TriggerKey
@@ -144,10 +144,3 @@ class TriggerQueue:
         else:
             del self._by_target[entry.agent]
         return entry
-
-    def is_busy(self, agent: str) -> bool:
-        return agent in self._busy
-
-    def in_order(self) -> Iterator[QueuedTrigger]:
-        """Every pending trigger by its key (for listings, not for dispatch)."""
-        return iter(sorted(self._names.values(), key=lambda entry: entry.key))

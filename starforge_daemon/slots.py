@@ -7,6 +7,7 @@ null, ``started_at`` ISO-8601 UTC); the extra keys help people and the next daem
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +71,8 @@ class SlotTable:
         problem = f"{path.name}: dropped malformed slots {sorted(bad)}" if bad else None
         return cls(path, slots), problem
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, Slot]]:
         return iter(self._slots.items())
-
-    def get(self, agent: str) -> Slot | None:
-        return self._slots.get(agent)
-
-    def is_busy(self, agent: str) -> bool:
-        slot = self._slots.get(agent)
-        return slot is not None and slot.run is not None
 
     def mark_busy(self, run: Run, process: ProcessIdentity | None = None) -> None:
         previous = self._slots.get(run.agent) or Slot()
