@@ -15,7 +15,7 @@ from typing import Any
 from .config import ProjectPaths
 from .files import move_unique, read_json_object
 from .instance import running_pid
-from .intake import is_trigger_name
+from .intake import is_trigger_name, scan
 from .models import parse_iso_utc
 from .records import RESULT_SUFFIX, Attempts, StateFile, result_path
 
@@ -31,8 +31,7 @@ def _count_archived(folder: os.PathLike[str] | str) -> int:
 
 def _count_queued(paths: ProjectPaths) -> int:
     try:
-        with os.scandir(paths.triggers) as entries:
-            return sum(1 for entry in entries if is_trigger_name(entry.name))
+        return sum(1 for _ in scan(paths.triggers))
     except FileNotFoundError:
         return 0
 

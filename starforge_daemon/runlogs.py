@@ -7,7 +7,6 @@ log upkeep later gzips them to ``.log.gz``, which is read decompressed.
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import re
 import time
@@ -17,7 +16,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .config import ProjectPaths
+from .files import read_json_object
 from .logupkeep import RUN_LOG_SUFFIXES, agent_of
+from .report import read_history
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CHUNK = 64 * 1024
@@ -76,28 +77,13 @@ def latest_log(paths: ProjectPaths, agent: str) -> Path:
 
 
 def _history_run_ids(paths: ProjectPaths, agent: str, ticket: str) -> list[str]:
-    ids = []
-    try:
-        lines = paths.history_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return ids
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if (isinstance(record, dict) and record.get("agent") == agent
-                and record.get("ticket") is not None and str(record["ticket"]) == ticket
-                and isinstance(record.get("run_id"), str)):
-            ids.append(record["run_id"])
-    return ids
+    records, _ = read_history(paths.history_file)
+    return [record.run_id for record in records
+            if record.agent == agent and record.ticket is not None and str(record.ticket) == ticket]
 
 
 def _busy_run_id(paths: ProjectPaths, agent: str, ticket: str) -> str | None:
-    try:
-        slot = json.loads(paths.slots_file.read_bytes()).get(agent)
-    except (OSError, ValueError, AttributeError):
-        return None
+    slot = read_json_object(paths.slots_file).get(agent)
     if isinstance(slot, dict) and slot.get("status") == "busy" and slot.get("ticket") == ticket:
         run_id = slot.get("run_id")
         return run_id if isinstance(run_id, str) else None
