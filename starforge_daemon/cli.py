@@ -18,8 +18,9 @@ from .cli_queue import queue, trigger
 from .cli_runs import logs, report
 from .cli_systemd import systemd
 from .cli_worktrees import worktrees
-from .config import ProjectPaths, Settings, SettingsError, load_settings
+from .config import Settings, SettingsError, load_settings
 from .instance import HANDOFF_EXIT_STATUS, running_pid
+from .paths import ProjectPaths
 from .scaffold import EXAMPLE_NAME, init_project
 
 CLEAR_SCREEN, HOME, CLEAR_LINE_END, CLEAR_BELOW = "\x1b[2J", "\x1b[H", "\x1b[K", "\x1b[J"

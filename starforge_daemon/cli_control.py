@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from . import control
-from .config import ProjectPaths
 from .controlsocket import ControlError, request
+from .paths import ProjectPaths
 
 
 def _ask(paths: ProjectPaths, message: dict[str, Any], as_json: bool) -> dict[str, Any]:

@@ -9,9 +9,10 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from .config import ProjectPaths, SettingsError, load_settings
+from .config import SettingsError, load_settings
 from .intake import InvalidTrigger
 from .listing import QueueListing, list_queue
+from .paths import ProjectPaths
 from .submit import submit_trigger
 
 

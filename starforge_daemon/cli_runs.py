@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from . import runlogs
-from .config import ProjectPaths
 from .logupkeep import agent_of
+from .paths import ProjectPaths
 from .report import parse_duration, read_history, render_json, render_markdown, summarize
 
 

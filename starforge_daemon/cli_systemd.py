@@ -13,8 +13,9 @@ from pathlib import Path
 import click
 
 from . import systemd_units
-from .config import ProjectPaths, SettingsError, load_settings
+from .config import SettingsError, load_settings
 from .instance import running_pid
+from .paths import ProjectPaths
 from .systemd_units import Scope
 
 

@@ -7,8 +7,8 @@ import json
 import click
 from tabulate import tabulate
 
-from .config import ProjectPaths
 from .git import GitError
+from .paths import ProjectPaths
 from .worktrees import WorktreeInfo, clean_worktrees, describe_worktrees
 
 

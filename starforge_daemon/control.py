@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ProjectPaths
 from .files import move_unique, read_json_object
 from .instance import running_pid
 from .intake import is_trigger_name, scan
 from .models import parse_iso_utc
+from .paths import ProjectPaths
 from .records import RESULT_SUFFIX, Attempts, StateFile, result_path
 
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import control, service
-from .config import ProjectPaths, load_settings
+from .config import load_settings
+from .paths import ProjectPaths
 from .submit import submit_trigger
 
 DEMO_TRIGGERS = (

@@ -20,12 +20,13 @@ from typing import Any
 
 from . import scheduler
 from .agent_command import placeholder_values, render_argv, run_environment
-from .config import ProjectPaths, Settings, dotenv_extras
+from .config import Settings, dotenv_extras
 from .controlsocket import Reply
 from .files import move_unique, read_json_object, write_json_atomic
 from .intake import Accepted, Inbox, InvalidTrigger, QueuedTrigger, TriggerReader, load_trigger
 from .load import MemoryGauge
 from .models import OutcomeKind, ProcessIdentity, Run, RunExit, iso_utc
+from .paths import ProjectPaths
 from .queue import TriggerQueue
 from .records import Archive, Attempts, History, RunJournal, StateFile, run_result
 from .recovery import recover_runs

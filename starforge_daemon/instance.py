@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .config import ProjectPaths
+from .paths import ProjectPaths
 
 # A foreground daemon that handed its agents over (SIGUSR1) exits with this status, so that
 # systemd (RestartForceExitStatus=) starts the next daemon at once to adopt them.

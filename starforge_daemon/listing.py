@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .config import ProjectPaths, Settings
+from .config import Settings
 from .files import read_json_object
 from .instance import running_pid
 from .intake import (
@@ -23,6 +23,7 @@ from .intake import (
     read_trigger_file,
     scan,
 )
+from .paths import ProjectPaths
 from .queue import TriggerQueue
 from .records import Attempts, StateFile
 

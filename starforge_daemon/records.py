@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import ProjectPaths
 from .files import (
     append_json_line,
     candidate_names,
@@ -30,6 +29,7 @@ from .models import (
     folder_for,
     iso_utc,
 )
+from .paths import ProjectPaths
 
 RESULT_SUFFIX = ".result.json"
 

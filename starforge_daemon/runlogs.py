@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .config import ProjectPaths
 from .files import read_json_object
 from .logupkeep import RUN_LOG_SUFFIXES, agent_of
+from .paths import ProjectPaths
 from .report import read_history
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .config import ProjectPaths
 from .files import rename_noreplace
+from .paths import ProjectPaths
 
 ENV_TEMPLATE = "env"
 EXAMPLE_TEMPLATE = "example.trigger.json"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-from .config import ProjectPaths, Settings, WorktreeMode
+from .config import Settings, WorktreeMode
 from .controlsocket import ControlServer
 from .engine import Engine, StopMode
 from .eventlog import EventLogFile, configure
@@ -24,6 +24,7 @@ from .files import write_atomic
 from .instance import InstanceLock, read_pid
 from .intake import TriggerWatcher
 from .logupkeep import LogPolicy, LogUpkeep
+from .paths import ProjectPaths
 from .runner import ProcessRunner
 from .workspaces import SharedCheckout, Workspaces
 from .worktrees import GitWorktrees, WorktreeSetupError

@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config import ProjectPaths
 from .files import write_atomic
 from .intake import InvalidTrigger, describe_validation_error
 from .models import Trigger
+from .paths import ProjectPaths
 
 
 def build_trigger(to_agent: str, **fields: Any) -> Trigger:

@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .config import ProjectPaths, Settings, WorktreeMode
+from .config import Settings, WorktreeMode
 from .files import read_json, write_json_atomic
 from .git import (
     GitError,
@@ -49,6 +49,7 @@ from .git import (
     uncommitted_changes,
 )
 from .models import Outcome, OutcomeKind, Run, iso_utc
+from .paths import ProjectPaths
 from .records import runs_in_flight
 from .workspaces import Workspace, WorkspaceError
 

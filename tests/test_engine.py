@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from starforge_daemon.config import ProjectPaths, Settings
+from starforge_daemon.config import Settings
 from starforge_daemon.engine import Engine, StopMode
 from starforge_daemon.models import ProcessIdentity, RunExit
+from starforge_daemon.paths import ProjectPaths
 from starforge_daemon.runner import Exited, LaunchSpec, RunEvent, Started
 
 
