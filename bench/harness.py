@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from starforge_daemon.config import Settings
+from starforge_daemon.config import SETTINGS
 
 STARFORGE = [sys.executable, "-m", "starforge_daemon"]
 CLI_TIMEOUT = 300.0
@@ -29,8 +29,8 @@ EXIT_TIMEOUT = 15.0
 # Read the event log whole: no rotation while a scenario runs.
 EVENT_LOG_BYTES = 1 << 30
 # Never passed on to the daemon: the project's .env alone decides its settings.
-SCRUBBED = (*Settings.model_fields, "STARFORGE_PROJECT_DIR", "NOTIFY_SOCKET", "WATCHDOG_USEC",
-            "WATCHDOG_PID")
+SCRUBBED = (*(item.name for item in SETTINGS), "STARFORGE_PROJECT_DIR", "NOTIFY_SOCKET",
+            "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 class BenchError(Exception):

@@ -19,7 +19,7 @@ def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:
     return (
         f"You are the StarForge agent '{agent}'. Another agent handed you work through the "
         f"trigger file {trigger_file}. The trigger:\n"
-        f"{trigger.model_dump_json(exclude_unset=True)}\n"
+        f"{trigger.to_json()}\n"
         "Carry out the requested action."
     )
 

@@ -13,7 +13,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,7 @@ class Engine:
         self.stop_request: StopMode | None = None
         self.stop_mode: StopMode | None = None
         self._command = settings.command_words
+        self.agent_program = settings.agent_program
         environment = {**dotenv_extras(paths), **os.environ}
         self._base_env = {key: value for key, value in environment.items()
                           if key not in DAEMON_ONLY_VARIABLES}
@@ -117,7 +118,9 @@ class Engine:
             self.log.error("RECOVERY", msg=problem)
         if self.state_file.load() is None and self.paths.state_file.exists():
             self.log.error("RECOVERY", msg="daemon-state.json is unreadable; rebuilding it")
-        self.log.info("MODE", msg=self.settings.mode_text, timeout=self.settings.AGENT_TIMEOUT)
+        self.log.info("MODE", msg=self.settings.mode_text,  # a {placeholder} program: as written
+                      agent=self.agent_program or self._command[0],
+                      timeout=self.settings.AGENT_TIMEOUT)
         paused = read_json_object(self.paths.paused_file)  # pauses outlive the daemon
         if paused.get("all"):
             self.queue.pause(None)
@@ -271,7 +274,7 @@ class Engine:
         except WorkspaceError as error:
             self._finish(ActiveRun(run), RunExit(ended_at=now, error=str(error)), now)
             return True
-        run = run.model_copy(update={"workdir": workspace.directory})
+        run = replace(run, workdir=workspace.directory)
         values = placeholder_values(run, trigger, str(claimed))
         environment = run_environment(self._base_env, values, str(self.paths.root))
         spec = LaunchSpec(run_id=run_id, argv=render_argv(self._command, values),
@@ -331,9 +334,15 @@ class Engine:
         self.counters[outcome.kind.value] += 1
         self._state_dirty = True
         event = "TIMEOUT" if outcome.kind is OutcomeKind.TIMED_OUT else "FINISH"
-        self.log.info(event, agent=run.agent, ticket=run.ticket, outcome=outcome.kind.value,
-                      exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
-                      attempt=run.attempt, duration_s=result["duration_s"])
+        if ended is not None and ended.error is not None:
+            say = self.log.error  # the run could not even start
+        elif outcome.kind is OutcomeKind.SUCCEEDED:
+            say = self.log.info
+        else:
+            say = self.log.warning
+        say(event, agent=run.agent, ticket=run.ticket, outcome=outcome.kind.value,
+            exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
+            attempt=run.attempt, duration_s=result["duration_s"])
 
     def _archive_finished(self, now: float) -> None:
         """Archive the runs finished this turn, after the dispatch: the next run of a freed
@@ -445,8 +454,10 @@ class Engine:
             try:
                 answer = handler(request, now) if handler else {
                     "ok": False, "error": f"unknown request {request.get('op')!r}"}
-            except (KeyError, TypeError, ValueError, OSError) as error:
-                answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+            except KeyError as error:
+                answer = {"ok": False, "error": f"the request lacks {error}"}
+            except (TypeError, ValueError, OSError) as error:
+                answer = {"ok": False, "error": str(error)}
             reply(answer)
 
     @property
@@ -560,6 +571,7 @@ class Engine:
             "mode": "parallel" if self.settings.PARALLEL_DAEMON else "sequential",
             "max_concurrent": self.settings.concurrency_limit,
             "agent_timeout": self.settings.AGENT_TIMEOUT,
+            "agent_program": self.agent_program,
             "running": len(self.active),
             "queued": len(self.queue),
             "stopping": self.stop_mode.value if self.stop_mode else None,

@@ -1,8 +1,14 @@
-"""Finding, reading and validating trigger files. Nothing here moves a file or decides a run."""
+"""Finding, reading and checking trigger files. Nothing here moves a file or decides a run.
+
+Triggers are checked by hand, not by a validation library: ``starforge trigger`` and
+``submit_trigger`` use these same rules on every handoff, where start-up time counts, and each
+reason says what is allowed in words. Values are shown as JSON, the way the file holds them.
+"""
 
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import queue
 import stat
@@ -10,13 +16,15 @@ import threading
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
-from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD
-
-from .models import Trigger
+from .models import AGENT_NAME_RULE, TRIGGER_FIELDS, Trigger, is_agent_name
 
 TRIGGER_SUFFIX = ".trigger"
+MAX_NESTING = 200  # far below Python's recursion limit, so the prompt's JSON can be written
+PRIORITY_LIMIT = 1_000_000
+MAX_RETRIES_LIMIT = 100
+_TEXT_FIELDS = ("from_agent", "action", "message", "trace_id")
 
 
 def is_trigger_name(name: str) -> bool:
@@ -81,32 +89,118 @@ def _kind_of(mode: int) -> str:
     return next((text for test, text in _FILE_KINDS if test(mode)), "not a regular file")
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line a person can act on, from pydantic's first complaint."""
-    first = error.errors(include_url=False)[0]
-    kind = first["type"]
-    if kind == "json_invalid":
-        return f"not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
-    if kind in ("model_type", "model_attributes_type", "dict_type") and not first["loc"]:
-        return "not a JSON object"
-    where = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    if kind == "missing":
-        return f"{where}: required field is missing"
-    given = repr(first.get("input"))
-    if len(given) > 80:
-        given = given[:77] + "..."
-    return f"{where}: {message} (got {given})"
+def _shown(value: Any) -> str:
+    """A value as JSON, on one line and short."""
+    text = json.dumps(value, ensure_ascii=False)
+    if not text.isprintable():
+        text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _refuse(name: str, rule: str, value: Any) -> InvalidTrigger:
+    return InvalidTrigger(f"{name}: must be {rule} (got {_shown(value)})")
+
+
+def _check_text(name: str, value: Any) -> None:
+    """Trigger text ends up in argv and the environment, where a NUL cannot travel."""
+    if not isinstance(value, str):
+        raise _refuse(name, "a string", value)
+    if "\x00" in value:
+        raise InvalidTrigger(f"{name}: must not contain a NUL character")
+
+
+def _check_ticket(name: str, value: Any) -> None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    if not isinstance(value, str):
+        raise _refuse(name, "a string or a whole number", value)
+    _check_text(name, value)
+
+
+def _check_whole(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _refuse(name, f"a whole number from {low} to {high}", value)
+
+
+def trigger_from_dict(document: Any) -> Trigger:
+    """Check a decoded JSON document against the contract's rules, field by field in the
+    contract's order; raises :class:`InvalidTrigger` with the first reason."""
+    if not isinstance(document, dict):
+        raise InvalidTrigger("not a JSON object")
+    if "to_agent" not in document:
+        raise InvalidTrigger("to_agent: required field is missing")
+    if not is_agent_name(document["to_agent"]):
+        raise _refuse("to_agent", AGENT_NAME_RULE, document["to_agent"])
+    for name in _TEXT_FIELDS:
+        if document.get(name) is not None:
+            _check_text(name, document[name])
+    _check_ticket("ticket", document.get("ticket"))
+    context = document.get("context")
+    if context is not None:
+        if not isinstance(context, dict):
+            raise _refuse("context", "a JSON object", context)
+        _check_ticket("context.ticket", context.get("ticket"))
+    _check_whole("priority", document.get("priority", 0), -PRIORITY_LIMIT, PRIORITY_LIMIT)
+    if document.get("max_retries") is not None:
+        _check_whole("max_retries", document["max_retries"], 0, MAX_RETRIES_LIMIT)
+    known = {name: document[name] for name in TRIGGER_FIELDS if name in document}
+    extra = {name: value for name, value in document.items() if name not in known}
+    return Trigger(**known, extra=extra)
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidTrigger(f"not valid JSON: {name} is not a JSON value")
+
+
+def _check_nesting_and_text(document: Any) -> None:
+    """Refuse documents nested deeper than MAX_NESTING and strings holding half of a UTF-16
+    surrogate pair (JSON's ``\\ud800``), which cannot be put in argv or a file name."""
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    half = value[error.start].encode("unicode_escape").decode()
+                    raise InvalidTrigger(f"not valid JSON: {half} is half of a character (an "
+                                         "unpaired surrogate)") from None
+        elif isinstance(value, dict | list):
+            if depth > MAX_NESTING:
+                raise InvalidTrigger(f"nested more than {MAX_NESTING} levels deep")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+
+
+def _decode_json(data: bytes) -> Any:
+    """Strict JSON from UTF-8 bytes (no NaN or Infinity); raises :class:`InvalidTrigger`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidTrigger(f"not valid JSON: not UTF-8 text (byte {data[error.start]:#04x} at "
+                             f"offset {error.start})") from None
+    if text.startswith("\ufeff"):
+        raise InvalidTrigger("not valid JSON: it starts with a byte order mark (save it as "
+                             "UTF-8 without one)")
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise InvalidTrigger(f"not valid JSON: {error.msg} at line {error.lineno} column "
+                             f"{error.colno}") from None
+    except RecursionError:
+        raise InvalidTrigger(f"nested more than {MAX_NESTING} levels deep") from None
+    except ValueError:  # a number too long for Python's int
+        raise InvalidTrigger("not valid JSON: a number has too many digits") from None
+    _check_nesting_and_text(document)
+    return document
 
 
 def parse_trigger(data: bytes) -> Trigger:
-    """Validate raw bytes as a trigger; raises :class:`InvalidTrigger` with the reason."""
+    """Check raw bytes as a trigger; raises :class:`InvalidTrigger` with the reason."""
     if not data.strip():
         raise InvalidTrigger("empty file")
-    try:
-        return Trigger.model_validate_json(data)
-    except ValidationError as error:
-        raise InvalidTrigger(describe_validation_error(error)) from None
+    return trigger_from_dict(_decode_json(data))
 
 
 def read_trigger_file(path: Path, max_bytes: int, allow_foreign: bool) -> tuple[bytes, os.stat_result]:
@@ -186,54 +280,6 @@ def scan(folder: Path) -> Iterator[str]:
         for entry in entries:
             if is_trigger_name(entry.name):
                 yield entry.name
-
-
-class _TriggerEvents:
-    """watchdog's inotify callback for the trigger folder: hands each trigger name over."""
-
-    def __init__(self, notify: Callable[[str], None], on_overflow: Callable[[], None]) -> None:
-        self._notify = notify
-        self._on_overflow = on_overflow
-
-    def on_event(self, event: InotifyEvent) -> None:
-        name = os.fsdecode(event.name)
-        if is_trigger_name(name):
-            self._notify(name)
-
-    def on_watch_deleted(self, wd: int) -> None:
-        """The folder itself went away; the sweep reports what it cannot scan."""
-
-    def on_queue_overflow(self) -> None:
-        self._on_overflow()
-
-
-class TriggerWatcher:
-    """inotify on the trigger folder, through watchdog's inotify layer.
-
-    watchdog's observer holds a rename whose other half it has not seen for half a second, and
-    every later event waits behind it; each claim (a rename out of this folder into
-    ``running/``) is such a half, so a trigger dropped soon after a dispatch was noticed up to
-    0.5 s late. Its :class:`InotifyFD` reports the kernel's events as they come, and only the
-    ones asked for (created, closed after writing, renamed in). The thread only hands names to
-    ``notify``; an overflow of the kernel's queue asks for a scan instead.
-    """
-
-    MASK = (InotifyConstants.IN_CREATE | InotifyConstants.IN_CLOSE_WRITE
-            | InotifyConstants.IN_MOVED_TO)
-
-    def __init__(self, folder: Path, notify: Callable[[str], None],
-                 on_overflow: Callable[[], None]) -> None:
-        self._inotify = InotifyFD()
-        self._inotify.daemon = True
-        self._inotify.add_callback(os.fsencode(folder), self.MASK,
-                                   _TriggerEvents(notify, on_overflow), "triggers")
-
-    def start(self) -> None:
-        self._inotify.start()
-
-    def stop(self) -> None:
-        self._inotify.stop()
-        self._inotify.join(timeout=5)
 
 
 class TriggerReader:

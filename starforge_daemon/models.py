@@ -1,63 +1,65 @@
-"""The daemon's vocabulary: triggers, runs, outcomes and slots. Pure data, no I/O."""
+"""The daemon's vocabulary: triggers, runs, outcomes and slots. Pure data, no I/O.
+
+Plain dataclasses: a client that only writes a trigger imports this module too, and must start
+fast. Whatever crosses the disk has an explicit ``to_dict``/``from_dict``.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
-
-AGENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-AgentName = Annotated[StrictStr, Field(pattern=AGENT_NAME_PATTERN)]
-Ticket = StrictStr | StrictInt
+AGENT_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
-def _no_nul(value: str | None) -> str | None:
-    """Trigger text ends up in argv and the environment, where a NUL cannot travel."""
-    if value is not None and "\x00" in value:
-        raise ValueError("must not contain a NUL character")
-    return value
+def is_agent_name(text: object) -> bool:
+    """The contract's ``^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$``."""
+    return (isinstance(text, str) and 0 < len(text) <= 64 and text[0] not in "._-"
+            and _NAME_CHARACTERS.issuperset(text))
 
 
-class Trigger(BaseModel):
-    """One handoff, as read from a ``*.trigger`` file. Unknown fields are kept."""
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One handoff, as read from a ``*.trigger`` file; ``intake.trigger_from_dict`` checks it.
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    Fields the daemon does not know are kept in ``extra`` and handed on with the rest.
+    """
 
-    to_agent: AgentName
-    from_agent: StrictStr | None = None
-    action: StrictStr | None = None
-    message: StrictStr | None = None
-    trace_id: StrictStr | None = None
-    ticket: Ticket | None = None
+    to_agent: str
+    from_agent: str | None = None
+    action: str | None = None
+    message: str | None = None
+    trace_id: str | None = None
+    ticket: str | int | None = None
     context: dict[str, Any] | None = None
-    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)] = 0
-    max_retries: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
-
-    _check_text = field_validator("from_agent", "action", "message", "trace_id")(_no_nul)
-
-    @field_validator("ticket")
-    @classmethod
-    def _ticket_text(cls, value: Ticket | None) -> Ticket | None:
-        return _no_nul(value) if isinstance(value, str) else value
-
-    @field_validator("context")
-    @classmethod
-    def _context_ticket(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        ticket = (value or {}).get("ticket")
-        if ticket is not None and (isinstance(ticket, bool) or not isinstance(ticket, str | int)):
-            raise ValueError("context.ticket must be a string or an integer")
-        if isinstance(ticket, str):
-            _no_nul(ticket)
-        return value
+    priority: int = 0
+    max_retries: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ticket_text(self) -> str | None:
         """The ticket as text: the top-level field, else ``context.ticket``."""
         ticket = self.ticket if self.ticket is not None else (self.context or {}).get("ticket")
         return None if ticket is None else str(ticket)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The trigger as JSON would hold it: the known fields not at their default, in their
+        order, then the unknown ones as given."""
+        known = {name: getattr(self, name) for name, default in _TRIGGER_DEFAULTS.items()
+                 if getattr(self, name) != default}
+        return {**known, **self.extra}
+
+    def to_json(self) -> str:
+        """Compact JSON, as submitted triggers are written and as the prompt carries it."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+_TRIGGER_DEFAULTS = {spec.name: spec.default for spec in fields(Trigger) if spec.name != "extra"}
+TRIGGER_FIELDS = tuple(_TRIGGER_DEFAULTS)
 
 
 class OutcomeKind(StrEnum):
@@ -91,10 +93,9 @@ def folder_for(kind: OutcomeKind) -> ArchiveFolder:
     return ArchiveFolder.FAILED
 
 
-class Outcome(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Outcome:
     """How a trigger ended. ``exit_code`` is negative when a signal ended the run."""
-
-    model_config = ConfigDict(frozen=True)
 
     kind: OutcomeKind
     reason: str
@@ -109,7 +110,33 @@ class Outcome(BaseModel):
         return cls(kind=OutcomeKind.FAILED, reason=f"exited with status {code}", exit_code=code)
 
 
-class Run(BaseModel):
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                            "None": (type(None),)}
+
+
+def _fields_from_json(cls: type, data: Any) -> dict[str, Any]:
+    """The fields of the dataclass ``cls`` out of a JSON object, each checked against its
+    declared type (``str``, ``int``, ``float``, ``None`` and unions of them); unknown keys
+    are ignored. Raises ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} record is not a JSON object")
+    values: dict[str, Any] = {}
+    for spec in fields(cls):
+        if spec.name not in data:
+            if spec.default is MISSING:
+                raise ValueError(f"{cls.__name__} record lacks {spec.name}")
+            continue
+        value = data[spec.name]
+        allowed = tuple(kind for part in str(spec.type).split("|")
+                        for kind in _JSON_TYPES[part.strip()])
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise ValueError(f"{cls.__name__} record has {spec.name}={value!r}")
+        values[spec.name] = value
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
     """One agent run, written to disk before the agent starts so any later daemon can finish it."""
 
     run_id: str
@@ -137,22 +164,37 @@ class Run(BaseModel):
     def deadline(self) -> float:
         return self.started_at + self.timeout
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-class ProcessIdentity(BaseModel):
+    @classmethod
+    def from_dict(cls, data: Any) -> Run:
+        return cls(**_fields_from_json(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
     """A pid together with its start time, so a reused pid is never mistaken for ours."""
-
-    model_config = ConfigDict(frozen=True)
 
     pid: int
     create_time: float
 
+    @classmethod
+    def from_dict(cls, data: Any) -> ProcessIdentity:
+        return cls(**_fields_from_json(cls, data))
 
-class RunExit(BaseModel):
+
+@dataclass(frozen=True, slots=True)
+class RunExit:
     """How the agent ended (or why it could not start), as the keeper recorded it."""
 
     ended_at: float
     exit_code: int | None = None
     error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunExit:
+        return cls(**_fields_from_json(cls, data))
 
 
 class SlotStatus(StrEnum):
@@ -160,7 +202,8 @@ class SlotStatus(StrEnum):
     IDLE = "idle"
 
 
-class Slot(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Slot:
     """One agent name's slot. A busy slot carries its run; an idle one only its history."""
 
     run: Run | None = None

@@ -117,14 +117,14 @@ def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEnt
         run_id = record["run_id"]
         try:
             if "run" in record:
-                entries[run_id] = JournalEntry(Run.model_validate(record["run"]), path)
+                entries[run_id] = JournalEntry(Run.from_dict(record["run"]), path)
             elif "done" in record:
                 entries.pop(run_id, None)
             elif run_id in entries and "started" in record:
-                agent = ProcessIdentity.model_validate(record["started"])
+                agent = ProcessIdentity.from_dict(record["started"])
                 entries[run_id] = replace(entries[run_id], agent=agent)
             elif run_id in entries and "exit" in record:
-                ended = RunExit.model_validate(record["exit"])
+                ended = RunExit.from_dict(record["exit"])
                 entries[run_id] = replace(entries[run_id], ended=ended)
         except ValueError:
             continue
@@ -162,7 +162,7 @@ class RunJournal:
             self._current = self._folder / f"{time.time_ns()}.jsonl"
             self._current_bytes = 0
         self._current_bytes += append_json_line(self._current, {"run_id": run.run_id,
-                                                            "run": run.model_dump()})
+                                                            "run": run.to_dict()})
         self._file_of[run.run_id] = self._current
         self._open_runs[self._current] += 1
         return self._current

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,22 +77,22 @@ class SlotTable:
 
     def mark_busy(self, run: Run, process: ProcessIdentity | None = None) -> None:
         previous = self._slots.get(run.agent) or Slot()
-        self._slots[run.agent] = previous.model_copy(update={"run": run, "process": process})
+        self._slots[run.agent] = replace(previous, run=run, process=process)
         self.dirty = True
 
     def set_process(self, agent: str, process: ProcessIdentity) -> None:
         slot = self._slots[agent]
-        self._slots[agent] = slot.model_copy(update={"process": process})
+        self._slots[agent] = replace(slot, process=process)
         self.dirty = True
 
     def mark_idle(self, agent: str, run: Run | None, outcome: OutcomeKind | None,
                   ended_at: float) -> None:
         previous = self._slots.get(agent) or Slot()
-        update: dict[str, Any] = {"run": None, "process": None}
+        idle = replace(previous, run=None, process=None)
         if run is not None:
-            update.update(last_run_id=run.run_id, last_outcome=outcome, last_log=run.log_path,
-                          last_finished_at=ended_at)
-        self._slots[agent] = previous.model_copy(update=update)
+            idle = replace(idle, last_run_id=run.run_id, last_outcome=outcome,
+                           last_log=run.log_path, last_finished_at=ended_at)
+        self._slots[agent] = idle
         self.dirty = True
 
     def to_json(self) -> dict[str, Any]:

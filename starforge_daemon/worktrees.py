@@ -26,11 +26,9 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, Field, ValidationError
 
 from .config import Settings, WorktreeMode
 from .files import read_json, write_json_atomic
@@ -84,15 +82,34 @@ def worktree_name(mode: WorktreeMode, run: Run) -> str:
     return AGENT_PREFIX + slug(run.agent)
 
 
-class WorktreeRecord(BaseModel):
+@dataclass(frozen=True, slots=True)
+class WorktreeRecord:
     """A worktree's sidecar: who it belongs to, and which runs work in it right now."""
 
     agent: str
     ticket: str | None = None
-    runs: list[str] = Field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
     last_run: str | None = None
     last_outcome: OutcomeKind | None = None
     last_used_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "last_outcome": self.last_outcome and self.last_outcome.value}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> WorktreeRecord:
+        """Raises ValueError for a sidecar that is not one (cut short, edited by hand)."""
+        if not isinstance(data, dict) or not isinstance(data.get("agent"), str):
+            raise ValueError("not a worktree record")
+        runs = data.get("runs", [])
+        ticket, last_run, used = data.get("ticket"), data.get("last_run"), data.get("last_used_at")
+        if not (isinstance(runs, list) and all(isinstance(run, str) for run in runs)
+                and isinstance(ticket, str | None) and isinstance(last_run, str | None)
+                and isinstance(used, int | float | None)):
+            raise ValueError("not a worktree record")
+        outcome = data.get("last_outcome")
+        return cls(data["agent"], ticket, runs, last_run,
+                   None if outcome is None else OutcomeKind(outcome), used)
 
 
 @dataclass(frozen=True)
@@ -165,12 +182,12 @@ class WorktreeFolder:
 
     def read(self, name: str) -> WorktreeRecord | None:
         try:
-            return WorktreeRecord.model_validate(read_json(self._record_path(name)))
-        except (OSError, ValueError, ValidationError):
+            return WorktreeRecord.from_dict(read_json(self._record_path(name)))
+        except (OSError, ValueError):
             return None
 
     def write(self, name: str, record: WorktreeRecord) -> None:
-        write_json_atomic(self._record_path(name), record.model_dump(mode="json"))
+        write_json_atomic(self._record_path(name), record.to_dict())
 
     def forget(self, name: str) -> None:
         self._record_path(name).unlink(missing_ok=True)
@@ -180,7 +197,7 @@ class WorktreeFolder:
         ``.claude/daemon/runs/`` tell."""
         open_runs = runs_in_flight(self.paths)
         live = [run_id for run_id in record.runs if run_id in open_runs]
-        return record.model_copy(update={"runs": live})
+        return replace(record, runs=live)
 
     def remove_if_clean(self, name: str, branch: str | None) -> str:
         """Remove the worktree when nothing in it is uncommitted; says what it did."""
@@ -344,8 +361,7 @@ class GitWorktrees:
         if record is None:
             return []
         others = [r for r in self.folder.in_flight(record).runs if r != run.run_id]
-        self.folder.write(name, record.model_copy(update={
-            "runs": others, "last_outcome": outcome.kind}))
+        self.folder.write(name, replace(record, runs=others, last_outcome=outcome.kind))
         return others
 
 

@@ -186,3 +186,15 @@ def test_sleeps_until_the_next_deadline(setup) -> None:
     clock.now += 2  # past the state-save throttle
     engine.apply([], clock.now)
     assert engine._next_wakeup(clock.now) == pytest.approx(clock.now + 1)
+
+
+def test_a_malformed_operator_request_is_answered_in_words(setup) -> None:
+    _paths, clock, _runner, make = setup
+    engine = make()
+    answers: list[dict] = []
+    for request in ({"op": "stop-agent"}, {"op": "cancel"}, {"op": "fly"}):
+        engine.submit(request, answers.append)
+    engine.apply([], clock.now)
+    assert answers == [{"ok": False, "error": "the request lacks 'agent'"},
+                       {"ok": False, "error": "the request lacks 'trigger'"},
+                       {"ok": False, "error": "unknown request 'fly'"}]

@@ -105,7 +105,7 @@ def assert_safe_to_run(trigger: Trigger) -> None:
               log_path=f"/p/.claude/logs/{agent}-1700000000-abcdef.log", started_at=MTIME,
               timeout=60, ticket=trigger.ticket_text, action=trigger.action,
               from_agent=trigger.from_agent)
-    Run.model_validate_json(run.model_dump_json())
+    assert Run.from_dict(json.loads(json.dumps(run.to_dict()))) == run
     values = placeholder_values(run, trigger, run.trigger_path)
     argv = render_argv(["prog", *(f"{{{name}}}" for name in PLACEHOLDERS)], values)
     env = run_environment({}, values, "/p")

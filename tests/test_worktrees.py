@@ -218,8 +218,11 @@ def test_mode_off_runs_in_the_project_root(repo: Project) -> None:
 
 @pytest.mark.parametrize(("setting", "expected"), [
     ({"WORKTREE_MODE": "per-agent"}, "WORKTREE_MODE=per-agent needs a git repository"),
-    ({"WORKTREE_MODE": "sometimes"}, "invalid setting WORKTREE_MODE='sometimes'"),
-    ({"WORKTREE_MODE": "per-ticket", "WORKTREE_BASE": "-x"}, "invalid setting WORKTREE_BASE"),
+    ({"WORKTREE_MODE": "sometimes"},
+     "WORKTREE_MODE='sometimes': must be off, per-agent or per-ticket"),
+    ({"WORKTREE_MODE": "per-ticket", "WORKTREE_BASE": "-x"},
+     "WORKTREE_BASE='-x': must be one commit, like HEAD, main or v1.2 (no spaces, no leading "
+     "'-')"),
 ])
 def test_unusable_worktree_settings_stop_the_start(project: Project, setting: dict[str, str],
                                                    expected: str) -> None:
