@@ -16,6 +16,10 @@ from .submit import submit_trigger
 
 
 def main() -> int:
+    if "STARFORGE_TRIGGER_FILE" not in os.environ:
+        print("example_agent: only the starforge daemon runs this (it says which trigger in "
+              "STARFORGE_TRIGGER_FILE); try `starforge demo`", file=sys.stderr)
+        return 2
     agent = os.environ["STARFORGE_AGENT"]
     action = os.environ.get("STARFORGE_ACTION", "")
     ticket = os.environ.get("STARFORGE_TICKET", "")
@@ -28,8 +32,9 @@ def main() -> int:
         print(f"{agent}: giving up", file=sys.stderr)
         return 3
     if action == "implement_ticket":
-        handoff = submit_trigger("reviewer", action="review", ticket=ticket or None,
-                                 from_agent=agent, message=f"please review ticket {ticket}")
+        handoff = submit_trigger("reviewer", project_dir=os.environ["STARFORGE_PROJECT_DIR"],
+                                 action="review", ticket=ticket or None, from_agent=agent,
+                                 message=f"please review ticket {ticket}")
         print(f"{agent}: handed ticket {ticket} to reviewer ({handoff.name})")
     print(f"{agent}: done")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import threading
 from collections import defaultdict
@@ -17,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 RUN_LOG_SUFFIXES = (".log", ".log.gz")
+# ``<agent>-<unix-seconds>-<hex>``, the daemon's run ids, or ``<agent>-<unix-seconds>`` as the
+# StarForge docs name run logs (an earlier install may have left such). The agent part is
+# matched lazily, the seconds have at least 9 digits and the tag exactly six hex digits, so
+# ``qa-1-1729845600.log`` is agent ``qa-1``, ``junior-dev-a-1729845600-123456.log`` is agent
+# ``junior-dev-a``, and ``notes-2.log`` is no run log.
+RUN_LOG_NAME = re.compile(r"(?P<agent>[A-Za-z0-9][A-Za-z0-9._-]{0,63}?)-[0-9]{9,}"
+                          r"(?:-[0-9a-f]{6})?\.log(?:\.gz)?")
 
 
 @dataclass(frozen=True)
@@ -35,13 +43,10 @@ class RunLog:
 
 
 def agent_of(name: str) -> str | None:
-    """``junior-dev-a-1761368400-1a2b3c.log`` -> ``junior-dev-a``; None for other files."""
-    for suffix in RUN_LOG_SUFFIXES:
-        if name.endswith(suffix):
-            parts = name.removesuffix(suffix).rsplit("-", 2)
-            if len(parts) == 3 and parts[1].isdigit():
-                return parts[0]
-    return None
+    """``junior-dev-a-1761368400-1a2b3c.log`` or ``junior-dev-a-1761368400.log.gz`` ->
+    ``junior-dev-a``; None for other files."""
+    match = RUN_LOG_NAME.fullmatch(name)
+    return match["agent"] if match else None
 
 
 def run_logs(folder: Path) -> list[RunLog]:
@@ -120,7 +125,8 @@ class LogUpkeep:
         try:
             done = tidy(self._folder, self._policy, now, in_use)
         except OSError as error:
-            self._log.error("ERROR", msg="log upkeep failed", error=str(error))
+            self._log.error("ERROR", msg="log upkeep failed", error=error.strerror,
+                            file=error.filename)
             return
         if any(done.values()):
             self._log.info("LOGS", msg="agent logs tidied", **done)

@@ -22,10 +22,11 @@ from .engine import Engine, StopMode
 from .eventlog import EventLogFile, configure
 from .files import write_atomic
 from .instance import InstanceLock, read_pid
-from .intake import TriggerWatcher
 from .logupkeep import LogPolicy, LogUpkeep
 from .paths import ProjectPaths
+from .preflight import agent_program
 from .runner import ProcessRunner
+from .watcher import TriggerWatcher
 from .workspaces import SharedCheckout, Workspaces
 from .worktrees import GitWorktrees, WorktreeSetupError
 
@@ -109,9 +110,17 @@ def build_workspaces(paths: ProjectPaths, settings: Settings) -> Workspaces:
         raise StartError(str(error)) from None
 
 
+def require_agent_program(settings: Settings) -> None:
+    """Refuse to start a daemon whose every run would fail to start its program."""
+    check = agent_program(settings)
+    if not check.ok:
+        raise StartError(check.detail)
+
+
 def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], None],
           echo: bool = False) -> StopMode | None:
     """Run the daemon in this process until it is told to stop; returns how it stopped."""
+    require_agent_program(settings)
     workspaces = build_workspaces(paths, settings)
     paths.ensure()
     lock = InstanceLock(paths.lock_file)
@@ -164,6 +173,7 @@ def start_in_background(paths: ProjectPaths, settings: Settings) -> int:
     """
     import daemon  # only the starting client needs it
 
+    require_agent_program(settings)  # said here, before anything detaches
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:
@@ -203,8 +213,12 @@ def _serve_and_report(paths: ProjectPaths, settings: Settings, report_fd: int) -
     except StartError as error:
         report(f"error {error}")
         return 1
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        report(f"error {error.strerror or error}{where}")
+        return 1
     except Exception as error:
-        report(f"error {type(error).__name__}: {error}")
+        report(f"error the daemon failed while starting: {error} (see {paths.daemon_log})")
         return 1
     return 0
 

@@ -9,15 +9,18 @@ from pathlib import Path
 
 from conftest import Project, wait_until
 
-from starforge_daemon.logupkeep import LogPolicy, agent_of, tidy
+from starforge_daemon.logupkeep import LogPolicy, LogUpkeep, agent_of, tidy
 
 HOUR = 3600.0
 DAY = 24 * HOUR
 
 
-def make_log(folder: Path, agent: str, age: float, size: int, now: float) -> Path:
+def make_log(folder: Path, agent: str, age: float, size: int, now: float,
+             tagged: bool = True) -> Path:
+    """A finished run's log; ``tagged=False`` names it the StarForge docs' way, no hex tag."""
     stamp = int(now - age)
-    path = folder / f"{agent}-{stamp}-{os.urandom(3).hex()}.log"
+    tag = f"-{os.urandom(3).hex()}" if tagged else ""
+    path = folder / f"{agent}-{stamp}{tag}.log"
     path.write_bytes(b"line\n" * (size // 5))
     os.utime(path, (now - age, now - age))
     return path
@@ -26,8 +29,13 @@ def make_log(folder: Path, agent: str, age: float, size: int, now: float) -> Pat
 def test_agent_names_are_read_from_run_log_names() -> None:
     assert agent_of("junior-dev-a-1761368400-1a2b3c.log") == "junior-dev-a"
     assert agent_of("junior-dev-a-1761368400-1a2b3c.log.gz") == "junior-dev-a"
+    assert agent_of("junior-dev-a-1729845600.log") == "junior-dev-a"
+    assert agent_of("junior-dev-a-1729845600.log.gz") == "junior-dev-a"
+    assert agent_of("junior-dev-a-1729845600-123456.log") == "junior-dev-a"
+    assert agent_of("qa-1-1729845600.log") == "qa-1"
     assert agent_of("daemon.log") is None
     assert agent_of("notes-x-y.log") is None
+    assert agent_of("notes-2.log") is None
 
 
 def test_old_logs_deleted_day_old_compressed_fresh_kept(tmp_path: Path) -> None:
@@ -47,6 +55,22 @@ def test_old_logs_deleted_day_old_compressed_fresh_kept(tmp_path: Path) -> None:
     assert gzip.decompress(packed.read_bytes()) == b"line\n" * 200
     assert abs(packed.stat().st_mtime - (now - 2 * DAY)) < 1
     assert (tmp_path / "daemon.log").exists()
+
+
+def test_seed_named_logs_are_expired_compressed_and_capped_like_the_daemons(
+        tmp_path: Path) -> None:
+    now = time.time()
+    policy = LogPolicy(max_bytes_per_agent=2500, retention_seconds=7 * DAY,
+                       compress_after_seconds=DAY)
+    expired = make_log(tmp_path, "junior-dev-a", 8 * DAY, 100, now, tagged=False)
+    stale = make_log(tmp_path, "junior-dev-a", 2 * DAY, 100, now, tagged=False)
+    over_cap = make_log(tmp_path, "junior-dev-b", 5 * HOUR, 2000, now, tagged=False)
+    newer = make_log(tmp_path, "junior-dev-b", HOUR, 2000, now)
+    done = tidy(tmp_path, policy, now, in_use=[])
+    assert done == {"deleted": 2, "compressed": 1}
+    assert not expired.exists() and not stale.exists()
+    assert stale.with_name(stale.name + ".gz").exists()
+    assert not over_cap.exists() and newer.exists(), "the older log of the pair goes first"
 
 
 def test_each_agent_is_capped_oldest_first(tmp_path: Path) -> None:
@@ -98,3 +122,20 @@ def test_daemon_log_rotates_by_size_and_follows_outside_rotation(project: Projec
     project.wait_archived(31)
     wait_until(lambda: log.exists() and "after.trigger" in log.read_text(),
                what="events in the new daemon.log")
+
+
+def test_a_failed_upkeep_pass_logs_the_file_and_the_reason(tmp_path: Path) -> None:
+    class Log:
+        def __init__(self) -> None:
+            self.errors: list[dict[str, object]] = []
+
+        def error(self, event: str, **fields: object) -> None:
+            self.errors.append({"event": event, **fields})
+
+    log = Log()
+    missing = tmp_path / "gone"
+    upkeep = LogUpkeep(missing, LogPolicy(4096, DAY, HOUR), log)
+    upkeep.start_pass(time.time(), list)
+    upkeep.join(timeout=10)
+    assert log.errors == [{"event": "ERROR", "msg": "log upkeep failed",
+                           "error": "No such file or directory", "file": str(missing)}]
