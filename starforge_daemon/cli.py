@@ -1,35 +1,44 @@
-"""``starforge``: argument parsing and printing only; the work happens in the modules it calls."""
+"""``starforge``: argument parsing and printing only; the work happens in the modules it calls.
+
+Agents run ``starforge trigger`` on every handoff, so start-up time counts: this module and the
+other cli modules import only click and light modules at the top, and each command imports
+what it needs when it runs.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.core import ParameterSource
-from tabulate import tabulate
 
-from . import control
+from . import __version__
+from .cli_completion import completion
 from .cli_control import agent, cancel, pause, resume, retry
+from .cli_doctor import doctor
+from .cli_project import LOCATION, STATUS_UNKNOWN_EXIT, location, pass_project, require_project
 from .cli_queue import queue, trigger
-from .cli_runs import logs, report
+from .cli_runs import logs, report, runs
 from .cli_systemd import systemd
 from .cli_worktrees import worktrees
-from .config import Settings, SettingsError, load_settings
 from .instance import HANDOFF_EXIT_STATUS, running_pid
-from .paths import ProjectPaths
-from .scaffold import EXAMPLE_NAME, init_project
+from .paths import ProjectPaths, locate
 
 CLEAR_SCREEN, HOME, CLEAR_LINE_END, CLEAR_BELOW = "\x1b[2J", "\x1b[H", "\x1b[K", "\x1b[J"
 
 NOT_RUNNING_EXIT = 3
 STOP_MARGIN = 30.0
+DAEMON_ALIASES = ("status", "start", "stop", "restart")
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 def _settings(paths: ProjectPaths) -> Settings:
+    from .config import SettingsError, load_settings
+
     try:
         return load_settings(paths)
     except SettingsError as error:
@@ -37,10 +46,12 @@ def _settings(paths: ProjectPaths) -> Settings:
 
 
 def _stop_timeout(paths: ProjectPaths) -> float:
+    from .config import Settings, SettingsError, load_settings
+
     try:
         grace = load_settings(paths).AGENT_KILL_GRACE
     except SettingsError:
-        grace = Settings.model_fields["AGENT_KILL_GRACE"].default
+        grace = Settings.AGENT_KILL_GRACE  # the class holds the defaults
     return grace + STOP_MARGIN
 
 
@@ -55,13 +66,31 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Starforge(click.Group):
+    """The top-level group: ``status``, ``start``, ``stop`` and ``restart`` also answer on
+    their own, short for ``daemon status`` and so on, without a second line in the help."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in DAEMON_ALIASES:
+            return daemon.commands[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=Starforge, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="status, start, stop and restart are short for `starforge daemon status` "
+                    "and so on.")
 @click.option("--project-dir", type=click.Path(file_okay=False), envvar="STARFORGE_PROJECT_DIR",
-              help="Project root (default: the current directory).")
+              show_envvar=True,
+              help="The project's folder (default: the nearest folder from here upwards that "
+                   "holds .claude/, as git finds a repository).")
+@click.version_option(__version__, "-V", "--version", prog_name="starforge",
+                      message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, project_dir: str | None) -> None:
     """Run AI coding agents on one repository, handing work between them through triggers."""
-    ctx.obj = ProjectPaths.resolve(project_dir)
+    place = locate(project_dir or None)
+    ctx.meta[LOCATION] = place
+    ctx.obj = place.paths
 
 
 @main.group()
@@ -71,7 +100,7 @@ def daemon() -> None:
 
 @daemon.command()
 @click.option("--foreground", is_flag=True, help="Stay attached (for systemd); log to stderr too.")
-@click.pass_obj
+@pass_project
 def start(paths: ProjectPaths, foreground: bool) -> None:
     """Start the daemon; returns once it is ready."""
     from . import service  # the engine is loaded only by the command that runs it
@@ -95,12 +124,14 @@ def start(paths: ProjectPaths, foreground: bool) -> None:
 
 
 @daemon.command()
-@click.pass_obj
+@pass_project
 def stop(paths: ProjectPaths) -> None:
     """Stop the daemon and its running agents; waits until they are gone."""
+    from . import control
+
     try:
         pid = control.stop(paths, _stop_timeout(paths))
-    except TimeoutError as error:
+    except (TimeoutError, PermissionError) as error:
         raise click.ClickException(str(error)) from None
     click.echo("starforge daemon is not running" if pid is None
                else f"starforge daemon stopped (pid {pid})")
@@ -110,11 +141,13 @@ def stop(paths: ProjectPaths) -> None:
 @click.pass_context
 def restart(ctx: click.Context) -> None:
     """Replace the daemon; running agents keep going and the new daemon adopts them."""
-    paths: ProjectPaths = ctx.obj
+    from . import control
+
+    paths = require_project(ctx)
     _settings(paths)
     try:
         pid = control.stop(paths, _stop_timeout(paths), leave_agents=True)
-    except TimeoutError as error:
+    except (TimeoutError, PermissionError) as error:
         raise click.ClickException(str(error)) from None
     if pid is not None:
         click.echo(f"starforge daemon (pid {pid}) handed its running agents over")
@@ -122,11 +155,13 @@ def restart(ctx: click.Context) -> None:
 
 
 def _status_text(doc: dict[str, Any]) -> str:
+    from .table import text_table
+
     rows = [[slot["agent"], slot["status"], slot["pid"] or "-", slot["ticket"] or "-",
              _duration(slot["elapsed_s"]), (slot["last_log_line"] or "")[:60]]
             for slot in doc["slots"]]
-    lines = [tabulate(rows, headers=["AGENT", "STATUS", "PID", "TICKET", "ELAPSED",
-                                     "LAST LOG LINE"]) if rows else "(no agent has run yet)"]
+    lines = [text_table(["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "LAST LOG LINE"], rows)
+             if rows else "(no agent has run yet)"]
     queue = doc["queue"]
     lines.append("")
     lines.append("queue: " + ", ".join(f"{count} {name}" for name, count in queue.items()))
@@ -141,6 +176,8 @@ def _status_text(doc: dict[str, Any]) -> str:
                      f"{doc['mode']} mode, limit {doc['max_concurrent']}")
     else:
         lines.append("daemon: not running (showing the files' view)")
+    if doc["running"] and doc["agent_program"]:
+        lines.append(f"agent program: {doc['agent_program']}")
     return "\n".join(lines)
 
 
@@ -174,12 +211,18 @@ def _watch(render: Callable[[], str], interval: float, title: str | None) -> Non
               help="Seconds between refreshes with --watch.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> None:
-    """Show slots, queue and daemon; exit 0 when running, 3 when not."""
-    paths: ProjectPaths = ctx.obj
+    """Show slots, queue and daemon; exit 0 when running, 3 when not, 4 outside a project."""
+    from click.core import ParameterSource
+
+    from . import control
+
+    paths = require_project(ctx, STATUS_UNKNOWN_EXIT)
     if not watch and ctx.get_parameter_source("interval") is not ParameterSource.DEFAULT:
         raise click.UsageError("--interval only goes with --watch")
 
     def render(doc: dict[str, Any]) -> str:
+        import json
+
         return json.dumps(doc, indent=2) if as_json else _status_text(doc)
 
     if watch:
@@ -191,7 +234,7 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> N
     sys.exit(0 if doc["running"] else NOT_RUNNING_EXIT)
 
 
-@main.command()
+@main.command(short_help="Try it: a demo project drained by an example agent.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False),
               help="Where to create the demo project (default: a new temporary folder).")
 def demo(directory: str | None) -> None:
@@ -201,22 +244,34 @@ def demo(directory: str | None) -> None:
     sys.exit(run_demo(directory, click.echo))
 
 
-@main.command()
-@click.pass_obj
-def init(paths: ProjectPaths) -> None:
-    """Set this project up: the .claude/ folders, a commented .env and an example trigger.
+@main.command(short_help="Make this folder (or --project-dir) a project.")
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Make the current folder (or --project-dir) a project: the .claude/ folders, a
+    commented .env and an example trigger; in a git repository, .env and .claude/ are also
+    listed in .git/info/exclude.
 
     Never overwrites a file that exists; says "kept" for each one it left alone.
     """
+    from .scaffold import EXAMPLE_NAME, exclude_from_git, init_project
+
+    place = location(ctx)
+    paths = place.paths if place.named else ProjectPaths(place.start)
     if not paths.root.is_dir():
-        raise click.ClickException(f"no project directory {paths.root}")
+        raise click.ClickException(f"no such folder {paths.root}")
     try:
         steps = init_project(paths)
     except OSError as error:
-        raise click.ClickException(f"cannot set up {paths.root}: {error}") from None
+        where = f" {error.filename}" if error.filename else ""
+        raise click.ClickException(f"cannot set up {paths.root}:{where} "
+                                   f"{error.strerror or error}") from None
+    if not place.named and not place.problem and place.paths != paths:
+        click.echo(f"note: inside the project {place.paths.root}; commands run in here now "
+                   f"use this one")
     for step in steps:
         shown = str(step.path.relative_to(paths.root)) + ("/" if step.path.is_dir() else "")
         click.echo(f"{'created' if step.created else 'kept   '} {shown}")
+    click.echo(exclude_from_git(paths.root))
     example = paths.triggers.relative_to(paths.root) / EXAMPLE_NAME
     click.echo("\nnext: edit .env (AGENT_COMMAND at least), then `starforge daemon start`.")
     click.echo(f"{example} is not queued (the daemon reads only *.trigger); queue it with\n"
@@ -228,10 +283,13 @@ def init(paths: ProjectPaths) -> None:
 
 
 main.add_command(systemd)
+main.add_command(doctor)
 main.add_command(queue)
 main.add_command(trigger)
 main.add_command(logs)
+main.add_command(runs)
 main.add_command(report)
+main.add_command(completion)
 main.add_command(worktrees)
 main.add_command(agent)
 main.add_command(retry)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import click
-from tabulate import tabulate
 
-from .config import SettingsError, load_settings
-from .intake import InvalidTrigger
-from .listing import QueueListing, list_queue
+from .cli_completion import complete_agents
+from .cli_project import pass_project
 from .paths import ProjectPaths
-from .submit import submit_trigger
+
+if TYPE_CHECKING:
+    from .listing import QueueListing
 
 
 def _age(seconds: float | None) -> str:
@@ -30,12 +30,14 @@ def _age(seconds: float | None) -> str:
 
 
 def _listing_text(listing: QueueListing) -> str:
+    from .table import text_table
+
     lines = []
     if listing.pending:
         rows = [[item.position, item.name, item.agent, item.ticket or "-", item.action or "-",
                  _age(item.age_s), item.state, item.note] for item in listing.pending]
-        lines.append(tabulate(rows, headers=["#", "TRIGGER", "AGENT", "TICKET", "ACTION", "AGE",
-                                             "STATE", "NOTE"], disable_numparse=True))
+        lines.append(text_table(["#", "TRIGGER", "AGENT", "TICKET", "ACTION", "AGE", "STATE",
+                                 "NOTE"], rows))
     else:
         lines.append("(no pending triggers)")
     if listing.not_queued:
@@ -60,14 +62,20 @@ def queue() -> None:
 
 @queue.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
-@click.pass_obj
+@pass_project
 def list_pending(paths: ProjectPaths, as_json: bool) -> None:
     """Pending triggers in the order they will run; works with or without a running daemon.
 
     STATE is "next" (starts at the next dispatch; without a daemon: at the next start),
     "queued" (its agent is free but the run limit is reached) or "waiting" (its agent is busy,
     or an older trigger for the same agent goes first). Nothing is moved: this is a dry run.
+    The triggers whose run is over: `starforge runs`.
     """
+    import time
+
+    from .config import SettingsError, load_settings
+    from .listing import list_queue
+
     try:
         settings = load_settings(paths)
     except SettingsError as error:
@@ -93,8 +101,27 @@ def _json_object(_ctx: click.Context, _param: click.Parameter,
     return parsed
 
 
-@click.command()
-@click.argument("agent")
+def _extra_fields(_ctx: click.Context, _param: click.Parameter,
+                  items: tuple[str, ...]) -> dict[str, Any]:
+    """``--field NAME=VALUE``: VALUE as JSON when it parses as JSON (3, true, [1]), else as text."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    fields: dict[str, Any] = {}
+    for item in items:
+        name, equals, text = item.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE")
+        try:
+            fields[name] = json.loads(text, parse_constant=no_constants)
+        except ValueError:
+            fields[name] = text
+    return fields
+
+
+@click.command(short_help="Queue a trigger for AGENT; prints its path.")
+@click.argument("agent", shell_complete=complete_agents)
 @click.option("--action", help="What the agent should do (implement_ticket, review, ...).")
 @click.option("--ticket", help="Ticket id, kept as text as given (52 is written as \"52\").")
 @click.option("--from", "from_agent", metavar="AGENT", help="Who hands the work over.")
@@ -103,23 +130,42 @@ def _json_object(_ctx: click.Context, _param: click.Parameter,
               help="A JSON object handed to the agent as the trigger's context.")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
 @click.option("--max-retries", type=int, help="Retries after a failure (default MAX_RETRIES).")
-@click.pass_obj
+@click.option("--field", "extra", multiple=True, callback=_extra_fields, metavar="NAME=VALUE",
+              help="Any other field (trace_id, say); VALUE is read as JSON when it is JSON, "
+                   "else as text. Repeatable.")
+@pass_project
 def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | None,
             from_agent: str | None, message: str | None, context: dict[str, Any] | None,
-            priority: int | None, max_retries: int | None) -> None:
+            priority: int | None, max_retries: int | None, extra: dict[str, Any]) -> None:
     """Queue a trigger for AGENT; prints the path of the file written.
 
-    The trigger is checked with the daemon's own model and written under a hidden name, then
-    renamed into place. From Python: starforge_daemon.submit_trigger(...).
+    The trigger is checked with the daemon's own rules (the project's MAX_TRIGGER_BYTES too)
+    and written under a hidden name, then renamed into place. An unknown field that looks
+    misspelt is written, with a warning. From Python: starforge_daemon.submit_trigger(...).
     """
+    from .config import SettingsError  # here, not above: `starforge --help` need not load them
+    from .intake import InvalidTrigger
+    from .submit import TriggerWarning, submit_trigger
+
     if not paths.root.is_dir():
         raise click.ClickException(f"no project directory {paths.root}")
+    fields = {"action": action, "ticket": ticket, "from_agent": from_agent, "message": message,
+              "context": context, "priority": priority, "max_retries": max_retries}
+    twice = [name for name in extra if name == "to_agent" or fields.get(name) is not None]
+    if twice:
+        raise click.UsageError(f"--field {twice[0]}: {twice[0]} is already given")
     try:
-        path = submit_trigger(agent, project_dir=paths.root, action=action, ticket=ticket,
-                              from_agent=from_agent, message=message, context=context,
-                              priority=priority, max_retries=max_retries)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TriggerWarning)
+            path = submit_trigger(agent, project_dir=paths.root, **{**fields, **extra})
     except InvalidTrigger as error:
         raise click.UsageError(f"invalid trigger: {error}") from None
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise click.ClickException(f"cannot write the trigger: {error}") from None
+        raise click.ClickException(f"cannot write the trigger in {error.filename or paths.triggers}: "
+                                   f"{error.strerror or error}") from None
+    for warning in caught:
+        if issubclass(warning.category, TriggerWarning):
+            click.echo(f"warning: {warning.message}", err=True)
     click.echo(str(path))

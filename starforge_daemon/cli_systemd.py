@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import getpass
-import grp
 import os
-import pwd
-import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from . import systemd_units
-from .config import SettingsError, load_settings
-from .instance import running_pid
+from .cli_project import pass_project
 from .paths import ProjectPaths
-from .systemd_units import Scope
 
 
 def _owner(path: Path) -> tuple[str, str]:
     """User and group owning ``path`` (names, or numbers when they have none)."""
+    import grp
+    import pwd
+
     info = path.stat()
     try:
         user = pwd.getpwuid(info.st_uid).pw_name
@@ -39,14 +35,18 @@ def _import_problem(python: str) -> str | None:
     Catches a run from an uninstalled checkout (``bin/starforge``), where the package is found
     only through the current directory.
     """
+    import subprocess
+
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH")}
     try:
         result = subprocess.run([python, "-P", "-c", "import starforge_daemon.cli"], cwd="/",
                                 env=env, stdin=subprocess.DEVNULL, capture_output=True,
                                 text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return str(error)
+    except OSError as error:
+        return f"{python}: {error.strerror or error}"
+    except subprocess.TimeoutExpired:
+        return "it did not load within 60s"
     if result.returncode == 0:
         return None
     lines = result.stderr.strip().splitlines()
@@ -65,12 +65,17 @@ def systemd() -> None:
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the unit here instead of /etc/systemd/system or "
                    "~/.config/systemd/user.")
-@click.pass_obj
+@pass_project
 def install(paths: ProjectPaths, user_unit: bool, unit_dir: Path | None) -> None:
     """Write the systemd unit for this project and print the commands to enable it."""
+    import getpass
+
+    from . import systemd_units
+    from .config import SettingsError, load_settings
+    from .instance import running_pid
+    from .systemd_units import Scope
+
     scope = Scope.USER if user_unit else Scope.SYSTEM
-    if not paths.root.is_dir():
-        raise click.ClickException(f"no project directory {paths.root}")
     try:
         settings = load_settings(paths)
         name = systemd_units.unit_name(paths.root)
@@ -93,7 +98,7 @@ def install(paths: ProjectPaths, user_unit: bool, unit_dir: Path | None) -> None
         hint = "" if user_unit else " (run it as root, or install a user unit with --user)"
         raise click.ClickException(f"cannot write {target}: {error.strerror}{hint}") from None
     except OSError as error:
-        raise click.ClickException(f"cannot write {target}: {error}") from None
+        raise click.ClickException(f"cannot write {target}: {error.strerror or error}") from None
     who = f"runs as {run_as[0]}" if run_as else "runs as you"
     click.echo(f"{outcome} {target}")
     click.echo(f"  {scope.value} unit for {paths.root}; {who}; ExecStart uses {python}")

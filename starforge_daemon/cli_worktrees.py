@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
-from tabulate import tabulate
 
-from .git import GitError
+from .cli_project import require_project
 from .paths import ProjectPaths
-from .worktrees import WorktreeInfo, clean_worktrees, describe_worktrees
+
+if TYPE_CHECKING:
+    from .worktrees import WorktreeInfo
 
 
 def _state(info: WorktreeInfo) -> str:
@@ -18,27 +20,31 @@ def _state(info: WorktreeInfo) -> str:
 
 
 def _table(found: list[WorktreeInfo]) -> str:
+    from .table import text_table
+
     if not found:
         return "(no run worktrees)"
     rows = [[info.name, info.branch or "(detached)", info.agent or "-", info.ticket or "-",
              f"{info.last_run} ({info.last_outcome or 'running'})" if info.last_run else "-",
              _state(info)] for info in found]
-    return tabulate(rows, headers=["WORKTREE", "BRANCH", "AGENT", "TICKET", "LAST RUN", "STATE"],
-                    disable_numparse=True)
+    return text_table(["WORKTREE", "BRANCH", "AGENT", "TICKET", "LAST RUN", "STATE"], rows)
 
 
-@click.group(invoke_without_command=True)
+@click.group(invoke_without_command=True, short_help="List (or clean) the runs' git worktrees.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
 @click.pass_context
 def worktrees(ctx: click.Context, as_json: bool) -> None:
     """List the runs' git worktrees (.claude/worktrees/): branch, agent, ticket, last run,
     and whether they hold uncommitted changes (dirty) or not (clean). "busy" means a run
     works there now."""
+    from .git import GitError
+    from .worktrees import describe_worktrees
+
+    paths = require_project(ctx)
     if ctx.invoked_subcommand is not None:
         if as_json:
             raise click.UsageError("--json only goes with the listing")
         return
-    paths: ProjectPaths = ctx.obj
     try:
         found = describe_worktrees(paths)
     except GitError as error:
@@ -54,8 +60,14 @@ def clean(paths: ProjectPaths) -> None:
 
     A worktree with uncommitted changes or untracked files is kept, never forced.
     """
+    from .git import GitError
+    from .worktrees import clean_worktrees
+
     try:
         notes = clean_worktrees(paths)
-    except (GitError, OSError) as error:
+    except GitError as error:
         raise click.ClickException(f"cannot clean worktrees: {error}") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot clean worktrees: {error.filename}: "
+                                   f"{error.strerror or error}") from None
     click.echo("\n".join(notes) if notes else "(no run worktrees)")

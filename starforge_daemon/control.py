@@ -17,6 +17,7 @@ from .instance import running_pid
 from .intake import is_trigger_name, scan
 from .models import parse_iso_utc
 from .paths import ProjectPaths
+from .pauses import load_pauses
 from .records import RESULT_SUFFIX, Attempts, StateFile, result_path
 
 
@@ -49,26 +50,42 @@ def last_line(path: str | None, limit: int = 4096) -> str | None:
     return next((line.strip() for line in reversed(lines) if line.strip()), None)
 
 
+def _moment(text: Any) -> float | None:
+    """A time from a daemon file as unix seconds; None when it is missing or not a time."""
+    try:
+        return parse_iso_utc(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _number(text: Any) -> int | None:
+    """A pid kept as text in ``agent-slots.json`` (the contract's shape), as a number."""
+    return int(text) if isinstance(text, str) and text.isdigit() else None
+
+
 def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
-    """Everything ``starforge daemon status`` shows, as one JSON-ready document."""
+    """Everything ``starforge daemon status`` shows, as one JSON-ready document (shapes in
+    docs/json.md)."""
     now = time.time() if now is None else now
     pid = running_pid(paths)
     state = StateFile(paths.state_file).load() or {}
-    started = parse_iso_utc(state.get("started_at")) if pid else None
+    started = _moment(state.get("started_at")) if pid else None
     slots = []
     for agent, slot in sorted(read_json_object(paths.slots_file).items()):
         if not isinstance(slot, dict):
             continue
         busy = slot.get("status") == "busy"
-        since = parse_iso_utc(slot.get("started_at")) if busy else None
+        since = _moment(slot.get("started_at")) if busy else None
         log = slot.get("log") if busy else slot.get("last_log")
+        log = log if isinstance(log, str) else None
         slots.append({
             "agent": agent,
             "status": slot.get("status"),
-            "pid": slot.get("pid"),
+            "pid": _number(slot.get("pid")),
             "ticket": slot.get("ticket"),
             "started_at": slot.get("started_at"),
             "elapsed_s": round(now - since, 1) if since else None,
+            "run_id": slot.get("run_id") if busy else slot.get("last_run_id"),
             "last_outcome": slot.get("last_outcome"),
             "log": log,
             "last_log_line": last_line(log),
@@ -80,6 +97,7 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
         "uptime_s": round(now - started, 1) if started else None,
         "mode": state.get("mode"),
         "max_concurrent": state.get("max_concurrent"),
+        "agent_program": state.get("agent_program"),
         "slots": slots,
         "queue": {
             "pending": _count_queued(paths),
@@ -89,7 +107,7 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
             "invalid": _count_archived(paths.invalid),
         },
         "counters": state.get("counters", {}) if pid else {},
-        "paused": read_json_object(paths.paused_file) or {"all": False, "agents": []},
+        "paused": load_pauses(paths.paused_file).to_json(),
         "held_back": state.get("held_back") if pid else None,
     }
 
@@ -116,6 +134,9 @@ def signal_daemon(paths: ProjectPaths, number: int) -> int | None:
         os.kill(pid, number)
     except ProcessLookupError:
         return None
+    except PermissionError:
+        raise PermissionError(f"no permission to signal the daemon (pid {pid}): it runs as "
+                              "another user") from None
     return pid
 
 
@@ -130,25 +151,39 @@ def stop(paths: ProjectPaths, timeout: float, leave_agents: bool = False) -> int
     return pid
 
 
+class RetryError(Exception):
+    """A trigger could not be put back; the message names it, ``moved`` holds where the
+    ones before it went."""
+
+    def __init__(self, message: str, moved: list[Path] | None = None) -> None:
+        super().__init__(message)
+        self.moved = moved or []
+
+
 def retry_failed(paths: ProjectPaths, names: list[str], now: float | None = None) -> list[Path]:
     """Put archived failed triggers back in the queue with a fresh attempt count.
 
     Works with or without a running daemon (a rename into the queue is all it takes); the
-    result file goes, since the trigger is no longer archived. Raises ``FileNotFoundError``
-    naming the first trigger not found in ``processed/failed/``, before anything moves.
+    result file goes, since the trigger is no longer archived. Raises :class:`RetryError`
+    naming the triggers not found in ``processed/failed/`` before anything moves, or the one
+    that could not be moved.
     """
     stamp = int((time.time() if now is None else now) * 1e9)
     sources = [paths.failed / Path(name).name for name in names]
     missing = [source.name for source in sources if not source.is_file()]
     if missing:
-        raise FileNotFoundError(f"not in {paths.failed}: {', '.join(missing)}")
+        raise RetryError(f"not in {paths.failed}: {', '.join(missing)}")
     moved = []
     for source in sources:
-        # the old result goes first: once the trigger is queued, a quick run may archive it
-        # again under the same name, and that new result must stay
-        result_path(source).unlink(missing_ok=True)
-        Attempts(paths).remove(source.name)
-        target = move_unique(source, paths.triggers)
-        os.utime(target, ns=(stamp, stamp))  # queued as a new arrival
-        moved.append(target)
+        try:
+            # the old result goes first: once the trigger is queued, a quick run may archive
+            # it again under the same name, and that new result must stay
+            result_path(source).unlink(missing_ok=True)
+            Attempts(paths).remove(source.name)
+            # stamped before the move: once queued, the daemon may take it away at once
+            os.utime(source, ns=(stamp, stamp))  # queued as a new arrival
+            moved.append(move_unique(source, paths.triggers))
+        except OSError as error:
+            raise RetryError(f"cannot put {source} back in the queue: "
+                             f"{error.strerror or error}", moved) from None
     return moved

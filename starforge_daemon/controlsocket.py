@@ -28,6 +28,10 @@ class ControlError(Exception):
     """The daemon could not be asked (not running) or did not answer."""
 
 
+class DaemonNotRunning(ControlError):
+    """Nothing listens on the control socket."""
+
+
 def _read_line(sock: socket.socket, limit: int) -> bytes:
     data = b""
     while b"\n" not in data and len(data) < limit:
@@ -44,17 +48,32 @@ def request(path: Path, message: dict[str, Any], timeout: float = ANSWER_TIMEOUT
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
+        except PermissionError:
+            raise ControlError(f"no permission to use {path} (the daemon runs as another "
+                               "user)") from None
         except (FileNotFoundError, ConnectionRefusedError):
-            raise ControlError("the daemon is not running (start it with "
-                               "`starforge daemon start`)") from None
+            raise DaemonNotRunning("the daemon is not running (start it with "
+                                   "`starforge daemon start`)") from None
+        except OSError as error:  # a path too long for a socket, say
+            raise ControlError(f"cannot reach the daemon at {path}: "
+                               f"{error.strerror or error}") from None
         try:
             sock.sendall(json.dumps(message).encode() + b"\n")
             answer = _read_line(sock, 1 << 20)
         except TimeoutError:
             raise ControlError(f"the daemon did not answer within {timeout:g}s") from None
+        except OSError as error:
+            raise ControlError(f"cannot talk to the daemon through {path}: "
+                               f"{error.strerror or error}") from None
     if not answer:
         raise ControlError("the daemon closed the connection without answering (stopping?)")
-    return json.loads(answer)
+    try:
+        reply = json.loads(answer)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise ControlError(f"the daemon's answer is not a JSON object: {answer[:80]!r}")
+    return reply
 
 
 class ControlServer:

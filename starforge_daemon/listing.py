@@ -1,4 +1,5 @@
-"""``starforge queue list``: the pending triggers in the order the daemon will run them.
+"""``starforge queue list``: the pending triggers in the order the daemon will run them;
+``starforge runs``: the archived ones whose run is over.
 
 It reads the trigger folder and the slot table the way the daemon would and moves nothing, so
 it works whether a daemon runs or not; without one it is the dry run of the next start.
@@ -6,10 +7,11 @@ it works whether a daemon runs or not; without one it is the dry run of the next
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .config import Settings
 from .files import read_json_object
 from .instance import running_pid
 from .intake import (
@@ -19,13 +21,18 @@ from .intake import (
     QueuedTrigger,
     Rejected,
     examine,
+    is_trigger_name,
     parse_trigger,
     read_trigger_file,
     scan,
 )
+from .models import parse_iso_utc
 from .paths import ProjectPaths
 from .queue import TriggerQueue
-from .records import Attempts, StateFile
+from .records import RESULT_SUFFIX, Attempts, StateFile, result_path
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 @dataclass(frozen=True)
@@ -177,3 +184,65 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
         pending.append(Pending(position, entry.name, entry.agent, ticket, action, age,
                                state_word, note))
     return QueueListing(pid, mode, limit, busy, pending, not_queued)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An archived trigger in ``processed/`` or ``processed/failed/``, as the result file
+    beside it tells its run: ``agent`` ran it (or was its target, when it never ran), from
+    ``pool`` when it went to a pool; ``ended_at`` is when it was archived if it never ran."""
+
+    name: str
+    failed: bool
+    agent: str | None
+    pool: str | None
+    ticket: str | None
+    outcome: str | None
+    reason: str | None
+    ended_at: str | None
+    run_id: str | None
+    log: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or isinstance(value, dict | list) else str(value)
+
+
+def _finished(trigger: Path, failed: bool) -> Finished:
+    result = read_json_object(result_path(trigger))
+    agent = result.get("agent") or read_json_object(trigger).get("to_agent")
+    return Finished(trigger.name, failed, _text(agent), _text(result.get("pool")),
+                    _text(result.get("ticket")), _text(result.get("outcome")),
+                    _text(result.get("reason")),
+                    _text(result.get("ended_at") or result.get("archived_at")),
+                    _text(result.get("run_id")), _text(result.get("log")))
+
+
+def finished_triggers(paths: ProjectPaths, failed_only: bool = False,
+                      agent: str | None = None) -> list[Finished]:
+    """The archived triggers whose run is over (only the failed ones with ``failed_only``;
+    only ``agent``'s, or its pool's, when given), oldest first."""
+    folders = [(paths.failed, True)]
+    if not failed_only:
+        folders.insert(0, (paths.processed, False))
+    found = []
+    for folder, failed in folders:
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            continue
+        found += [_finished(folder / name, failed) for name in names
+                  if is_trigger_name(name) and not name.endswith(RESULT_SUFFIX)]
+    if agent is not None:
+        found = [item for item in found if agent in (item.agent, item.pool)]
+    return sorted(found, key=lambda item: (_seconds(item.ended_at), item.name))
+
+
+def _seconds(when: str | None) -> float:
+    try:
+        return parse_iso_utc(when) or 0.0
+    except ValueError:
+        return 0.0

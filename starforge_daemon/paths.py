@@ -1,4 +1,5 @@
-"""Every path the daemon and its clients use, derived from the project root."""
+"""Every path the daemon and its clients use, derived from the project root, and how the
+project root is found: like git finds a repository, or named."""
 
 from __future__ import annotations
 
@@ -14,9 +15,20 @@ class ProjectPaths:
     root: Path
 
     @classmethod
+    def find(cls, start: str | os.PathLike[str]) -> ProjectPaths | None:
+        """The nearest project from ``start`` upwards: the first folder holding a ``.claude/``
+        directory, as git finds a repository; None when there is none."""
+        here = Path(start).resolve()
+        for folder in (here, *here.parents):
+            if (folder / ".claude").is_dir():
+                return cls(folder)
+        return None
+
+    @classmethod
     def resolve(cls, project_dir: str | os.PathLike[str] | None = None) -> ProjectPaths:
-        chosen = project_dir or os.environ.get("STARFORGE_PROJECT_DIR") or os.getcwd()
-        return cls(Path(chosen).resolve())
+        """``project_dir``, else ``STARFORGE_PROJECT_DIR``, else the nearest project from the
+        current folder upwards, else the current folder."""
+        return locate(project_dir or os.environ.get("STARFORGE_PROJECT_DIR")).paths
 
     @property
     def env_file(self) -> Path:
@@ -127,3 +139,45 @@ class ProjectPaths:
     def ensure(self) -> None:
         for folder in self.folders():
             folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
+NOT_A_PROJECT = "not a starforge project here or above (run `starforge init`)"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a command's project is: ``paths``, and ``problem`` (one line) when it is no
+    project. ``named`` tells a folder given by the user from one found from ``start``."""
+
+    paths: ProjectPaths
+    problem: str | None
+    named: bool
+    start: Path
+
+
+def locate(named: str | os.PathLike[str] | None) -> Location:
+    """The project in the folder ``named``, or else the nearest one from the current folder
+    upwards. Never fails: a folder that is no project comes with its ``problem``."""
+    try:
+        start = Path.cwd().resolve()
+    except FileNotFoundError:  # the folder the shell is in was deleted
+        start = Path(os.environ.get("PWD") or "/")
+        if named is None:
+            return Location(ProjectPaths(start), "the current folder no longer exists", False,
+                            start)
+    if named is None:
+        found = ProjectPaths.find(start)
+        if found is not None:
+            return Location(found, None, False, start)
+        return Location(ProjectPaths(start), NOT_A_PROJECT, False, start)
+    paths = ProjectPaths(Path(named).expanduser().resolve())
+    if not paths.root.exists():
+        problem: str | None = f"no such folder {paths.root}"
+    elif not paths.root.is_dir():
+        problem = f"not a folder: {paths.root}"
+    elif not paths.claude.is_dir():
+        problem = (f"not a starforge project: {paths.root} has no .claude/ folder "
+                   "(run `starforge init` there)")
+    else:
+        problem = None
+    return Location(paths, problem, True, start)

@@ -11,13 +11,13 @@ import math
 import re
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
-from tabulate import tabulate
-
 from .models import OutcomeKind, iso_utc
+from .table import markdown_table
 
 SLOWEST_LIMIT = 5
 FAILED_LIMIT = 20
@@ -34,29 +34,52 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-class HistoryRecord(BaseModel):
-    """One line of ``runs.jsonl``: only the fields the report reads; the rest is ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One line of ``runs.jsonl``: only the fields the report reads; the rest is ignored.
+    ``started`` and ``ended`` are unix seconds."""
 
     run_id: str
     agent: str
     outcome: OutcomeKind
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started: float
+    ended: float
     duration_s: float
     ticket: str | int | None = None
     reason: str | None = None
     exit_code: int | None = None
     log: str | None = None
 
-    @property
-    def started(self) -> float:
-        return self.started_at.timestamp()
+    @classmethod
+    def from_json(cls, data: Any) -> HistoryRecord:
+        """Raises ``ValueError`` for anything but a finished run's record."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return cls(_typed(data, "run_id", str), _typed(data, "agent", str),
+                   OutcomeKind(data.get("outcome")), _moment(data.get("started_at")),
+                   _moment(data.get("ended_at")), float(_typed(data, "duration_s", int, float)),
+                   _typed(data, "ticket", str, int, None), _typed(data, "reason", str, None),
+                   _typed(data, "exit_code", int, None), _typed(data, "log", str, None))
 
-    @property
-    def ended(self) -> float:
-        return self.ended_at.timestamp()
+
+def _typed(data: dict[str, Any], key: str, *kinds: type | None) -> Any:
+    """``data[key]`` when it is one of ``kinds`` (None: may be missing or null; never a bool)."""
+    value = data.get(key)
+    allowed = tuple(type(None) if kind is None else kind for kind in kinds)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ValueError(f"{key} is {value!r}")
+    return value
+
+
+def _moment(text: Any) -> float:
+    """An ISO-8601 time with its time zone, as unix seconds; one without is refused, not
+    guessed."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a time")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment.timestamp()
 
 
 def parse_history(lines: list[str]) -> tuple[list[HistoryRecord], int]:
@@ -66,8 +89,8 @@ def parse_history(lines: list[str]) -> tuple[list[HistoryRecord], int]:
         if not line.strip():
             continue
         try:
-            records.append(HistoryRecord.model_validate_json(line))
-        except ValidationError:
+            records.append(HistoryRecord.from_json(json.loads(line)))
+        except ValueError:
             skipped += 1
     return records, skipped
 
@@ -198,15 +221,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
     rows = [_agent_row(agent["agent"], agent) for agent in doc["agents"]]
     rows.append(_agent_row("**all**", total))
     headers = ["agent", "runs", "ok", "failed", "timed out", "median", "p95", "runs/h"]
-    lines += ["", "## Per agent", "", tabulate(rows, headers=headers, tablefmt="github"), "",
+    lines += ["", "## Per agent", "", markdown_table(headers, rows), "",
               "*failed* counts runs that failed, were killed or were lost; *runs/h* divides the "
               "runs by the hours from the first run's start to the last run's end."]
     slow = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]),
              format_seconds(run["duration_s"]), run["outcome"], _code(run["log"])]
             for run in doc["slowest"]]
     lines += ["", "## Slowest runs", "",
-              tabulate(slow, headers=["run", "agent", "ticket", "duration", "outcome", "log"],
-                       tablefmt="github", disable_numparse=True)]
+              markdown_table(["run", "agent", "ticket", "duration", "outcome", "log"], slow)]
     lines += ["", "## Failed runs", ""]
     if not doc["failed"]:
         lines.append("None.")
@@ -214,9 +236,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         failed = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]), run["ended_at"],
                    run["outcome"], _cell(run["reason"]), _code(run["log"])]
                   for run in doc["failed"]]
-        lines.append(tabulate(failed, headers=["run", "agent", "ticket", "ended", "outcome",
-                                               "reason", "log"], tablefmt="github",
-                              disable_numparse=True))
+        lines.append(markdown_table(["run", "agent", "ticket", "ended", "outcome", "reason",
+                                     "log"], failed))
         if doc["failed_total"] > len(doc["failed"]):
             lines += ["", f"...and {doc['failed_total'] - len(doc['failed'])} older ones "
                           "(narrow it with --since)."]

@@ -1,4 +1,5 @@
-"""``starforge logs``: find a run's log, print it, or follow it like ``tail -f``.
+"""``starforge logs``: find a run's log, print it, or follow it like ``tail -f`` until the
+run ends.
 
 Run logs are ``.claude/logs/<run_id>.log`` with ``run_id = <agent>-<unix-seconds>-<hex>``;
 log upkeep later gzips them to ``.log.gz``, which is read decompressed.
@@ -7,18 +8,19 @@ log upkeep later gzips them to ``.log.gz``, which is read decompressed.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .files import read_json_object
 from .logupkeep import RUN_LOG_SUFFIXES, agent_of
 from .paths import ProjectPaths
-from .report import read_history
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CHUNK = 64 * 1024
@@ -77,6 +79,8 @@ def latest_log(paths: ProjectPaths, agent: str) -> Path:
 
 
 def _history_run_ids(paths: ProjectPaths, agent: str, ticket: str) -> list[str]:
+    from .report import read_history  # the report's parser, only for --ticket
+
     records, _ = read_history(paths.history_file)
     return [record.run_id for record in records
             if record.agent == agent and record.ticket is not None and str(record.ticket) == ticket]
@@ -154,22 +158,25 @@ def show(path: Path, write: Callable[[bytes], None], lines: int | None = None) -
 
 def follow(path: Path, write: Callable[[bytes], None], offset: int, *, poll: float = 0.2,
            note: Callable[[str], None] = lambda _text: None,
-           keep_going: Callable[[], bool] = lambda: True) -> None:
-    """Write what is appended to ``path`` after ``offset``, until ``keep_going`` says stop
-    (the CLI stops on Ctrl-C).
+           done: Callable[[], bool] = lambda: False) -> None:
+    """Write what is appended to ``path`` after ``offset`` until ``done()`` says the writer
+    has finished (then what it wrote before is read to the end), or forever.
 
     Like ``tail -F``: when the file is replaced (daemon.log rotated) the new one is read from
     its start; when it shrinks (a run log cut back at ``LOG_MAX_BYTES``) it is read again from
     its start.
     """
     file = open(path, "rb")  # noqa: SIM115 - reopened in the loop
+    finishing = False
     try:
         file.seek(offset)
-        while keep_going():
+        while True:
             chunk = file.read(CHUNK)
             if chunk:
                 write(chunk)
                 continue
+            if finishing:
+                return
             try:
                 now_there = os.stat(path)
             except FileNotFoundError:
@@ -188,6 +195,87 @@ def follow(path: Path, write: Callable[[bytes], None], offset: int, *, poll: flo
                 file.seek(0)
                 note(f"{path} was cut back; reading it again from its start")
                 continue
+            if done():
+                finishing = True  # one more read: all it wrote before it ended
+                continue
             time.sleep(poll)
     finally:
         file.close()
+
+
+def run_id_of(path: Path) -> str | None:
+    """The run id in a run log's name; None for a name that holds none (daemon.log)."""
+    stem = _stem(path.name)
+    return stem if stem != path.name and _started_second(stem) else None
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as far as the daemon's files tell."""
+
+    outcome: str | None
+    reason: str | None = None
+    retry_at: str | None = None
+
+    def __str__(self) -> str:
+        text = self.outcome or "outcome unknown"
+        if self.reason:
+            text += f" ({self.reason})"
+        return text + (f"; retry at {self.retry_at}" if self.retry_at else "")
+
+
+class RunWatch:
+    """Tells when run ``run_id`` of ``agent`` is over: once its line is in the run history,
+    or once its slot no longer names it as busy (after having done so, or naming it as its
+    last run). Reads only what the history gained since the last look."""
+
+    def __init__(self, paths: ProjectPaths, run_id: str, agent: str) -> None:
+        self._paths = paths
+        self._run_id = run_id
+        self._agent = agent
+        self._offset = 0
+        self._seen_busy = False
+
+    def _history_line(self) -> dict[str, Any] | None:
+        try:
+            with open(self._paths.history_file, "rb") as file:
+                if os.fstat(file.fileno()).st_size < self._offset:
+                    self._offset = 0  # replaced by a shorter one
+                file.seek(self._offset)
+                data = file.read()
+        except FileNotFoundError:
+            return None
+        complete = data[:data.rfind(b"\n") + 1]  # a line being written waits for the next look
+        self._offset += len(complete)
+        needle = self._run_id.encode()
+        for line in complete.splitlines():
+            if needle not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("run_id") == self._run_id:
+                return record
+        return None
+
+    def ended(self) -> RunEnd | None:
+        # the slot first: the daemon writes the history before the slot, so a slot that says
+        # the run is over is followed here by a history that has its line
+        slot = read_json_object(self._paths.slots_file).get(self._agent)
+        slot = slot if isinstance(slot, dict) else {}
+        busy = slot.get("status") == "busy" and slot.get("run_id") == self._run_id
+        record = self._history_line()
+        if record is not None:
+            return RunEnd(_text(record.get("outcome")), _text(record.get("reason")),
+                          _text(record.get("retry_at")))
+        if busy:
+            self._seen_busy = True
+            return None
+        if slot.get("last_run_id") == self._run_id:
+            return RunEnd(_text(slot.get("last_outcome")))
+        return RunEnd(None) if self._seen_busy else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -161,6 +161,7 @@ def processes_of(root: Path) -> list[psutil.Process]:
 def project(tmp_path: Path) -> Iterator[Project]:
     root = tmp_path / "project"
     root.mkdir()
+    (root / ".claude").mkdir()  # what `starforge init` makes: the CLI finds the project by it
     proj = Project(root.resolve())
     yield proj
     if proj.paths.pid_file.exists():

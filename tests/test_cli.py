@@ -20,7 +20,7 @@ from typing import Any
 
 from conftest import Project, wait_until
 
-from starforge_daemon.config import Settings, load_settings
+from starforge_daemon.config import SETTINGS, Settings, load_settings
 from starforge_daemon.intake import load_trigger
 from starforge_daemon.models import Trigger
 
@@ -71,6 +71,7 @@ def run_log_name(agent: str, seconds: int, tag: str = "abc123") -> str:
 
 
 def test_init_sets_up_the_project_and_keeps_what_exists(project: Project) -> None:
+    project.paths.claude.rmdir()
     first = project.cli("init")
     for folder in project.paths.folders():
         assert folder.is_dir()
@@ -97,7 +98,7 @@ def test_the_env_template_names_every_setting_with_its_default(project: Project)
     text = (project.root / ".env").read_text()
     assert load_settings(project.paths) == Settings(), "everything in it is commented out"
     settings = re.findall(r"^# ([A-Z_]+)=(.*)$", text, re.MULTILINE)
-    assert sorted(name for name, _ in settings) == sorted(Settings.model_fields)
+    assert sorted(name for name, _ in settings) == sorted(item.name for item in SETTINGS)
     (project.root / ".env").write_text("".join(f"{name}={value}\n" for name, value in settings))
     assert load_settings(project.paths) == Settings(), "the defaults it shows are the real ones"
 
@@ -106,7 +107,7 @@ def test_init_refuses_a_missing_project_dir(project: Project, tmp_path: Path) ->
     missing = tmp_path / "nowhere"
     result = subprocess.run([sys.executable, "-m", "starforge_daemon", "--project-dir",
                              str(missing), "init"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "no project directory" in result.stderr
+    assert result.returncode == 1 and result.stderr == f"Error: no such folder {missing}\n"
     assert not missing.exists()
 
 
@@ -162,7 +163,7 @@ def test_trigger_refuses_a_missing_project_dir(project: Project, tmp_path: Path)
     result = subprocess.run([sys.executable, "-m", "starforge_daemon", "--project-dir",
                              str(missing), "trigger", "agent-a"], capture_output=True, text=True,
                             timeout=60)
-    assert result.returncode == 1 and "no project directory" in result.stderr
+    assert result.returncode == 6 and result.stderr == f"Error: no such folder {missing}\n"
     assert not missing.exists()
 
 

@@ -158,8 +158,7 @@ def test_auto_concurrency_limit(project: Project) -> None:
     assert "(auto)" in project.log()
 
 
-@pytest.mark.parametrize("args", [["queue", "pause"], ["queue", "resume", "a"],
-                                  ["queue", "cancel", "t.trigger"], ["agent", "stop", "a"]])
+@pytest.mark.parametrize("args", [["queue", "cancel", "t.trigger"], ["agent", "stop", "a"]])
 def test_control_commands_need_a_daemon_and_have_help(project: Project, args: list[str]) -> None:
     project.paths.ensure()
     result = project.cli(*args, check=False)
