@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from starforge_daemon.config import SETTINGS
+from starforge_daemon.store.settings import SETTINGS
 
 STARFORGE = [sys.executable, "-m", "starforge_daemon"]
 CLI_TIMEOUT = 300.0

@@ -12,7 +12,7 @@ def __getattr__(name: str) -> Any:
     """``submit_trigger`` is loaded when first used: the CLI imports this package on every
     command and must not pay for the trigger machinery it may not need."""
     if name == "submit_trigger":
-        from .submit import submit_trigger
+        from starforge_daemon.client.submit import submit_trigger
 
         return submit_trigger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from .cli import main
+from starforge_daemon.cli.main import main
 
 main(prog_name="starforge")

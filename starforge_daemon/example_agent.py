@@ -12,7 +12,7 @@ import random
 import sys
 import time
 
-from .submit import submit_trigger
+from starforge_daemon.client.submit import submit_trigger
 
 
 def main() -> int:

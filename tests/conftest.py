@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from starforge_daemon.paths import ProjectPaths
+from starforge_daemon.store.paths import ProjectPaths
 
 AGENT = Path(__file__).with_name("agent.py")
 AGENT_COMMAND = f"{shlex.quote(sys.executable)} {shlex.quote(str(AGENT))}"

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "starforge_daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "starforge_daemon" / "runtime" / "local"))
 import containment
 
 TRUE = shutil.which("true") or "/bin/true"

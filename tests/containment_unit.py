@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "starforge_daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "starforge_daemon" / "runtime" / "local"))
 import containment
 
 

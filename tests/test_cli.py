@@ -20,9 +20,9 @@ from typing import Any
 
 from conftest import Project, wait_until
 
-from starforge_daemon.config import SETTINGS, Settings, load_settings
-from starforge_daemon.intake import load_trigger
-from starforge_daemon.models import Trigger
+from starforge_daemon.core.models import Trigger
+from starforge_daemon.intake.triggers import load_trigger
+from starforge_daemon.store.settings import SETTINGS, Settings, load_settings
 
 
 @contextmanager

@@ -17,9 +17,9 @@ import pytest
 from conftest import Project, wait_until
 from test_cli import background, text_of
 
-from starforge_daemon import control
-from starforge_daemon.files import move_unique
-from starforge_daemon.paths import ProjectPaths
+from starforge_daemon.client import control
+from starforge_daemon.store.atomic import move_unique
+from starforge_daemon.store.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parent.parent
 GATED = f"{shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__).with_name('gated_agent.py')))}"
@@ -127,7 +127,8 @@ def test_init_makes_the_project_here_and_demo_needs_none(outside: Path) -> None:
 # -- start-up ------------------------------------------------------------------------------
 
 HEAVY = ("tabulate", "pydantic", "pydantic_settings", "structlog", "psutil", "watchdog", "daemon",
-         "starforge_daemon.engine", "starforge_daemon.service", "starforge_daemon.runner")
+         "starforge_daemon.daemon.engine", "starforge_daemon.daemon.service",
+         "starforge_daemon.runtime.local.client")
 
 
 def imported(project: Project, *args: str) -> set[str]:
@@ -142,12 +143,12 @@ def imported(project: Project, *args: str) -> set[str]:
 @pytest.mark.parametrize("args", [["--help"], ["trigger", "agent-a"], ["daemon", "status"]])
 def test_a_command_imports_only_what_it_needs(project: Project, args: list[str]) -> None:
     modules = imported(project, *args)
-    assert "starforge_daemon.cli" in modules
+    assert "starforge_daemon.cli.main" in modules
     assert not {module for module in modules if module.split(".")[0] in HEAVY or module in HEAVY}
     if args == ["--help"]:
         loaded = {module for module in modules if module.startswith("starforge_daemon.")}
-        assert not loaded & {"starforge_daemon.config", "starforge_daemon.intake",
-                             "starforge_daemon.submit", "starforge_daemon.control"}
+        assert not loaded & {"starforge_daemon.store.settings", "starforge_daemon.intake.triggers",
+                             "starforge_daemon.client.submit", "starforge_daemon.client.control"}
 
 
 # -- version, aliases, completion ----------------------------------------------------------

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from starforge_daemon import containment
-from starforge_daemon.containment import Containment, RunContainer
+from starforge_daemon.runtime.local import containment
+from starforge_daemon.runtime.local.containment import Containment, RunContainer
 
 HOSTILE = Path(__file__).with_name("containment_hostile.py")
 BURN = Path(__file__).with_name("containment_burn.py")

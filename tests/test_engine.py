@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import structlog
 
-from starforge_daemon.config import Settings
-from starforge_daemon.engine import Engine, StopMode
-from starforge_daemon.models import ProcessIdentity, RunExit
-from starforge_daemon.paths import ProjectPaths
-from starforge_daemon.runner import Exited, LaunchSpec, RunEvent, Started
+from starforge_daemon.core.models import ProcessIdentity, RunExit
+from starforge_daemon.daemon.engine import Engine, StopMode
+from starforge_daemon.runtime.local.client import Exited, LaunchSpec, RunEvent, Started
+from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.settings import Settings
 
 
 class FakeRunner:

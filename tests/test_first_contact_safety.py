@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
-from starforge_daemon.demo import MARKER
-from starforge_daemon.instance import running_pid
-from starforge_daemon.scaffold import exclude_from_git
+from starforge_daemon.cli.demo import MARKER
+from starforge_daemon.client.scaffold import exclude_from_git
+from starforge_daemon.store.instance import running_pid
 
 MISSING = "no-such-program-xyz"
 

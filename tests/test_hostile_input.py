@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import AGENT, Project, gone, wait_until
 
-from starforge_daemon.records import RunJournal
+from starforge_daemon.store.records import RunJournal
 
 VALID_AGENT = "agent-a"
 FOREIGN_UID = 65534

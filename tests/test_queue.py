@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from starforge_daemon.intake import QueuedTrigger
-from starforge_daemon.queue import TriggerQueue
+from starforge_daemon.core.models import QueuedTrigger
+from starforge_daemon.core.queue import TriggerQueue
 
 
 def entry(name: str, agent: str, stamp: int, priority: int = 0,

@@ -32,7 +32,7 @@ import psutil
 import pytest
 from conftest import Project, processes_of
 
-from starforge_daemon.config import SETTINGS
+from starforge_daemon.store.settings import SETTINGS
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 README = CHECKOUT / "README.md"

@@ -12,7 +12,7 @@ import time
 import psutil
 from conftest import Project, gone, wait_until
 
-from starforge_daemon.models import Run
+from starforge_daemon.core.models import Run
 
 
 def kill_daemon(project: Project) -> int:

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from starforge_daemon.models import iso_utc
-from starforge_daemon.report import (
+from starforge_daemon.client.report import (
     FAILED_LIMIT,
     parse_duration,
     parse_history,
@@ -17,6 +16,7 @@ from starforge_daemon.report import (
     render_markdown,
     summarize,
 )
+from starforge_daemon.core.models import iso_utc
 
 T0 = 1_761_368_400.0  # 2025-10-25T05:00:00Z
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from starforge_daemon.models import Run
-from starforge_daemon.scheduler import (
+from starforge_daemon.core.models import Run
+from starforge_daemon.core.scheduler import (
     ActiveRun,
     Kill,
     StopReason,

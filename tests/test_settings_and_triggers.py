@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import AGENT, Project
 
-from starforge_daemon.config import SETTINGS, Settings, SettingsError, load_settings
-from starforge_daemon.intake import InvalidTrigger, parse_trigger
-from starforge_daemon.paths import ProjectPaths
-from starforge_daemon.submit import TriggerWarning, submit_trigger
+from starforge_daemon.client.submit import TriggerWarning, submit_trigger
+from starforge_daemon.intake.validate import InvalidTrigger, parse_trigger
+from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.settings import SETTINGS, Settings, SettingsError, load_settings
 
 # Words that only make sense to someone who knows the code: a library, a regex, a type name.
 LEAKS = ("pydantic", "Input should", "Value error", "validation error", "pattern", "^", "{0,63}",
@@ -247,7 +247,8 @@ def test_clients_never_load_the_daemons_libraries(paths: ProjectPaths) -> None:
     """``starforge trigger`` runs on every handoff: what it imports and runs stays light."""
     paths.env_file.write_text("MAX_TRIGGER_BYTES=4096\n")
     code = ("import json, sys\n"
-            "import starforge_daemon.records, starforge_daemon.slots, starforge_daemon.config\n"
+            "import starforge_daemon.store.records, starforge_daemon.store.slots\n"
+            "import starforge_daemon.store.settings\n"
             "from starforge_daemon import submit_trigger\n"
             f"submit_trigger('agent-a', project_dir={str(paths.root)!r}, action='x')\n"
             "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n")

@@ -8,8 +8,8 @@ from pathlib import Path
 import jq
 from conftest import Project, wait_until
 
-from starforge_daemon.models import Run, SlotStatus
-from starforge_daemon.slots import SlotTable
+from starforge_daemon.core.models import Run, SlotStatus
+from starforge_daemon.store.slots import SlotTable
 
 GOLDEN = Path(__file__).with_name("data") / "contract-agent-slots.json"
 BUSY_COUNT = '[.[] | select(.status == "busy")] | length'

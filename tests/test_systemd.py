@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import Project, wait_until
 
-from starforge_daemon.service import watchdog_interval
-from starforge_daemon.systemd_units import (
+from starforge_daemon.client.units import (
     STOP_MARGIN,
     Scope,
     escape_path,
@@ -28,6 +27,7 @@ from starforge_daemon.systemd_units import (
     unit_dir,
     unit_name,
 )
+from starforge_daemon.daemon.service import watchdog_interval
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYZE = shutil.which("systemd-analyze")

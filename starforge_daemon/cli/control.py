@@ -1,0 +1,196 @@
+"""Operator commands: hold and resume work, stop a run, cancel a trigger, retry failures.
+
+agent stop and queue cancel go to the running daemon over its control socket
+(``.claude/daemon/control.sock``) and fail with exit 1 when no daemon runs. pause and resume
+go to the daemon when it runs, else change ``.claude/daemon/paused.json`` themselves; retry
+only moves files. Those three work either way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from starforge_daemon.cli.completion import complete_agents, complete_failed, complete_queued
+from starforge_daemon.cli.project import pass_project
+from starforge_daemon.store.paths import ProjectPaths
+
+if TYPE_CHECKING:
+    from starforge_daemon.store.pauses import Pauses
+
+
+def _ask(paths: ProjectPaths, message: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    from starforge_daemon.store.control_socket import ControlError, request
+
+    try:
+        answer = request(paths.control_socket, message)
+    except ControlError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+    if not answer.get("ok"):
+        raise click.ClickException(str(answer.get("error") or "the daemon refused"))
+    return answer
+
+
+def _agent_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from starforge_daemon.core.models import AGENT_NAME_RULE, is_agent_name
+
+    if value is not None and not is_agent_name(value):
+        raise click.BadParameter(f"{value!r} is not an agent name: names are {AGENT_NAME_RULE}")
+    return value
+
+
+def pause_change(before: Pauses, after: Pauses, agent: str | None, paused: bool) -> str:
+    """What a pause or resume of ``agent`` (all agents when None) changed, and what still
+    holds, in one line."""
+    who = agent or "all agents"
+    if before.holds(agent) != after.holds(agent):
+        said = f"{'paused' if paused else 'resumed'} {who}"
+    elif paused:
+        said = f"{who} {'was' if agent else 'were'} already paused"
+    else:
+        said = f"{agent} was not paused" if agent else "there was no pause of all agents"
+    if paused:
+        return said + ": no new runs start; running ones carry on"
+    if after.all:
+        return said + "; all agents are still paused (starforge queue resume)"
+    if agent is None and after.agents:
+        return said + f"; still paused: {', '.join(after.agents)} (starforge queue resume AGENT)"
+    return said
+
+
+def _set_pause(paths: ProjectPaths, agent: str | None, paused: bool, as_json: bool) -> None:
+    """Through the daemon when it runs; else in paused.json, which it reads when it starts."""
+    from starforge_daemon.store.control_socket import ControlError, DaemonNotRunning, request
+    from starforge_daemon.store.pauses import Pauses, change_without_daemon, load_pauses
+
+    before = load_pauses(paths.paused_file)
+    try:
+        answer = request(paths.control_socket,
+                         {"op": "pause" if paused else "resume", "agent": agent})
+    except DaemonNotRunning:
+        answer = None
+    except ControlError as error:
+        raise click.ClickException(str(error)) from None
+    if answer is None:
+        try:
+            changed = change_without_daemon(paths, agent, paused)
+        except OSError as error:
+            raise click.ClickException(f"cannot change {paths.paused_file}: "
+                                       f"{error.strerror or error}") from None
+        if changed is None:
+            raise click.ClickException("the daemon is starting or stopping; try again")
+        before, after = changed
+        answer = {"ok": True, "paused": after.to_json(), "daemon_running": False}
+    elif not answer.get("ok"):
+        raise click.ClickException(str(answer.get("error") or "the daemon refused"))
+    else:
+        after = Pauses.from_json(answer.get("paused"))
+        answer = {**answer, "daemon_running": True}
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    said = pause_change(before, after, agent, paused)
+    if not answer["daemon_running"]:
+        said += " (the daemon is not running; it keeps to this when it starts)"
+    click.echo(said)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+agent_argument = click.argument("agent", required=False, callback=_agent_name,
+                                shell_complete=complete_agents)
+
+
+@click.command()
+@agent_argument
+@json_option
+@pass_project
+def pause(paths: ProjectPaths, agent: str | None, as_json: bool) -> None:
+    """Start no new runs (of AGENT, or of anyone); running ones carry on, triggers keep
+    queueing, and the pause outlives a daemon restart. Works without a daemon too."""
+    _set_pause(paths, agent, True, as_json)
+
+
+@click.command()
+@agent_argument
+@json_option
+@pass_project
+def resume(paths: ProjectPaths, agent: str | None, as_json: bool) -> None:
+    """Lift a pause (of AGENT, or the pause of all agents); says what still holds.
+    Works without a daemon too."""
+    _set_pause(paths, agent, False, as_json)
+
+
+@click.command()
+@click.argument("trigger", shell_complete=complete_queued)
+@json_option
+@pass_project
+def cancel(paths: ProjectPaths, trigger: str, as_json: bool) -> None:
+    """Take a waiting TRIGGER out of the queue, to processed/failed/ as cancelled (needs
+    the running daemon)."""
+    answer = _ask(paths, {"op": "cancel", "trigger": trigger}, as_json)
+    if not as_json:
+        click.echo(f"cancelled: {answer['archived']}")
+
+
+@click.group()
+def agent() -> None:
+    """Act on one agent's run."""
+
+
+@agent.command("stop")
+@click.argument("name", shell_complete=complete_agents)
+@json_option
+@pass_project
+def stop_agent(paths: ProjectPaths, name: str, as_json: bool) -> None:
+    """Stop NAME's current run (SIGTERM, SIGKILL after the grace); its trigger goes to
+    processed/failed/ as stopped by the operator, without a retry (needs the running
+    daemon)."""
+    answer = _ask(paths, {"op": "stop-agent", "agent": name}, as_json)
+    if not as_json:
+        click.echo(f"stopping {name}: run {answer['run_id']} ({answer['trigger']})")
+
+
+@click.command(short_help="Put failed triggers back in the queue.")
+@click.argument("triggers", nargs=-1, shell_complete=complete_failed)
+@click.option("--all", "every", is_flag=True, help="Every trigger in processed/failed/.")
+@click.option("--agent", "agent", metavar="AGENT", shell_complete=complete_agents,
+              help="Every failed trigger of AGENT (or of the pool AGENT).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print what moved as JSON: [{"trigger": NAME, "queued_as": PATH}].')
+@pass_project
+def retry(paths: ProjectPaths, triggers: tuple[str, ...], every: bool, agent: str | None,
+          as_json: bool) -> None:
+    """Put archived failed TRIGGERS (names in processed/failed/, listed by
+    `starforge runs --failed`) back in the queue with a fresh attempt count.
+
+    Only files move, so it works with or without a running daemon; a running daemon takes
+    them like any new trigger. Prints each name and where it was queued.
+    """
+    from starforge_daemon.client.control import RetryError, retry_failed
+    from starforge_daemon.client.listing import finished_triggers
+
+    if sum((bool(triggers), every, agent is not None)) != 1:
+        raise click.UsageError("name the TRIGGERS, or use --all or --agent AGENT (one of them)")
+    names = list(triggers) or [item.name for item in finished_triggers(paths, failed_only=True,
+                                                                      agent=agent)]
+    if not names:
+        click.echo("[]" if as_json else "no failed triggers" + (f" of {agent}" if agent else ""))
+        return
+    try:
+        moved = retry_failed(paths, names)
+        problem = None
+    except RetryError as error:
+        moved, problem = error.moved, str(error)
+    done = list(zip(names, moved, strict=False))
+    if as_json:
+        click.echo(json.dumps([{"trigger": name, "queued_as": str(path)} for name, path in done],
+                              indent=2))
+    else:
+        for name, path in done:
+            click.echo(f"{name} -> {path}")
+    if problem:
+        raise click.ClickException(problem)

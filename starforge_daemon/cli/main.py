@@ -1,0 +1,307 @@
+"""``starforge``: argument parsing and printing only; the work happens in the modules it calls.
+
+Agents run ``starforge trigger`` on every handoff, so start-up time counts: this module and the
+other cli modules import only click and light modules at the top, and each command imports
+what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from starforge_daemon import __version__
+from starforge_daemon.cli.completion import completion
+from starforge_daemon.cli.control import agent, cancel, pause, resume, retry
+from starforge_daemon.cli.doctor import doctor
+from starforge_daemon.cli.project import (
+    LOCATION,
+    STATUS_UNKNOWN_EXIT,
+    location,
+    pass_project,
+    require_project,
+)
+from starforge_daemon.cli.queue import queue, trigger
+from starforge_daemon.cli.runs import logs, report, runs
+from starforge_daemon.cli.systemd import systemd
+from starforge_daemon.cli.worktrees import worktrees
+from starforge_daemon.store.instance import HANDOFF_EXIT_STATUS, running_pid
+from starforge_daemon.store.paths import ProjectPaths, locate
+
+CLEAR_SCREEN, HOME, CLEAR_LINE_END, CLEAR_BELOW = "\x1b[2J", "\x1b[H", "\x1b[K", "\x1b[J"
+
+NOT_RUNNING_EXIT = 3
+STOP_MARGIN = 30.0
+DAEMON_ALIASES = ("status", "start", "stop", "restart")
+
+if TYPE_CHECKING:
+    from starforge_daemon.store.settings import Settings
+
+
+def _settings(paths: ProjectPaths) -> Settings:
+    from starforge_daemon.store.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(paths)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _stop_timeout(paths: ProjectPaths) -> float:
+    from starforge_daemon.store.settings import Settings, SettingsError, load_settings
+
+    try:
+        grace = load_settings(paths).AGENT_KILL_GRACE
+    except SettingsError:
+        grace = Settings.AGENT_KILL_GRACE  # the class holds the defaults
+    return grace + STOP_MARGIN
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Starforge(click.Group):
+    """The top-level group: ``status``, ``start``, ``stop`` and ``restart`` also answer on
+    their own, short for ``daemon status`` and so on, without a second line in the help."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in DAEMON_ALIASES:
+            return daemon.commands[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=Starforge, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="status, start, stop and restart are short for `starforge daemon status` "
+                    "and so on.")
+@click.option("--project-dir", type=click.Path(file_okay=False), envvar="STARFORGE_PROJECT_DIR",
+              show_envvar=True,
+              help="The project's folder (default: the nearest folder from here upwards that "
+                   "holds .claude/, as git finds a repository).")
+@click.version_option(__version__, "-V", "--version", prog_name="starforge",
+                      message="%(prog)s %(version)s")
+@click.pass_context
+def main(ctx: click.Context, project_dir: str | None) -> None:
+    """Run AI coding agents on one repository, handing work between them through triggers."""
+    place = locate(project_dir or None)
+    ctx.meta[LOCATION] = place
+    ctx.obj = place.paths
+
+
+@main.group()
+def daemon() -> None:
+    """Start, stop and inspect the daemon of this project."""
+
+
+@daemon.command()
+@click.option("--foreground", is_flag=True, help="Stay attached (for systemd); log to stderr too.")
+@pass_project
+def start(paths: ProjectPaths, foreground: bool) -> None:
+    """Start the daemon; returns once it is ready."""
+    from starforge_daemon.daemon import service  # the engine is loaded only by the command that runs it
+    from starforge_daemon.daemon.engine import StopMode
+
+    settings = _settings(paths)
+    pid = running_pid(paths)
+    if pid is not None:
+        raise click.ClickException(f"already running (pid {pid}); nothing started")
+    try:
+        if foreground:
+            stopped = service.serve(paths, settings, on_ready=lambda _pid: None, echo=True)
+            if stopped is StopMode.HANDOFF:
+                sys.exit(HANDOFF_EXIT_STATUS)
+            return
+        pid = service.start_in_background(paths, settings)
+    except service.StartError as error:
+        raise click.ClickException(f"cannot start: {error}") from None
+    click.echo(f"starforge daemon started (pid {pid}) in {paths.root}")
+    click.echo(settings.mode_text)
+
+
+@daemon.command()
+@pass_project
+def stop(paths: ProjectPaths) -> None:
+    """Stop the daemon and its running agents; waits until they are gone."""
+    from starforge_daemon.client import control
+
+    try:
+        pid = control.stop(paths, _stop_timeout(paths))
+    except (TimeoutError, PermissionError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("starforge daemon is not running" if pid is None
+               else f"starforge daemon stopped (pid {pid})")
+
+
+@daemon.command()
+@click.pass_context
+def restart(ctx: click.Context) -> None:
+    """Replace the daemon; running agents keep going and the new daemon adopts them."""
+    from starforge_daemon.client import control
+
+    paths = require_project(ctx)
+    _settings(paths)
+    try:
+        pid = control.stop(paths, _stop_timeout(paths), leave_agents=True)
+    except (TimeoutError, PermissionError) as error:
+        raise click.ClickException(str(error)) from None
+    if pid is not None:
+        click.echo(f"starforge daemon (pid {pid}) handed its running agents over")
+    ctx.invoke(start)
+
+
+def _status_text(doc: dict[str, Any]) -> str:
+    from starforge_daemon.client.table import text_table
+
+    rows = [[slot["agent"], slot["status"], slot["pid"] or "-", slot["ticket"] or "-",
+             _duration(slot["elapsed_s"]), (slot["last_log_line"] or "")[:60]]
+            for slot in doc["slots"]]
+    lines = [text_table(["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "LAST LOG LINE"], rows)
+             if rows else "(no agent has run yet)"]
+    queue = doc["queue"]
+    lines.append("")
+    lines.append("queue: " + ", ".join(f"{count} {name}" for name, count in queue.items()))
+    paused = doc["paused"]
+    if paused["all"] or paused["agents"]:
+        held = "everyone" if paused["all"] else ", ".join(paused["agents"])
+        lines.append(f"paused: {held} (starforge queue resume [AGENT])")
+    if doc["held_back"]:
+        lines.append(f"holding back: {doc['held_back']}")
+    if doc["running"]:
+        lines.append(f"daemon: running, pid {doc['pid']}, up {_duration(doc['uptime_s'])}, "
+                     f"{doc['mode']} mode, limit {doc['max_concurrent']}")
+    else:
+        lines.append("daemon: not running (showing the files' view)")
+    if doc["running"] and doc["agent_program"]:
+        lines.append(f"agent program: {doc['agent_program']}")
+    return "\n".join(lines)
+
+
+def _watch(render: Callable[[], str], interval: float, title: str | None) -> None:
+    """Print ``render()`` every ``interval`` seconds until Ctrl-C: redrawn in place on a
+    terminal, one block after another otherwise (``title`` heads each block when given)."""
+    tty = sys.stdout.isatty()
+    if tty:
+        click.echo(CLEAR_SCREEN, nl=False)
+    try:
+        while True:
+            text = render()
+            if title:
+                text = f"{title}  {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{text}"
+            if tty:
+                lines = (line + CLEAR_LINE_END for line in text.splitlines())
+                click.echo(HOME + "\n".join(lines) + "\n" + CLEAR_BELOW, nl=False)
+            else:
+                click.echo(text + ("\n" if title else ""))
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+@daemon.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
+@click.option("--watch", is_flag=True,
+              help="Refresh until Ctrl-C: in place on a terminal, else one block after another "
+                   "(with --json, one document after another). Exits 0.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> None:
+    """Show slots, queue and daemon; exit 0 when running, 3 when not, 4 outside a project."""
+    from click.core import ParameterSource
+
+    from starforge_daemon.client import control
+
+    paths = require_project(ctx, STATUS_UNKNOWN_EXIT)
+    if not watch and ctx.get_parameter_source("interval") is not ParameterSource.DEFAULT:
+        raise click.UsageError("--interval only goes with --watch")
+
+    def render(doc: dict[str, Any]) -> str:
+        import json
+
+        return json.dumps(doc, indent=2) if as_json else _status_text(doc)
+
+    if watch:
+        title = None if as_json else f"Every {interval:g}s: starforge daemon status (Ctrl-C stops)"
+        _watch(lambda: render(control.status(paths)), interval, title)
+        return
+    doc = control.status(paths)
+    click.echo(render(doc))
+    sys.exit(0 if doc["running"] else NOT_RUNNING_EXIT)
+
+
+@main.command(short_help="Try it: a demo project drained by an example agent.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="Where to create the demo project (default: a new temporary folder).")
+def demo(directory: str | None) -> None:
+    """Create a demo project, let the daemon drain its triggers with an example agent, stop."""
+    from starforge_daemon.cli.demo import run_demo
+
+    sys.exit(run_demo(directory, click.echo))
+
+
+@main.command(short_help="Make this folder (or --project-dir) a project.")
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Make the current folder (or --project-dir) a project: the .claude/ folders, a
+    commented .env and an example trigger; in a git repository, .env and .claude/ are also
+    listed in .git/info/exclude.
+
+    Never overwrites a file that exists; says "kept" for each one it left alone.
+    """
+    from starforge_daemon.client.scaffold import EXAMPLE_NAME, exclude_from_git, init_project
+
+    place = location(ctx)
+    paths = place.paths if place.named else ProjectPaths(place.start)
+    if not paths.root.is_dir():
+        raise click.ClickException(f"no such folder {paths.root}")
+    try:
+        steps = init_project(paths)
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        raise click.ClickException(f"cannot set up {paths.root}:{where} "
+                                   f"{error.strerror or error}") from None
+    if not place.named and not place.problem and place.paths != paths:
+        click.echo(f"note: inside the project {place.paths.root}; commands run in here now "
+                   f"use this one")
+    for step in steps:
+        shown = str(step.path.relative_to(paths.root)) + ("/" if step.path.is_dir() else "")
+        click.echo(f"{'created' if step.created else 'kept   '} {shown}")
+    click.echo(exclude_from_git(paths.root))
+    example = paths.triggers.relative_to(paths.root) / EXAMPLE_NAME
+    click.echo("\nnext: edit .env (AGENT_COMMAND at least), then `starforge daemon start`.")
+    click.echo(f"{example} is not queued (the daemon reads only *.trigger); queue it with\n"
+               f"  starforge trigger junior-dev-a --from orchestrator --action implement_ticket "
+               f"--context '{{\"ticket\": 52}}'\n"
+               f"or copy it into the queue under a hidden name, then rename it:\n"
+               f"  cp {example} .claude/triggers/.52.tmp && "
+               f"mv .claude/triggers/.52.tmp .claude/triggers/52.trigger")
+
+
+main.add_command(systemd)
+main.add_command(doctor)
+main.add_command(queue)
+main.add_command(trigger)
+main.add_command(logs)
+main.add_command(runs)
+main.add_command(report)
+main.add_command(completion)
+main.add_command(worktrees)
+main.add_command(agent)
+main.add_command(retry)
+for operator_command in (pause, resume, cancel):
+    queue.add_command(operator_command)
+
+
+if __name__ == "__main__":
+    main()

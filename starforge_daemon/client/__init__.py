@@ -1,0 +1,1 @@
+"""What the commands do without the daemon's loop: status, listings, logs, reports, submit, set-up."""

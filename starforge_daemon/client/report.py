@@ -1,0 +1,248 @@
+"""``starforge report``: per-agent numbers from the run history (``.claude/daemon/runs.jsonl``).
+
+One reader (:func:`read_history`); everything else is a pure function over the parsed records,
+so the numbers are tested without files or clocks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from starforge_daemon.client.table import markdown_table
+from starforge_daemon.core.models import OutcomeKind, iso_utc
+
+SLOWEST_LIMIT = 5
+FAILED_LIMIT = 20
+FAILED_KINDS = (OutcomeKind.FAILED, OutcomeKind.KILLED, OutcomeKind.LOST)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``24h``, ``7d``, ``2w`` -> seconds; raises ``ValueError`` otherwise."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 90s, 30m, 24h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One line of ``runs.jsonl``: only the fields the report reads; the rest is ignored.
+    ``started`` and ``ended`` are unix seconds."""
+
+    run_id: str
+    agent: str
+    outcome: OutcomeKind
+    started: float
+    ended: float
+    duration_s: float
+    ticket: str | int | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    log: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> HistoryRecord:
+        """Raises ``ValueError`` for anything but a finished run's record."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return cls(_typed(data, "run_id", str), _typed(data, "agent", str),
+                   OutcomeKind(data.get("outcome")), _moment(data.get("started_at")),
+                   _moment(data.get("ended_at")), float(_typed(data, "duration_s", int, float)),
+                   _typed(data, "ticket", str, int, None), _typed(data, "reason", str, None),
+                   _typed(data, "exit_code", int, None), _typed(data, "log", str, None))
+
+
+def _typed(data: dict[str, Any], key: str, *kinds: type | None) -> Any:
+    """``data[key]`` when it is one of ``kinds`` (None: may be missing or null; never a bool)."""
+    value = data.get(key)
+    allowed = tuple(type(None) if kind is None else kind for kind in kinds)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ValueError(f"{key} is {value!r}")
+    return value
+
+
+def _moment(text: Any) -> float:
+    """An ISO-8601 time with its time zone, as unix seconds; one without is refused, not
+    guessed."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a time")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment.timestamp()
+
+
+def parse_history(lines: list[str]) -> tuple[list[HistoryRecord], int]:
+    """The records, and how many non-empty lines could not be read (a torn last line, say)."""
+    records, skipped = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            records.append(HistoryRecord.from_json(json.loads(line)))
+        except ValueError:
+            skipped += 1
+    return records, skipped
+
+
+def read_history(path: Path) -> tuple[list[HistoryRecord], int]:
+    """Parsed ``runs.jsonl``; a missing file is an empty history."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    return parse_history(text.splitlines())
+
+
+def select(records: list[HistoryRecord], since_s: float | None, now: float) -> list[HistoryRecord]:
+    """Runs that ended within the last ``since_s`` seconds (all runs when None)."""
+    if since_s is None:
+        return list(records)
+    return [record for record in records if record.ended >= now - since_s]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least ``fraction`` of them <= it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _counts(records: list[HistoryRecord], hours: float | None) -> dict[str, Any]:
+    durations = [record.duration_s for record in records]
+    kinds = [record.outcome for record in records]
+    return {
+        "runs": len(records),
+        "succeeded": kinds.count(OutcomeKind.SUCCEEDED),
+        "failed": sum(kinds.count(kind) for kind in FAILED_KINDS),
+        "timed_out": kinds.count(OutcomeKind.TIMED_OUT),
+        "median_s": round(statistics.median(durations), 3) if durations else None,
+        "p95_s": round(percentile(durations, 0.95), 3) if durations else None,
+        "runs_per_hour": round(len(records) / hours, 2) if hours else None,
+    }
+
+
+def _run_entry(record: HistoryRecord) -> dict[str, Any]:
+    return {"run_id": record.run_id, "agent": record.agent,
+            "ticket": None if record.ticket is None else str(record.ticket),
+            "outcome": record.outcome.value, "reason": record.reason,
+            "exit_code": record.exit_code, "ended_at": iso_utc(record.ended),
+            "duration_s": record.duration_s, "log": record.log}
+
+
+def summarize(records: list[HistoryRecord], *, now: float, since_s: float | None = None,
+              since_text: str | None = None, skipped: int = 0,
+              source: str = "runs.jsonl") -> dict[str, Any]:
+    """The whole report as one JSON-ready document.
+
+    ``runs_per_hour`` divides each agent's runs by the hours from the first selected run's
+    start to the last one's end: the same span for every agent, so the rows add up to the total.
+    """
+    chosen = select(records, since_s, now)
+    first = min((record.started for record in chosen), default=None)
+    last = max((record.ended for record in chosen), default=None)
+    span = (last - first) if first is not None and last is not None else None
+    hours = span / 3600 if span and span > 0 else None
+    by_agent: dict[str, list[HistoryRecord]] = defaultdict(list)
+    for record in chosen:
+        by_agent[record.agent].append(record)
+    failed = sorted((record for record in chosen if record.outcome is not OutcomeKind.SUCCEEDED),
+                    key=lambda record: record.ended, reverse=True)
+    slowest = sorted(chosen, key=lambda record: record.duration_s, reverse=True)
+    return {
+        "history": source,
+        "generated_at": iso_utc(now),
+        "since": since_text,
+        "since_at": iso_utc(now - since_s) if since_s is not None else None,
+        "first_started_at": iso_utc(first),
+        "last_ended_at": iso_utc(last),
+        "span_s": round(span, 3) if span is not None else None,
+        "skipped_lines": skipped,
+        "agents": [{"agent": agent, **_counts(runs, hours)}
+                   for agent, runs in sorted(by_agent.items())],
+        "total": _counts(chosen, hours),
+        "slowest": [_run_entry(record) for record in slowest[:SLOWEST_LIMIT]],
+        "failed": [_run_entry(record) for record in failed[:FAILED_LIMIT]],
+        "failed_total": len(failed),
+    }
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _agent_row(name: str, counts: dict[str, Any]) -> list[Any]:
+    rate = counts["runs_per_hour"]
+    return [name, counts["runs"], counts["succeeded"], counts["failed"], counts["timed_out"],
+            format_seconds(counts["median_s"]), format_seconds(counts["p95_s"]),
+            "-" if rate is None else f"{rate:.1f}"]
+
+
+def _code(text: str | None) -> str:
+    return f"`{text}`" if text else "-"
+
+
+def _cell(text: str | None) -> str:
+    return (text or "-").replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """The report as Markdown: a table per agent, then the slowest and the failed runs."""
+    lines = ["# starforge report", ""]
+    total = doc["total"]
+    window = (f" that ended in the last {doc['since']} (since {doc['since_at']})"
+              if doc["since"] else "")
+    if not total["runs"]:
+        lines.append(f"No runs in `{doc['history']}`{window}.")
+    else:
+        lines.append(f"{total['runs']} runs in `{doc['history']}`{window}, from "
+                     f"{doc['first_started_at']} to {doc['last_ended_at']} "
+                     f"({format_seconds(doc['span_s'])}).")
+    if doc["skipped_lines"]:
+        lines.append(f"{doc['skipped_lines']} unreadable line(s) skipped.")
+    if not total["runs"]:
+        return "\n".join(lines) + "\n"
+    rows = [_agent_row(agent["agent"], agent) for agent in doc["agents"]]
+    rows.append(_agent_row("**all**", total))
+    headers = ["agent", "runs", "ok", "failed", "timed out", "median", "p95", "runs/h"]
+    lines += ["", "## Per agent", "", markdown_table(headers, rows), "",
+              "*failed* counts runs that failed, were killed or were lost; *runs/h* divides the "
+              "runs by the hours from the first run's start to the last run's end."]
+    slow = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]),
+             format_seconds(run["duration_s"]), run["outcome"], _code(run["log"])]
+            for run in doc["slowest"]]
+    lines += ["", "## Slowest runs", "",
+              markdown_table(["run", "agent", "ticket", "duration", "outcome", "log"], slow)]
+    lines += ["", "## Failed runs", ""]
+    if not doc["failed"]:
+        lines.append("None.")
+    else:
+        failed = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]), run["ended_at"],
+                   run["outcome"], _cell(run["reason"]), _code(run["log"])]
+                  for run in doc["failed"]]
+        lines.append(markdown_table(["run", "agent", "ticket", "ended", "outcome", "reason",
+                                     "log"], failed))
+        if doc["failed_total"] > len(doc["failed"]):
+            lines += ["", f"...and {doc['failed_total'] - len(doc['failed'])} older ones "
+                          "(narrow it with --since)."]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2) + "\n"

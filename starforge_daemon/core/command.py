@@ -1,0 +1,66 @@
+"""Turning a trigger into an agent's argv and environment. Pure: no process is touched here.
+
+``AGENT_COMMAND`` was split into words once (``shlex``); each placeholder is replaced inside its
+word, so a trigger's text always stays one argument and never meets a shell.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from starforge_daemon.core.models import Run, Trigger
+
+PLACEHOLDERS = ("agent", "ticket", "action", "from_agent", "trigger_file", "prompt", "run_id")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholders_in(word: str) -> set[str]:
+    """Every ``{name}`` in ``word``, known or not."""
+    return set(_PLACEHOLDER.findall(word))
+
+
+def unknown_placeholders(words: list[str]) -> list[str]:
+    return sorted({name for word in words for name in placeholders_in(word)} - set(PLACEHOLDERS))
+
+
+def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:
+    return (
+        f"You are the StarForge agent '{agent}'. Another agent handed you work through the "
+        f"trigger file {trigger_file}. The trigger:\n"
+        f"{trigger.to_json()}\n"
+        "Carry out the requested action."
+    )
+
+
+def placeholder_values(run: Run, trigger: Trigger, trigger_file: str) -> dict[str, str]:
+    return {
+        "agent": run.agent,
+        "ticket": run.ticket or "",
+        "action": run.action or "",
+        "from_agent": run.from_agent or "",
+        "trigger_file": trigger_file,
+        "prompt": prompt_for(run.agent, trigger, trigger_file),
+        "run_id": run.run_id,
+    }
+
+
+def render_argv(words: list[str], values: Mapping[str, str]) -> list[str]:
+    def value(match: re.Match[str]) -> str:
+        return values.get(match.group(1), match.group(0))
+
+    return [_PLACEHOLDER.sub(value, word) for word in words]
+
+
+def run_environment(base: Mapping[str, str], values: Mapping[str, str],
+                    project_dir: str) -> dict[str, str]:
+    return {
+        **base,
+        "STARFORGE_AGENT": values["agent"],
+        "STARFORGE_TICKET": values["ticket"],
+        "STARFORGE_ACTION": values["action"],
+        "STARFORGE_FROM_AGENT": values["from_agent"],
+        "STARFORGE_TRIGGER_FILE": values["trigger_file"],
+        "STARFORGE_RUN_ID": values["run_id"],
+        "STARFORGE_PROJECT_DIR": project_dir,
+    }

@@ -1,0 +1,249 @@
+"""The daemon's vocabulary: triggers, runs, outcomes and slots. Pure data, no I/O.
+
+Plain dataclasses: a client that only writes a trigger imports this module too, and must start
+fast. Whatever crosses the disk has an explicit ``to_dict``/``from_dict``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+AGENT_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def is_agent_name(text: object) -> bool:
+    """The contract's ``^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$``."""
+    return (isinstance(text, str) and 0 < len(text) <= 64 and text[0] not in "._-"
+            and _NAME_CHARACTERS.issuperset(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One handoff, as read from a ``*.trigger`` file; ``intake.trigger_from_dict`` checks it.
+
+    Fields the daemon does not know are kept in ``extra`` and handed on with the rest.
+    """
+
+    to_agent: str
+    from_agent: str | None = None
+    action: str | None = None
+    message: str | None = None
+    trace_id: str | None = None
+    ticket: str | int | None = None
+    context: dict[str, Any] | None = None
+    priority: int = 0
+    max_retries: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ticket_text(self) -> str | None:
+        """The ticket as text: the top-level field, else ``context.ticket``."""
+        ticket = self.ticket if self.ticket is not None else (self.context or {}).get("ticket")
+        return None if ticket is None else str(ticket)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The trigger as JSON would hold it: the known fields not at their default, in their
+        order, then the unknown ones as given."""
+        known = {name: getattr(self, name) for name, default in _TRIGGER_DEFAULTS.items()
+                 if getattr(self, name) != default}
+        return {**known, **self.extra}
+
+    def to_json(self) -> str:
+        """Compact JSON, as submitted triggers are written and as the prompt carries it."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+_TRIGGER_DEFAULTS = {spec.name: spec.default for spec in fields(Trigger) if spec.name != "extra"}
+TRIGGER_FIELDS = tuple(_TRIGGER_DEFAULTS)
+
+
+class OutcomeKind(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    KILLED = "killed"
+    LOST = "lost"
+    CANCELLED = "cancelled"
+    INVALID = "invalid"
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another attempt: the agent failed, not the operator or the daemon's bookkeeping."""
+        return self in (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)
+
+
+class ArchiveFolder(StrEnum):
+    """Where a finished trigger goes, relative to ``.claude/triggers/processed``."""
+
+    PROCESSED = "."
+    FAILED = "failed"
+    INVALID = "invalid"
+
+
+def folder_for(kind: OutcomeKind) -> ArchiveFolder:
+    if kind is OutcomeKind.SUCCEEDED:
+        return ArchiveFolder.PROCESSED
+    if kind is OutcomeKind.INVALID:
+        return ArchiveFolder.INVALID
+    return ArchiveFolder.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a trigger ended. ``exit_code`` is negative when a signal ended the run."""
+
+    kind: OutcomeKind
+    reason: str
+    exit_code: int | None = None
+
+    @classmethod
+    def from_exit_code(cls, code: int) -> Outcome:
+        if code == 0:
+            return cls(kind=OutcomeKind.SUCCEEDED, reason="exited with status 0", exit_code=0)
+        if code < 0:
+            return cls(kind=OutcomeKind.FAILED, reason=f"killed by signal {-code}", exit_code=code)
+        return cls(kind=OutcomeKind.FAILED, reason=f"exited with status {code}", exit_code=code)
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                            "None": (type(None),)}
+
+
+def _fields_from_json(cls: type, data: Any) -> dict[str, Any]:
+    """The fields of the dataclass ``cls`` out of a JSON object, each checked against its
+    declared type (``str``, ``int``, ``float``, ``None`` and unions of them); unknown keys
+    are ignored. Raises ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} record is not a JSON object")
+    values: dict[str, Any] = {}
+    for spec in fields(cls):
+        if spec.name not in data:
+            if spec.default is MISSING:
+                raise ValueError(f"{cls.__name__} record lacks {spec.name}")
+            continue
+        value = data[spec.name]
+        allowed = tuple(kind for part in str(spec.type).split("|")
+                        for kind in _JSON_TYPES[part.strip()])
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise ValueError(f"{cls.__name__} record has {spec.name}={value!r}")
+        values[spec.name] = value
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One agent run, written to disk before the agent starts so any later daemon can finish it."""
+
+    run_id: str
+    agent: str
+    trigger_name: str
+    trigger_path: str
+    log_path: str
+    started_at: float
+    timeout: float
+    ticket: str | None = None
+    action: str | None = None
+    from_agent: str | None = None
+    workdir: str | None = None
+    pool: str | None = None
+    attempt: int = 1
+    max_retries: int = 0
+    priority: int = 0
+
+    @property
+    def target(self) -> str:
+        """What the trigger was addressed to: the pool, or the agent itself."""
+        return self.pool or self.agent
+
+    @property
+    def deadline(self) -> float:
+        return self.started_at + self.timeout
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Run:
+        return cls(**_fields_from_json(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
+    """A pid together with its start time, so a reused pid is never mistaken for ours."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ProcessIdentity:
+        return cls(**_fields_from_json(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class RunExit:
+    """How the agent ended (or why it could not start), as the keeper recorded it."""
+
+    ended_at: float
+    exit_code: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunExit:
+        return cls(**_fields_from_json(cls, data))
+
+
+class SlotStatus(StrEnum):
+    BUSY = "busy"
+    IDLE = "idle"
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One agent name's slot. A busy slot carries its run; an idle one only its history."""
+
+    run: Run | None = None
+    process: ProcessIdentity | None = None
+    last_run_id: str | None = None
+    last_outcome: OutcomeKind | None = None
+    last_log: str | None = None
+    last_finished_at: float | None = None
+
+    @property
+    def status(self) -> SlotStatus:
+        return SlotStatus.BUSY if self.run else SlotStatus.IDLE
+
+
+def iso_utc(timestamp: float | None, precise: bool = False) -> str | None:
+    """Unix seconds as ISO-8601 UTC with a ``Z``; ``precise`` keeps milliseconds."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    spec = "milliseconds" if precise else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def parse_iso_utc(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+TriggerKey = tuple[int, int, str]  # (-priority, mtime_ns, name): smallest runs first
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedTrigger:
+    """A validated trigger waiting in the queue: only what ordering needs, the file keeps the rest.
+
+    ``agent`` is the target: an agent name or a pool name. ``not_before`` holds a retry back.
+    """
+
+    name: str
+    agent: str
+    key: TriggerKey
+    not_before: float = 0.0

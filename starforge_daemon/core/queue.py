@@ -1,0 +1,146 @@
+"""Pending triggers in order, with "next runnable" skipping agents that are busy or paused.
+
+A trigger's *target* is an agent name or a pool name. Each target has its own heap, ordered
+by (higher priority first, older first, name); a second heap holds the heads of targets that
+may be runnable. Adding, taking and releasing cost O(log n): nothing rescans or re-sorts the
+whole queue. A head that may not run yet (its retry backoff) waits in a third heap by time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Any
+
+from starforge_daemon.core.models import QueuedTrigger, TriggerKey
+
+
+class TriggerQueue:
+    def __init__(self, pools: Mapping[str, tuple[str, ...]] | None = None) -> None:
+        self._pools = dict(pools or {})
+        self._pools_of: dict[str, list[str]] = {}
+        for pool, members in self._pools.items():
+            for member in members:
+                self._pools_of.setdefault(member, []).append(pool)
+        self._turn: dict[str, int] = {}
+        self._by_target: dict[str, list[tuple[TriggerKey, QueuedTrigger]]] = {}
+        self._ready: list[tuple[TriggerKey, str]] = []
+        self._waiting: list[tuple[float, TriggerKey, str]] = []
+        self._busy: set[str] = set()
+        self._paused: set[str] = set()
+        self._all_paused = False
+        self._names: dict[str, QueuedTrigger] = {}
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def add(self, entry: QueuedTrigger) -> None:
+        if entry.name in self._names:
+            return
+        self._names[entry.name] = entry
+        heap = self._by_target.setdefault(entry.agent, [])
+        heapq.heappush(heap, (entry.key, entry))
+        if heap[0][1] is entry:
+            heapq.heappush(self._ready, (entry.key, entry.agent))
+
+    def take_next(self, now: float) -> tuple[QueuedTrigger, str] | None:
+        """The first trigger that may run now and the agent to run it; that agent is busy
+        until :meth:`release`."""
+        if self._all_paused:
+            return None
+        while self._waiting and self._waiting[0][0] <= now:
+            _, key, target = heapq.heappop(self._waiting)
+            heapq.heappush(self._ready, (key, target))
+        while self._ready:
+            key, target = heapq.heappop(self._ready)
+            heap = self._by_target.get(target)
+            if not heap or heap[0][0] != key:
+                continue  # stale: its head changed since this was pushed
+            entry = heap[0][1]
+            if entry.not_before > now:
+                heapq.heappush(self._waiting, (entry.not_before, key, target))
+                continue
+            agent = self._agent_for(target)
+            if agent is None:
+                continue  # pushed again when an agent of it is released or resumed
+            heapq.heappop(heap)
+            if not heap:
+                del self._by_target[target]
+            del self._names[entry.name]
+            self._busy.add(agent)
+            if target in self._pools:
+                members = self._pools[target]
+                self._turn[target] = (members.index(agent) + 1) % len(members)
+                if heap:  # another member may take the next one right away
+                    heapq.heappush(self._ready, (heap[0][0], target))
+            return entry, agent
+        return None
+
+    def _agent_for(self, target: str) -> str | None:
+        """Who would run ``target`` now: itself, or a pool's next idle member in turn."""
+        if target in self._paused:
+            return None
+        members = self._pools.get(target)
+        if members is None:
+            return None if target in self._busy else target
+        start = self._turn.get(target, 0)
+        for offset in range(len(members)):
+            member = members[(start + offset) % len(members)]
+            if member not in self._busy and member not in self._paused:
+                return member
+        return None
+
+    def next_due(self) -> float | None:
+        """When the earliest backing-off trigger may run."""
+        return self._waiting[0][0] if self._waiting else None
+
+    def hold(self, agent: str) -> None:
+        """Mark ``agent`` busy with a run that did not come from :meth:`take_next` (adopted)."""
+        self._busy.add(agent)
+
+    def release(self, agent: str) -> None:
+        self._busy.discard(agent)
+        self._offer(agent)
+
+    def pause(self, target: str | None) -> None:
+        """Hold ``target``'s triggers back, or everyone's when ``target`` is None."""
+        if target is None:
+            self._all_paused = True
+        else:
+            self._paused.add(target)
+
+    def resume(self, target: str | None) -> None:
+        if target is None:
+            self._all_paused = False
+        else:
+            self._paused.discard(target)
+            self._offer(target)
+
+    @property
+    def pauses(self) -> dict[str, Any]:
+        """What is paused, as ``paused.json`` keeps it."""
+        return {"all": self._all_paused, "agents": sorted(self._paused)}
+
+    def _offer(self, agent: str) -> None:
+        """Push the heads that ``agent`` becoming free may unblock: its own and its pools'."""
+        for target in (agent, *self._pools_of.get(agent, ())):
+            heap = self._by_target.get(target)
+            if heap:
+                heapq.heappush(self._ready, (heap[0][0], target))
+
+    def remove(self, name: str) -> QueuedTrigger | None:
+        """Take a trigger out (cancelled, or its file vanished); O(k) in its target's queue."""
+        entry = self._names.pop(name, None)
+        if entry is None:
+            return None
+        heap = self._by_target[entry.agent]
+        heap.remove((entry.key, entry))
+        heapq.heapify(heap)
+        if heap:
+            heapq.heappush(self._ready, (heap[0][0], entry.agent))
+        else:
+            del self._by_target[entry.agent]
+        return entry

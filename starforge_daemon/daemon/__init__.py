@@ -1,0 +1,1 @@
+"""The daemon process: its loop, recovery, upkeep and service wrapper. Clients never import this."""

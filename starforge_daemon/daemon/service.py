@@ -1,0 +1,244 @@
+"""Running the engine as a service: the instance lock, pid file, signals, event log, systemd
+notifications, and detaching into the background with python-daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from starforge_daemon.daemon.engine import Engine, StopMode
+from starforge_daemon.daemon.eventlog import EventLogFile, configure
+from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep
+from starforge_daemon.intake.watcher import TriggerWatcher
+from starforge_daemon.runtime.local.client import ProcessRunner
+from starforge_daemon.store.atomic import write_atomic
+from starforge_daemon.store.control_socket import ControlServer
+from starforge_daemon.store.instance import InstanceLock, read_pid
+from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.settings import Settings, WorktreeMode
+from starforge_daemon.workspaces.base import SharedCheckout, Workspaces
+from starforge_daemon.workspaces.worktrees import GitWorktrees, WorktreeSetupError
+
+READY_TIMEOUT = 120.0
+
+
+class StartError(Exception):
+    """The daemon could not start; the message says why."""
+
+
+def systemd_notify(message: str) -> None:
+    """The sd_notify protocol: one datagram to ``$NOTIFY_SOCKET``; nothing without it."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock,
+          contextlib.suppress(OSError)):
+        sock.sendto(message.encode(), address)
+
+
+def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
+    """Seconds between ``WATCHDOG=1`` pings: half of ``WatchdogSec=``; None when it is off.
+
+    ``WATCHDOG_PID`` names the process systemd watches; a child that inherited it must not ping.
+    """
+    if environ.get("WATCHDOG_PID", str(pid)) != str(pid):
+        return None
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    return usec / 2 / 1_000_000 if usec > 0 else None
+
+
+def watchdog_ping(_now: float) -> None:
+    systemd_notify("WATCHDOG=1")
+
+
+def _install_signal_handlers(engine: Engine, runner: ProcessRunner) -> None:
+    def request(mode: StopMode) -> Callable[[int, object], None]:
+        def handler(_number: int, _frame: object) -> None:
+            engine.stop_request = engine.stop_request or mode
+
+        return handler
+
+    signal.signal(signal.SIGTERM, request(StopMode.STOP))
+    signal.signal(signal.SIGINT, request(StopMode.STOP))
+    signal.signal(signal.SIGUSR1, request(StopMode.HANDOFF))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.set_wakeup_fd(runner.wake_fd, warn_on_full_buffer=False)
+
+
+def _schedule_upkeep(engine: Engine, settings: Settings, paths: ProjectPaths,
+                     sink: EventLogFile, pid: int) -> LogUpkeep:
+    """Periodic work on the loop: systemd watchdog pings, log upkeep, following log rotation."""
+    ping_every = watchdog_interval(os.environ, pid)
+    if ping_every is not None:  # from the loop's thread: a stuck loop misses its pings
+        engine.every(ping_every, watchdog_ping)
+    upkeep = LogUpkeep(paths.logs, LogPolicy(
+        max_bytes_per_agent=settings.LOG_MAX_BYTES,
+        retention_seconds=settings.LOG_RETENTION_DAYS * 86400,
+        compress_after_seconds=settings.LOG_COMPRESS_AFTER_HOURS * 3600), engine.log)
+
+    def tidy_agent_logs(now: float) -> None:
+        upkeep.start_pass(now, engine.logs_in_use)
+
+    engine.every(settings.PROCESS_MONITOR_INTERVAL, tidy_agent_logs)
+    engine.every(settings.PROCESS_MONITOR_INTERVAL, sink.reopen_if_moved)
+    return upkeep
+
+
+def build_workspaces(paths: ProjectPaths, settings: Settings) -> Workspaces:
+    """Where runs work (``WORKTREE_MODE``); a project where that cannot work stops the start."""
+    if settings.WORKTREE_MODE is WorktreeMode.OFF:
+        return SharedCheckout(paths.root)
+    try:
+        return GitWorktrees.open(paths, settings)
+    except WorktreeSetupError as error:
+        raise StartError(str(error)) from None
+
+
+def require_agent_program(settings: Settings) -> None:
+    """Refuse to start a daemon whose every run would fail to start its program."""
+    problem = settings.agent_program_problem
+    if problem:
+        raise StartError(problem)
+
+
+def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], None],
+          echo: bool = False) -> StopMode | None:
+    """Run the daemon in this process until it is told to stop; returns how it stopped."""
+    require_agent_program(settings)
+    workspaces = build_workspaces(paths, settings)
+    paths.ensure()
+    lock = InstanceLock(paths.lock_file)
+    if not lock.acquire():
+        holder = read_pid(paths)
+        raise StartError(f"already running (pid {holder})" if holder else "already running")
+    sink = EventLogFile(paths.daemon_log, settings.DAEMON_LOG_MAX_BYTES, echo=sys.stderr if echo else None)
+    configure(sink)
+    log = structlog.get_logger()
+    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log)
+    engine = Engine(settings, paths, runner, log,
+                    on_stopping=lambda: systemd_notify("STOPPING=1"), workspaces=workspaces)
+    watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
+    control = ControlServer(paths.control_socket, engine.submit)
+    _install_signal_handlers(engine, runner)
+    pid = os.getpid()
+    upkeep = _schedule_upkeep(engine, settings, paths, sink, pid)
+    write_atomic(paths.pid_file, f"{pid}\n".encode())  # 0644 whatever the umask
+    log.info("START", pid=pid, project=str(paths.root))
+
+    def ready() -> None:
+        systemd_notify(f"READY=1\nMAINPID={pid}\nSTATUS=draining {paths.triggers}")
+        log.info("READY", pid=pid, queued=len(engine.queue), running=len(engine.active))
+        on_ready(pid)
+
+    try:
+        watcher.start()
+        control.start()
+        engine.run(ready)
+        log.info("SHUTDOWN", msg="daemon stopped", mode=engine.stop_mode)
+        return engine.stop_mode
+    except Exception:
+        log.critical("CRITICAL", msg="daemon crashed", error=traceback.format_exc())
+        raise
+    finally:
+        control.stop()
+        watcher.stop()
+        upkeep.join(timeout=10)
+        if read_pid(paths) == pid:
+            paths.pid_file.unlink(missing_ok=True)
+        runner.close()
+        lock.release()
+        sink.close()
+
+
+def start_in_background(paths: ProjectPaths, settings: Settings) -> int:
+    """Detach a daemon (python-daemon) and return its pid once it is ready.
+
+    The daemon reports over a pipe: ``ready PID`` or ``error REASON``; raises StartError.
+    """
+    import daemon  # only the starting client needs it
+
+    require_agent_program(settings)  # said here, before anything detaches
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+        status = 1
+        try:
+            with daemon.DaemonContext(working_directory=str(paths.root), umask=0o022,
+                                      files_preserve=[write_fd], detach_process=True):
+                status = _serve_and_report(paths, settings, write_fd)
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    os.waitpid(child, 0)
+    try:
+        reply = _read_reply(read_fd, READY_TIMEOUT)
+    finally:
+        os.close(read_fd)
+    word, _, rest = reply.partition(" ")
+    if word == "ready":
+        return int(rest)
+    raise StartError(rest or "the daemon exited before it was ready (see .claude/logs/daemon.log)")
+
+
+def _serve_and_report(paths: ProjectPaths, settings: Settings, report_fd: int) -> int:
+    unsent = [report_fd]
+
+    def report(text: str) -> None:
+        """Say one thing to the waiting client, then let go of the pipe."""
+        while unsent:
+            fd = unsent.pop()
+            with contextlib.suppress(OSError):
+                os.write(fd, f"{text}\n".encode())
+            os.close(fd)
+
+    try:
+        serve(paths, settings, on_ready=lambda pid: report(f"ready {pid}"))
+    except StartError as error:
+        report(f"error {error}")
+        return 1
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        report(f"error {error.strerror or error}{where}")
+        return 1
+    except Exception as error:
+        report(f"error the daemon failed while starting: {error} (see {paths.daemon_log})")
+        return 1
+    return 0
+
+
+def _read_reply(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "error the daemon did not report ready in time"
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError as error:
+            if error.errno == errno.EINTR:
+                continue
+            raise
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()

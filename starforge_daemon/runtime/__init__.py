@@ -1,0 +1,1 @@
+"""Where runs happen: a runner launches, stops and reconciles runs; ``local`` is the keeper."""

@@ -1,0 +1,1 @@
+"""Where a run works: the shared checkout, or a git worktree of its own."""

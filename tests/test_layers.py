@@ -1,0 +1,54 @@
+"""The package's layers import only downwards: core, intake, store, runtime, workspaces, daemon,
+client, cli (each may import those before it), and the client never imports the daemon."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "starforge_daemon"
+LAYERS = ("core", "intake", "store", "runtime", "workspaces", "daemon", "client", "cli")
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "starforge_daemon" and parts[1] in LAYERS \
+        else None
+
+
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_every_layer_imports_only_the_layers_below_it() -> None:
+    upward = []
+    for layer in LAYERS:
+        allowed = set(LAYERS[:LAYERS.index(layer) + 1])
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            for module in sorted(imports_of(path)):
+                target = layer_of(module)
+                if target is not None and target not in allowed:
+                    upward.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert not upward, "\n".join(upward)
+
+
+def test_core_modules_do_no_io() -> None:
+    io_modules = {"os", "socket", "subprocess", "selectors", "shutil", "time"}
+    offenders = [f"{path.name} imports {module}"
+                 for path in sorted((PACKAGE / "core").rglob("*.py"))
+                 for module in sorted(imports_of(path)) if module.split(".")[0] in io_modules]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_module_is_over_350_lines_but_the_keeper() -> None:
+    exempt = {"keeper.py"}  # standard library only, run as a script: one file on purpose
+    long = [f"{path.relative_to(PACKAGE)}: {lines}" for path in sorted(PACKAGE.rglob("*.py"))
+            if path.name not in exempt and (lines := len(path.read_text().splitlines())) > 350]
+    assert not long, "\n".join(long)
