@@ -11,12 +11,30 @@ def entry(name: str, agent: str, stamp: int, priority: int = 0,
     return QueuedTrigger(name, agent, (-priority, stamp, name), not_before)
 
 
-def take(queue: TriggerQueue, now: float = 0.0) -> str | None:
+class Queue(TriggerQueue):
+    """The queue with a busy set standing in for the daemon's ledger of runs in flight."""
+
+    def __init__(self, pools: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.busy: set[str] = set()
+        super().__init__(pools, self.busy.__contains__)
+
+    def take_next(self, now: float) -> tuple[QueuedTrigger, str] | None:
+        taken = super().take_next(now)
+        if taken is not None:
+            self.busy.add(taken[1])
+        return taken
+
+    def release(self, agent: str) -> None:
+        self.busy.discard(agent)
+        self.offer(agent)
+
+
+def take(queue: Queue, now: float = 0.0) -> str | None:
     taken = queue.take_next(now)
     return None if taken is None else taken[0].name
 
 
-def drain(queue: TriggerQueue, now: float = 0.0) -> list[str]:
+def drain(queue: Queue, now: float = 0.0) -> list[str]:
     names = []
     while (taken := queue.take_next(now)) is not None:
         names.append(taken[0].name)
@@ -25,14 +43,14 @@ def drain(queue: TriggerQueue, now: float = 0.0) -> list[str]:
 
 
 def test_oldest_first_ties_by_name() -> None:
-    queue = TriggerQueue()
+    queue = Queue()
     for item in (entry("c", "x", 5), entry("b", "y", 5), entry("a", "z", 9), entry("d", "w", 1)):
         queue.add(item)
     assert drain(queue) == ["d", "b", "c", "a"]
 
 
 def test_busy_agent_waits_and_others_go_ahead() -> None:
-    queue = TriggerQueue()
+    queue = Queue()
     queue.add(entry("a1", "a", 1))
     queue.add(entry("a2", "a", 2))
     queue.add(entry("b1", "b", 3))
@@ -44,14 +62,14 @@ def test_busy_agent_waits_and_others_go_ahead() -> None:
 
 
 def test_late_older_trigger_goes_before_younger_of_same_agent() -> None:
-    queue = TriggerQueue()
+    queue = Queue()
     queue.add(entry("young", "a", 10))
     queue.add(entry("old", "a", 1))
     assert drain(queue) == ["old", "young"]
 
 
 def test_higher_priority_first_and_order_kept_within_a_priority() -> None:
-    queue = TriggerQueue()
+    queue = Queue()
     queue.add(entry("old-normal", "a", 1))
     queue.add(entry("urgent-b", "b", 5, priority=10))
     queue.add(entry("urgent-a2", "a", 4, priority=10))
@@ -61,8 +79,8 @@ def test_higher_priority_first_and_order_kept_within_a_priority() -> None:
 
 
 def test_held_agent_from_an_adopted_run_blocks_only_itself() -> None:
-    queue = TriggerQueue()
-    queue.hold("a")
+    queue = Queue()
+    queue.busy.add("a")
     queue.add(entry("a1", "a", 1))
     queue.add(entry("b1", "b", 2))
     assert drain(queue) == ["b1"]
@@ -71,7 +89,7 @@ def test_held_agent_from_an_adopted_run_blocks_only_itself() -> None:
 
 
 def test_pool_spreads_round_robin_and_waits_when_all_members_are_busy() -> None:
-    queue = TriggerQueue({"dev": ("dev-a", "dev-b")})
+    queue = Queue({"dev": ("dev-a", "dev-b")})
     for number in range(4):
         queue.add(entry(f"p{number}", "dev", number))
     queue.add(entry("direct-b", "dev-b", 10))
@@ -91,7 +109,7 @@ def test_pool_spreads_round_robin_and_waits_when_all_members_are_busy() -> None:
 
 
 def test_pause_and_resume_an_agent_or_a_pool_member() -> None:
-    queue = TriggerQueue({"dev": ("dev-a", "dev-b")})
+    queue = Queue({"dev": ("dev-a", "dev-b")})
     queue.pause("a")
     queue.pause("dev-a")
     queue.add(entry("a1", "a", 1))
@@ -104,7 +122,7 @@ def test_pause_and_resume_an_agent_or_a_pool_member() -> None:
 
 
 def test_backoff_holds_a_trigger_until_its_time() -> None:
-    queue = TriggerQueue()
+    queue = Queue()
     queue.add(entry("retry", "a", 1, not_before=100.0))
     queue.add(entry("other", "b", 2))
     assert drain(queue, now=50.0) == ["other"]
@@ -114,7 +132,7 @@ def test_backoff_holds_a_trigger_until_its_time() -> None:
 
 
 def test_remove_and_duplicates() -> None:
-    queue = TriggerQueue()
+    queue = Queue()
     queue.add(entry("a1", "a", 1))
     queue.add(entry("a1", "a", 1))
     queue.add(entry("a2", "a", 2))
@@ -126,7 +144,7 @@ def test_remove_and_duplicates() -> None:
 
 
 def test_ten_thousand_triggers_keep_order_without_rescans() -> None:
-    queue = TriggerQueue()
+    queue = Queue()
     for number in reversed(range(10_000)):
         queue.add(entry(f"t{number:05}", f"agent-{number % 16}", number))
     assert drain(queue) == [f"t{number:05}" for number in range(10_000)]

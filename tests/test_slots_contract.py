@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jq
 from conftest import Project, wait_until
 
-from starforge_daemon.core.models import Run, SlotStatus
+from starforge_daemon.core.ledger import Launching, Ledger
+from starforge_daemon.core.models import OutcomeKind, ProcessIdentity, Run, SlotStatus
 from starforge_daemon.store.slots import SlotTable
 
 GOLDEN = Path(__file__).with_name("data") / "contract-agent-slots.json"
@@ -26,21 +28,23 @@ def recipes(text: str) -> tuple[int, list[str], list[str]]:
 def test_contract_example_loads_and_answers_the_recipes() -> None:
     table, problem = SlotTable.load(GOLDEN)
     assert problem is None
-    assert {agent for agent, _ in table} == {"junior-dev-a", "junior-dev-b"}
+    assert set(table.to_json(Ledger())) == {"junior-dev-a", "junior-dev-b"}
     assert recipes(GOLDEN.read_text()) == (1, ["junior-dev-a"], ["12345"])
 
 
 def test_written_slots_have_the_contract_shape(tmp_path: Path) -> None:
     table = SlotTable(tmp_path / "agent-slots.json")
+    ledger = Ledger()
     run = Run(run_id="a-1-x", agent="a", trigger_name="t", trigger_path="/t", log_path="/l",
               started_at=1761368400.0, timeout=60, ticket="52")
-    table.mark_busy(run)
-    table.mark_idle("b", None, None, 0.0)
-    table.save()
+    ledger.add(Launching(run))
+    ledger.started(run.run_id, ProcessIdentity(pid=12345, create_time=1.0))
+    table.ended(replace(run, agent="b", run_id="b-1-x"), OutcomeKind.SUCCEEDED, 1761368460.0)
+    table.save(ledger)
     data = json.loads((tmp_path / "agent-slots.json").read_text())
     assert set(data) == {"a", "b"}
     assert data["a"]["status"] == SlotStatus.BUSY and data["a"]["ticket"] == "52"
-    assert data["a"]["started_at"] == "2025-10-25T05:00:00Z"
+    assert data["a"]["started_at"] == "2025-10-25T05:00:00Z" and data["a"]["pid"] == "12345"
     assert data["b"] == {**data["b"], "status": "idle", "pid": None, "ticket": None,
                          "started_at": None}
 

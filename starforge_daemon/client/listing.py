@@ -111,9 +111,8 @@ class Hold:
 def plan(entries: list[QueuedTrigger], hold: Hold, now: float) -> list[tuple[str, str]]:
     """``(state, note)`` for each entry (in key order), found by running the daemon's own
     queue on a copy: what it would start now is ``next``, the rest say why they wait."""
-    queue = TriggerQueue(hold.pools)
-    for agent in hold.busy:
-        queue.hold(agent)
+    busy = set(hold.busy)
+    queue = TriggerQueue(hold.pools, busy.__contains__)
     for target in hold.paused:
         queue.pause(target)
     for entry in entries:
@@ -122,6 +121,7 @@ def plan(entries: list[QueuedTrigger], hold: Hold, now: float) -> list[tuple[str
     capacity = 0 if hold.paused_all else hold.capacity
     while capacity > 0 and (taken := queue.take_next(now)) is not None:
         starting.add(taken[0].name)
+        busy.add(taken[1])
         capacity -= 1
     first_of: dict[str, int] = {}
     result = []

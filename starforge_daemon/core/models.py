@@ -203,19 +203,13 @@ class SlotStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Slot:
-    """One agent name's slot. A busy slot carries its run; an idle one only its history."""
+class SlotHistory:
+    """What an agent's slot remembers of its last run; whether it is busy is the ledger's."""
 
-    run: Run | None = None
-    process: ProcessIdentity | None = None
     last_run_id: str | None = None
     last_outcome: OutcomeKind | None = None
     last_log: str | None = None
     last_finished_at: float | None = None
-
-    @property
-    def status(self) -> SlotStatus:
-        return SlotStatus.BUSY if self.run else SlotStatus.IDLE
 
 
 def iso_utc(timestamp: float | None, precise: bool = False) -> str | None:
@@ -240,10 +234,12 @@ TriggerKey = tuple[int, int, str]  # (-priority, mtime_ns, name): smallest runs 
 class QueuedTrigger:
     """A validated trigger waiting in the queue: only what ordering needs, the file keeps the rest.
 
-    ``agent`` is the target: an agent name or a pool name. ``not_before`` holds a retry back.
+    ``agent`` is the target: an agent name or a pool name. ``not_before`` holds a retry back;
+    a retry waits in ``running/`` (``claimed``), where its last attempt left it.
     """
 
     name: str
     agent: str
     key: TriggerKey
     not_before: float = 0.0
+    claimed: bool = False

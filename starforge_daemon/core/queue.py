@@ -4,19 +4,25 @@ A trigger's *target* is an agent name or a pool name. Each target has its own he
 by (higher priority first, older first, name); a second heap holds the heads of targets that
 may be runnable. Adding, taking and releasing cost O(log n): nothing rescans or re-sorts the
 whole queue. A head that may not run yet (its retry backoff) waits in a third heap by time.
+
+Who is busy is not the queue's to know: it asks ``is_busy`` (the ledger of runs in flight).
+The agent :meth:`take_next` returns must count as busy before the next call, and
+:meth:`offer` is called when an agent may have become free.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starforge_daemon.core.models import QueuedTrigger, TriggerKey
 
 
 class TriggerQueue:
-    def __init__(self, pools: Mapping[str, tuple[str, ...]] | None = None) -> None:
+    def __init__(self, pools: Mapping[str, tuple[str, ...]] | None = None,
+                 is_busy: Callable[[str], bool] = lambda _agent: False) -> None:
+        self._is_busy = is_busy
         self._pools = dict(pools or {})
         self._pools_of: dict[str, list[str]] = {}
         for pool, members in self._pools.items():
@@ -26,7 +32,6 @@ class TriggerQueue:
         self._by_target: dict[str, list[tuple[TriggerKey, QueuedTrigger]]] = {}
         self._ready: list[tuple[TriggerKey, str]] = []
         self._waiting: list[tuple[float, TriggerKey, str]] = []
-        self._busy: set[str] = set()
         self._paused: set[str] = set()
         self._all_paused = False
         self._names: dict[str, QueuedTrigger] = {}
@@ -47,8 +52,7 @@ class TriggerQueue:
             heapq.heappush(self._ready, (entry.key, entry.agent))
 
     def take_next(self, now: float) -> tuple[QueuedTrigger, str] | None:
-        """The first trigger that may run now and the agent to run it; that agent is busy
-        until :meth:`release`."""
+        """The first trigger that may run now and the agent to run it."""
         if self._all_paused:
             return None
         while self._waiting and self._waiting[0][0] <= now:
@@ -70,7 +74,6 @@ class TriggerQueue:
             if not heap:
                 del self._by_target[target]
             del self._names[entry.name]
-            self._busy.add(agent)
             if target in self._pools:
                 members = self._pools[target]
                 self._turn[target] = (members.index(agent) + 1) % len(members)
@@ -85,11 +88,11 @@ class TriggerQueue:
             return None
         members = self._pools.get(target)
         if members is None:
-            return None if target in self._busy else target
+            return None if self._is_busy(target) else target
         start = self._turn.get(target, 0)
         for offset in range(len(members)):
             member = members[(start + offset) % len(members)]
-            if member not in self._busy and member not in self._paused:
+            if not self._is_busy(member) and member not in self._paused:
                 return member
         return None
 
@@ -97,13 +100,12 @@ class TriggerQueue:
         """When the earliest backing-off trigger may run."""
         return self._waiting[0][0] if self._waiting else None
 
-    def hold(self, agent: str) -> None:
-        """Mark ``agent`` busy with a run that did not come from :meth:`take_next` (adopted)."""
-        self._busy.add(agent)
-
-    def release(self, agent: str) -> None:
-        self._busy.discard(agent)
-        self._offer(agent)
+    def offer(self, agent: str) -> None:
+        """``agent`` may be free now: push the heads it may unblock, its own and its pools'."""
+        for target in (agent, *self._pools_of.get(agent, ())):
+            heap = self._by_target.get(target)
+            if heap:
+                heapq.heappush(self._ready, (heap[0][0], target))
 
     def pause(self, target: str | None) -> None:
         """Hold ``target``'s triggers back, or everyone's when ``target`` is None."""
@@ -117,19 +119,12 @@ class TriggerQueue:
             self._all_paused = False
         else:
             self._paused.discard(target)
-            self._offer(target)
+            self.offer(target)
 
     @property
     def pauses(self) -> dict[str, Any]:
         """What is paused, as ``paused.json`` keeps it."""
         return {"all": self._all_paused, "agents": sorted(self._paused)}
-
-    def _offer(self, agent: str) -> None:
-        """Push the heads that ``agent`` becoming free may unblock: its own and its pools'."""
-        for target in (agent, *self._pools_of.get(agent, ())):
-            heap = self._by_target.get(target)
-            if heap:
-                heapq.heappush(self._ready, (heap[0][0], target))
 
     def remove(self, name: str) -> QueuedTrigger | None:
         """Take a trigger out (cancelled, or its file vanished); O(k) in its target's queue."""

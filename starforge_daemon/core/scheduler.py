@@ -1,4 +1,5 @@
-"""Pure decisions about runs in flight: which to stop, which to kill, when to look again.
+"""Pure decisions about runs in flight: which to stop, which to kill, when to look again, and
+what becomes of a trigger whose run ended (requeue it for another attempt, or archive it).
 
 Kill escalation is data: a run being stopped carries the time its SIGTERM went out, and a
 later tick turns that into a SIGKILL once the grace period has passed. Nothing here blocks.
@@ -8,26 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
-from starforge_daemon.core.models import Outcome, OutcomeKind, ProcessIdentity, Run, RunExit
-
-
-class StopReason(StrEnum):
-    TIMEOUT = "timeout"
-    SHUTDOWN = "shutdown"
-    OPERATOR = "operator"
-
-
-@dataclass
-class ActiveRun:
-    """A run in flight as the engine sees it."""
-
-    run: Run
-    agent: ProcessIdentity | None = None
-    stop: StopReason | None = None
-    term_sent_at: float | None = None
-    kill_sent: bool = False
+from starforge_daemon.core.ledger import Killing, Launching, Running, RunState, StopReason, stop_reason
+from starforge_daemon.core.models import Outcome, OutcomeKind, Run, RunExit
 
 
 @dataclass(frozen=True)
@@ -44,51 +28,55 @@ class Kill:
 Decision = Terminate | Kill
 
 
-def enforce(runs: Iterable[ActiveRun], now: float, grace: float) -> list[Decision]:
+def _due(state: RunState, grace: float) -> float | None:
+    """When ``state`` next calls for a decision: its deadline, or the end of its grace."""
+    if isinstance(state, Launching | Running):
+        return state.run.deadline
+    return None if isinstance(state, Killing) else state.since + grace
+
+
+def enforce(runs: Iterable[RunState], now: float, grace: float) -> list[Decision]:
     decisions: list[Decision] = []
-    for active in runs:
-        if active.term_sent_at is None:
-            if now >= active.run.deadline:
-                decisions.append(Terminate(active.run.run_id, StopReason.TIMEOUT))
-        elif not active.kill_sent and now >= active.term_sent_at + grace:
-            decisions.append(Kill(active.run.run_id))
+    for state in runs:
+        due = _due(state, grace)
+        if due is None or now < due:
+            continue
+        run_id = state.run.run_id
+        decisions.append(Terminate(run_id, StopReason.TIMEOUT)
+                         if isinstance(state, Launching | Running) else Kill(run_id))
     return decisions
 
 
-def next_deadline(runs: Iterable[ActiveRun], grace: float) -> float | None:
+def next_deadline(runs: Iterable[RunState], grace: float) -> float | None:
     """The earliest moment at which :func:`enforce` would decide something new."""
-    moments = [
-        active.run.deadline if active.term_sent_at is None else active.term_sent_at + grace
-        for active in runs
-        if not active.kill_sent
-    ]
-    return min(moments, default=None)
+    return min((due for state in runs if (due := _due(state, grace)) is not None), default=None)
 
 
 def free_capacity(limit: int, running: int, accepting: bool) -> int:
     return max(0, limit - running) if accepting else 0
 
 
-def outcome_of(active: ActiveRun, ended: RunExit | None) -> Outcome:
+def outcome_of(state: RunState, ended: RunExit | None) -> Outcome:
     """How a run ended, from what the keeper recorded and why the daemon was stopping it.
 
     A run that failed after its deadline timed out even when the daemon that sent the SIGTERM
     died before seeing the end.
     """
-    run = active.run
+    run = state.run
+    stop = stop_reason(state)
     if ended is None:
         return Outcome(kind=OutcomeKind.LOST,
                        reason="the run ended while no one recorded its exit status")
     if ended.error is not None or ended.exit_code is None:
         return Outcome(kind=OutcomeKind.FAILED, reason=ended.error or "no exit status")
     code = ended.exit_code
-    if active.stop is StopReason.SHUTDOWN:
+    if stop is StopReason.SHUTDOWN:
         return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
                        reason=f"killed by daemon shutdown (exit {code})")
-    if active.stop is StopReason.OPERATOR:
+    if stop is StopReason.OPERATOR:
         return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
                        reason=f"stopped by the operator (exit {code})")
-    if active.stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at >= run.deadline):
+    if stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at >= run.deadline):
         return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
                        reason=f"timed out after {run.timeout:g}s (exit {code})")
     return Outcome.from_exit_code(code)
@@ -111,3 +99,25 @@ def retry_delay(kind: OutcomeKind, attempts_made: int, max_retries: int,
     if not kind.retryable or attempts_made > max_retries:
         return None
     return backoff.delay(attempts_made)
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Run the trigger again, from where it is, not before ``not_before``."""
+
+    run_id: str
+    not_before: float
+
+
+@dataclass(frozen=True)
+class Archive:
+    run_id: str
+    outcome: Outcome
+
+
+def after_run(run: Run, outcome: Outcome, attempts_made: int, backoff: Backoff,
+              now: float) -> Requeue | Archive:
+    """What becomes of a trigger whose run ended: another attempt after its backoff, or the
+    archive."""
+    delay = retry_delay(outcome.kind, attempts_made, run.max_retries, backoff)
+    return Archive(run.run_id, outcome) if delay is None else Requeue(run.run_id, now + delay)

@@ -10,8 +10,10 @@ will be. For each run not done in the journals in ``.claude/daemon/runs``:
 * the keeper holds it, or its agent lives  -> adopted: followed until it ends, timeout unchanged;
 * none of that                             -> finished as lost.
 
-A trigger in ``running/`` without any run in the journals was claimed but never started: it is queued
-again. Nothing here signals a process.
+A trigger in ``running/`` without any run in the journals either waits there for another attempt
+(it has an attempts record: it goes back into the queue from ``running/`` with that record's
+``not_before``), or was claimed but never started (it is moved back into the trigger folder).
+Nothing here signals a process.
 """
 
 from __future__ import annotations
@@ -19,23 +21,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from starforge_daemon.core.ledger import Running
 from starforge_daemon.core.models import Run, RunExit
-from starforge_daemon.core.scheduler import ActiveRun
 from starforge_daemon.runtime.local.client import Runner
 from starforge_daemon.store.atomic import move_unique
-from starforge_daemon.store.records import RunJournal
+from starforge_daemon.store.records import Attempts, RunJournal
 
 
 @dataclass
 class RecoveryResult:
-    adopted: list[ActiveRun] = field(default_factory=list)
+    adopted: list[Running] = field(default_factory=list)
     to_finish: list[tuple[Run, RunExit | None]] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    retries: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def recover_runs(journal: RunJournal, runner: Runner, running: Path,
-                 queue_folder: Path) -> RecoveryResult:
+def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folder: Path,
+                 attempts: Attempts) -> RecoveryResult:
     result = RecoveryResult()
     claimed: set[str] = set()
     for entry in journal.entries():
@@ -52,12 +55,16 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path,
             result.requeued.append(move_unique(trigger, queue_folder).name)
             journal.done(run_id)
         elif runner.adopt(run_id, entry.agent):
-            result.adopted.append(ActiveRun(entry.run, agent=entry.agent))
+            result.adopted.append(Running(entry.run, entry.agent))
         else:
             latest = journal.read(run_id)
             result.to_finish.append((entry.run, latest.ended if latest else None))
     for path in sorted(running.iterdir()):
-        if path.name not in claimed:
+        if path.name in claimed:
+            continue
+        if attempts.not_before(path.name):
+            result.retries.append(path)
+        else:
             result.requeued.append(move_unique(path, queue_folder).name)
     journal.prune()
     return result

@@ -142,7 +142,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
 
     def ready() -> None:
         systemd_notify(f"READY=1\nMAINPID={pid}\nSTATUS=draining {paths.triggers}")
-        log.info("READY", pid=pid, queued=len(engine.queue), running=len(engine.active))
+        log.info("READY", pid=pid, queued=len(engine.queue), running=len(engine.ledger))
         on_ready(pid)
 
     try:

@@ -218,30 +218,44 @@ class Attempts:
 
     Kept apart from the trigger so the trigger file stays what its writer wrote; the record says
     when the next attempt may start and goes into the result once the trigger is archived.
+    The folder is read once, on first use, into an index: a fresh trigger costs a dict lookup,
+    not a failed open().
     """
 
     def __init__(self, paths: ProjectPaths) -> None:
         self._folder = paths.attempts
+        self._index: dict[str, tuple[list[dict[str, Any]], float]] | None = None
 
     def _path(self, name: str) -> Path:
         return self._folder / f"{name}.json"
 
+    @property
+    def _records(self) -> dict[str, tuple[list[dict[str, Any]], float]]:
+        if self._index is None:
+            self._index = {}
+            for path in sorted(self._folder.glob("*.json")):
+                try:
+                    record = json.loads(path.read_bytes())
+                    self._index[path.name[:-len(".json")]] = (list(record["attempts"]),
+                                                              float(record["not_before"]))
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # unreadable: the trigger runs as if fresh
+        return self._index
+
     def load(self, name: str) -> tuple[list[dict[str, Any]], float]:
         """The attempts so far and the earliest start of the next; none and 0 when fresh."""
-        try:
-            record = json.loads(self._path(name).read_bytes())
-            return list(record["attempts"]), float(record["not_before"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return [], 0.0
+        return self._records.get(name, ([], 0.0))
 
     def not_before(self, name: str) -> float:
         return self.load(name)[1]
 
     def save(self, name: str, attempts: list[dict[str, Any]], not_before: float) -> None:
         write_json_atomic(self._path(name), {"attempts": attempts, "not_before": not_before})
+        self._records[name] = (attempts, not_before)
 
     def remove(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
+        if self._records.pop(name, None) is not None:
+            self._path(name).unlink(missing_ok=True)
 
 
 class History:

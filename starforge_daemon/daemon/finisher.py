@@ -1,0 +1,114 @@
+"""What happens once a run is over: its outcome and result, another attempt or the archive,
+the run history, and the agent freed for its next trigger."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from starforge_daemon.core import scheduler
+from starforge_daemon.core.ledger import Ledger, RunState
+from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit, iso_utc
+from starforge_daemon.core.queue import TriggerQueue
+from starforge_daemon.daemon.persistence import Persistence
+from starforge_daemon.store.records import Archive, Attempts, History, RunJournal, run_result
+from starforge_daemon.workspaces.base import Workspaces
+
+
+class Finisher:
+    def __init__(self, *, queue: TriggerQueue, ledger: Ledger, saved: Persistence,
+                 archive: Archive, attempts: Attempts, journal: RunJournal, history: History,
+                 workspaces: Workspaces, backoff: scheduler.Backoff, log: Any) -> None:
+        self.queue = queue
+        self.ledger = ledger
+        self.saved = saved
+        self.archive = archive
+        self.attempts = attempts
+        self.journal = journal
+        self.history = history
+        self.workspaces = workspaces
+        self.backoff = backoff
+        self.log = log
+        self._unarchived: list[tuple[Run, dict[str, Any]]] = []
+
+    def finish(self, state: RunState, ended: RunExit | None, now: float) -> None:
+        """Record how the run ended, free its agent, and requeue or (later) archive it."""
+        run = state.run
+        outcome = scheduler.outcome_of(state, ended)
+        ended_at = ended.ended_at if ended else now
+        result = run_result(run, state.handle, outcome, ended_at)
+        earlier = [attempt for attempt in self.attempts.load(run.trigger_name)[0]
+                   if attempt.get("run_id") != run.run_id]  # saved before a crash: once only
+        attempts = [*earlier, result]
+        decision = scheduler.after_run(run, outcome, len(attempts), self.backoff, now)
+        if isinstance(decision, scheduler.Archive) or not self._retry(run, attempts,
+                                                                       decision.not_before, now):
+            if len(attempts) > 1:
+                result = {**result, "attempts": attempts}
+            self._unarchived.append((run, result))
+        self.ledger.remove(run.run_id)
+        note = self.workspaces.release(run, outcome)
+        if note:
+            self.log.info("WORKTREE", agent=run.agent, run=run.run_id, msg=note)
+        self.saved.slots.ended(run, outcome.kind, ended_at)
+        self.queue.offer(run.agent)
+        self.saved.count(outcome.kind.value)
+        event = "TIMEOUT" if outcome.kind is OutcomeKind.TIMED_OUT else "FINISH"
+        if ended is not None and ended.error is not None:
+            say = self.log.error  # the run could not even start
+        elif outcome.kind is OutcomeKind.SUCCEEDED:
+            say = self.log.info
+        else:
+            say = self.log.warning
+        say(event, agent=run.agent, ticket=run.ticket, outcome=outcome.kind.value,
+            exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
+            attempt=run.attempt, duration_s=result["duration_s"])
+
+    def archive_finished(self, now: float) -> None:
+        """Archive the runs finished this turn, after the dispatch: the next run of a freed
+        agent does not wait for the file work. Until then the trigger stays in ``running/``
+        with its exit in the journal, so a crash in between finishes it again."""
+        while self._unarchived:
+            run, result = self._unarchived.pop(0)
+            self._archive(run, result, now)
+
+    def _archive(self, run: Run, result: dict[str, Any], now: float) -> None:
+        try:
+            archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot archive finished trigger; it stays in running/ "
+                           "until the next start", trigger=run.trigger_name, error=str(error))
+            return
+        self.journal.done(run.run_id)
+        self.attempts.remove(run.trigger_name)
+        self._record_history({**result, "archived_as": str(archived)})
+
+    def _record_history(self, record: dict[str, Any]) -> None:
+        try:
+            self.history.append(record)
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot append run history", error=str(error))
+
+    def _retry(self, run: Run, attempts: list[dict[str, Any]], not_before: float,
+               now: float) -> bool:
+        """Queue the trigger again where it is, in ``running/``, to wait out its backoff behind
+        the work already waiting; its attempts record is what recovery finds it by."""
+        path = Path(run.trigger_path)
+        name = path.name
+        stamp = int(now * 1e9)
+        try:
+            self.attempts.save(name, attempts, not_before)
+            os.utime(path, ns=(stamp, stamp))  # younger than the work already waiting
+        except OSError as error:
+            self.log.error("ERROR", msg="cannot queue the trigger again; archiving it",
+                           trigger=name, error=str(error))
+            return False
+        self.journal.done(run.run_id)
+        self._record_history({**attempts[-1], "retry_at": iso_utc(not_before, precise=True)})
+        self.queue.add(QueuedTrigger(name, run.target, (-run.priority, stamp, name), not_before,
+                                     claimed=True))
+        self.saved.count("retried")
+        self.log.warning("RETRY", trigger=name, agent=run.target, attempt=run.attempt,
+                         of=run.max_retries + 1, retry_at=iso_utc(not_before, precise=True))
+        return True

@@ -1,0 +1,98 @@
+"""Operator requests from the control socket: pause, resume, stop-agent, cancel.
+
+The socket's thread only queues a request and wakes the loop; the loop serves it between
+events, so the queue and the ledger keep one writer.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starforge_daemon.core.ledger import Ledger, StopReason
+from starforge_daemon.core.models import OutcomeKind
+from starforge_daemon.core.queue import TriggerQueue
+from starforge_daemon.daemon.persistence import Persistence
+from starforge_daemon.store.atomic import write_json_atomic
+from starforge_daemon.store.control_socket import Reply
+from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.records import Archive, Attempts
+
+Request = tuple[dict[str, Any], Reply]
+Answer = dict[str, Any]
+
+
+class Operator:
+    def __init__(self, paths: ProjectPaths, queue_: TriggerQueue, ledger: Ledger, archive: Archive,
+                 attempts: Attempts, saved: Persistence, log: Any, wake: Callable[[], None],
+                 terminate: Callable[[str, StopReason, float], None]) -> None:
+        self.paths = paths
+        self.queue = queue_
+        self.ledger = ledger
+        self.archive = archive
+        self.attempts = attempts
+        self.saved = saved
+        self.log = log
+        self._wake = wake
+        self._terminate = terminate
+        self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
+
+    def submit(self, request: dict[str, Any], reply: Reply) -> None:
+        """Thread-safe: queue an operator request; ``reply`` is called from the loop."""
+        self.requests.put((request, reply))
+        self._wake()
+
+    @property
+    def pending(self) -> bool:
+        return not self.requests.empty()
+
+    def serve(self, now: float) -> None:
+        handlers: dict[str, Callable[[dict[str, Any], float], Answer]] = {
+            "pause": lambda request, _now: self._set_pause(request, True),
+            "resume": lambda request, _now: self._set_pause(request, False),
+            "stop-agent": self._stop_agent, "cancel": self._cancel}
+        while not self.requests.empty():
+            request, reply = self.requests.get_nowait()
+            handler = handlers.get(str(request.get("op")))
+            try:
+                answer = handler(request, now) if handler else {
+                    "ok": False, "error": f"unknown request {request.get('op')!r}"}
+            except KeyError as error:
+                answer = {"ok": False, "error": f"the request lacks {error}"}
+            except (TypeError, ValueError, OSError) as error:
+                answer = {"ok": False, "error": str(error)}
+            reply(answer)
+
+    def _set_pause(self, request: dict[str, Any], paused: bool) -> Answer:
+        agent = request.get("agent") or None
+        (self.queue.pause if paused else self.queue.resume)(agent)
+        write_json_atomic(self.paths.paused_file, self.queue.pauses)
+        self.saved.changed()
+        self.log.info("PAUSE" if paused else "RESUME", agent=agent or "all",
+                      msg="no new runs; running ones carry on" if paused else None)
+        return {"ok": True, "paused": self.queue.pauses}
+
+    def _stop_agent(self, request: dict[str, Any], now: float) -> Answer:
+        agent = request["agent"]
+        state = self.ledger.of_agent(agent)
+        if state is None:
+            return {"ok": False, "error": f"agent {agent} has no run going"}
+        self._terminate(state.run.run_id, StopReason.OPERATOR, now)
+        self.log.warning("STOP", agent=agent, run=state.run.run_id, msg="stopped by the operator")
+        return {"ok": True, "run_id": state.run.run_id, "trigger": state.run.trigger_name}
+
+    def _cancel(self, request: dict[str, Any], now: float) -> Answer:
+        name = Path(str(request["trigger"])).name
+        entry = self.queue.remove(name)
+        if entry is None:
+            return {"ok": False, "error": f"{name} is not waiting in the queue"}
+        result = {"trigger": name, "outcome": OutcomeKind.CANCELLED.value,
+                  "reason": "cancelled by the operator", "exit_code": None}
+        folder = self.paths.running if entry.claimed else self.paths.triggers
+        archived = self.archive.put(folder / name, name, result, now)
+        self.attempts.remove(name)
+        self.saved.count(OutcomeKind.CANCELLED.value)
+        self.log.warning("CANCEL", trigger=name, archived=str(archived))
+        return {"ok": True, "archived": str(archived)}

@@ -1,0 +1,69 @@
+"""Batched saves of what the daemon shows about itself: the slot file and daemon-state.json.
+
+Neither is needed for recovery (the run journals are), so a backlog does not pay two file
+replacements per trigger: slots are saved at most every SLOTS_SAVE_INTERVAL, the state every
+STATE_SAVE_INTERVAL, and a failed save is tried again after SAVE_RETRY_INTERVAL.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from starforge_daemon.core.ledger import Ledger
+from starforge_daemon.store.records import StateFile
+from starforge_daemon.store.slots import SlotTable
+
+STATE_SAVE_INTERVAL = 1.0
+SLOTS_SAVE_INTERVAL = 0.05
+SAVE_RETRY_INTERVAL = 1.0
+
+
+class Persistence:
+    """Owns the counters and the slot histories, and knows when each file is due."""
+
+    def __init__(self, slots: SlotTable, state_file: StateFile, ledger: Ledger, log: Any) -> None:
+        self.slots = slots
+        self.state_file = state_file
+        self.ledger = ledger
+        self.log = log
+        self.counters: Counter[str] = Counter()
+        self._state_dirty = True
+        self._next_state_save = 0.0
+        self._next_slots_save = 0.0
+        self._next_retry = 0.0
+
+    def changed(self) -> None:
+        """Something the state file shows has changed."""
+        self._state_dirty = True
+
+    def count(self, word: str) -> None:
+        self.counters[word] += 1
+        self._state_dirty = True
+
+    def due(self) -> list[float]:
+        """The moments at which a save is due (for the loop's wait)."""
+        moments = []
+        if self.slots.dirty(self.ledger):
+            moments.append(max(self._next_slots_save, self._next_retry))
+        if self._state_dirty:
+            moments.append(max(self._next_state_save, self._next_retry))
+        return moments
+
+    def save(self, now: float, state: Callable[[float], dict[str, Any]], force: bool = False) -> None:
+        """Save what changed and is due; ``force`` saves it now (start and stop)."""
+        if now < self._next_retry and not force:
+            return
+        try:
+            if self.slots.dirty(self.ledger) and (force or now >= self._next_slots_save):
+                self.slots.save(self.ledger)
+                self._next_slots_save = now + SLOTS_SAVE_INTERVAL
+            if self._state_dirty and (force or now >= self._next_state_save):
+                self.state_file.save(state(now))
+                self._state_dirty = False
+                self._next_state_save = now + STATE_SAVE_INTERVAL
+        except OSError as error:
+            self._next_retry = now + SAVE_RETRY_INTERVAL
+            self.log.error("ERROR", msg="cannot save state; keeping the last good file and "
+                           "trying again", error=str(error))
