@@ -3,7 +3,7 @@
 Usage: python3 tests/containment_bench.py [SPAWNS]   (root, on a host with writable cgroup2)
 
 Starts ``true`` SPAWNS times each way, in rounds so that all three share the machine's state:
-plain ``posix_spawnp``; ``containment.spawn_in`` (the caller moves itself into the cgroup,
+plain ``posix_spawnp``; ``cgroups.spawn_in`` (the caller moves itself into the cgroup,
 spawns, moves back); and ``fork``, the child writing itself into ``cgroup.procs`` and calling
 ``execvp``. Prints microseconds per spawn (spawn and reap).
 """
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "starforge_daemon" / "runtime" / "local"))
+import cgroups
 import containment
 
 TRUE = shutil.which("true") or "/bin/true"
@@ -30,7 +31,7 @@ def plain(_: str) -> int:
 
 
 def self_move(cgroup: str) -> int:
-    return containment.spawn_in(cgroup, [TRUE], os.environ)
+    return cgroups.spawn_in(cgroup, [TRUE], os.environ)
 
 
 def fork_exec(cgroup: str) -> int:
@@ -68,7 +69,7 @@ def main(spawns: int) -> None:
                 costs[name].append((time.perf_counter() - start) / (spawns // 10) * 1e6)
     finally:
         for folder in (run.cgroup, found.project, root):
-            containment.kill_all(folder)
+            cgroups.kill_all(folder)
     print(found.text)
     for name, rounds in costs.items():
         print(f"{name:12} {statistics.median(rounds):7.0f} µs per spawn (median of 10 rounds, "

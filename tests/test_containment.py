@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from starforge_daemon.runtime.local import containment
-from starforge_daemon.runtime.local.containment import Containment, RunContainer
+from starforge_daemon.runtime.local import cgroups, containment, sweep
+from starforge_daemon.runtime.local.containment import Containment
+from starforge_daemon.runtime.local.run_container import RunContainer
 
 HOSTILE = Path(__file__).with_name("containment_hostile.py")
 BURN = Path(__file__).with_name("containment_burn.py")
@@ -55,7 +56,7 @@ class Runs:
     def start(self, container: RunContainer, *argv: str, env: dict[str, str] | None = None,
               stdout: str = os.devnull) -> int:
         """Start a run's first process as the keeper does, its run id in its environment."""
-        environment = {**os.environ, containment.RUN_ID_ENV: container.run_id, **(env or {})}
+        environment = {**os.environ, sweep.RUN_ID_ENV: container.run_id, **(env or {})}
         return container.spawn(
             list(argv), environment,
             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -105,20 +106,20 @@ def runs(tmp_path: Path) -> Iterator[Runs]:
         os.mkdir(root)
         tracked.root = root
     yield tracked
-    left = {run_id: containment.sweep_members(run_id) for run_id in tracked.run_ids}
+    left = {run_id: sweep.sweep_members(run_id) for run_id in tracked.run_ids}
     for pids in left.values():
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-    cgroups = []
+    folders = []
     if tracked.root is not None:
-        cgroups = [folder for folder, _, _ in os.walk(tracked.root, topdown=False)]
-        for folder in cgroups:
-            containment.kill_all(folder)
-        cgroups = [folder for folder in cgroups if os.path.basename(folder) in tracked.run_ids]
+        folders = [folder for folder, _, _ in os.walk(tracked.root, topdown=False)]
+        for folder in folders:
+            cgroups.kill_all(folder)
+        folders = [folder for folder in folders if os.path.basename(folder) in tracked.run_ids]
     for fd in tracked.pidfds:
         os.close(fd)
     assert not any(left.values()), f"processes left behind: {left}"
-    assert not cgroups, f"cgroups left behind: {cgroups}"
+    assert not folders, f"cgroups left behind: {folders}"
 
 
 # -- detection ---------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def test_a_delegated_unit_holds_the_daemon_in_a_leaf_beside_the_runs(runs: Runs)
     out = runs.base / "unit.json"
     env = {key: value for key, value in os.environ.items()
            if key not in (containment.ROOT_ENV, containment.MODE_ENV)}
-    pid = containment.spawn_in(
+    pid = cgroups.spawn_in(
         unit, [sys.executable, str(UNIT), str(runs.base), run_id], env,
         file_actions=[(os.POSIX_SPAWN_OPEN, 1, str(out), os.O_WRONLY | os.O_CREAT, 0o644)])
     assert os.waitstatus_to_exitcode(reap(pid)) == 0
@@ -218,9 +219,9 @@ def test_spawn_in_places_the_child_before_it_execs(runs: Runs) -> None:
     assert f"0::{hierarchy_path(run.cgroup)}\n" in out.read_text()
     assert Path("/proc/self/cgroup").read_text() == home  # the spawner went back home
     with pytest.raises(FileNotFoundError):
-        containment.spawn_in(run.cgroup, ["/nonexistent/agent"], os.environ)
+        cgroups.spawn_in(run.cgroup, ["/nonexistent/agent"], os.environ)
     assert Path("/proc/self/cgroup").read_text() == home  # also when the spawn failed
-    assert containment.kill_all(run.cgroup).removed
+    assert cgroups.kill_all(run.cgroup).removed
 
 
 @needs_cgroup
@@ -229,18 +230,18 @@ def test_kill_all_leaves_nothing_of_a_hostile_tree(runs: Runs) -> None:
     assert run.cgroup is not None
     run.create()
     leader, pids = runs.hostile(run)
-    assert sorted(containment.cgroup_members(run.cgroup)) == sorted(pids.values())
+    assert sorted(cgroups.cgroup_members(run.cgroup)) == sorted(pids.values())
     assert os.getsid(pids["orphan"]) != os.getsid(leader)  # another session
-    assert containment.populated(run.cgroup)
+    assert cgroups.populated(run.cgroup)
 
-    result = containment.kill_all(run.cgroup)
+    result = cgroups.kill_all(run.cgroup)
 
-    assert result == containment.KillResult(left=(), removed=True)
+    assert result == cgroups.KillResult(left=(), removed=True)
     assert not os.path.exists(run.cgroup)
     assert os.WTERMSIG(reap(leader)) == signal.SIGKILL
     wait_until(runs.all_exited, what="the tree's processes to exit")
-    assert containment.sweep_members(run.run_id) == []
-    assert containment.kill_all(run.cgroup).removed  # a second kill finds nothing to do
+    assert sweep.sweep_members(run.run_id) == []
+    assert cgroups.kill_all(run.cgroup).removed  # a second kill finds nothing to do
 
 
 @needs_cgroup
@@ -251,9 +252,9 @@ def test_signal_all_reaches_every_session(runs: Runs) -> None:
     leader, _ = runs.hostile(run, "--obedient")
     assert run.signal(signal.SIGTERM) == 2
     assert os.WTERMSIG(reap(leader)) == signal.SIGTERM
-    wait_until(lambda: not containment.populated(run.cgroup), what="the run to empty")
+    wait_until(lambda: not cgroups.populated(run.cgroup), what="the run to empty")
     wait_until(runs.all_exited, what="the tree's processes to exit")
-    assert containment.kill_all(run.cgroup).removed
+    assert cgroups.kill_all(run.cgroup).removed
 
 
 @needs_cgroup
@@ -263,7 +264,7 @@ def test_end_accounts_for_an_orphaned_burner(runs: Runs) -> None:
     run.create()
     leader = runs.start(run, sys.executable, str(BURN), "0.3", "32", "--orphan")
     assert os.waitstatus_to_exitcode(reap(leader)) == 0  # before its grandchild burnt anything
-    wait_until(lambda: not containment.populated(run.cgroup), what="the burner to finish")
+    wait_until(lambda: not cgroups.populated(run.cgroup), what="the burner to finish")
 
     ended = run.end(session=leader)
 
@@ -288,7 +289,7 @@ def test_end_kills_what_the_run_left(runs: Runs) -> None:
     leader, pids = runs.hostile(run)
     os.kill(leader, signal.SIGKILL)  # the first process is gone; the orphan carries on
     reap(leader)
-    assert containment.cgroup_members(run.cgroup) == [pids["orphan"]]
+    assert cgroups.cgroup_members(run.cgroup) == [pids["orphan"]]
 
     ended = run.end(session=leader)
 
@@ -304,7 +305,7 @@ def test_sigkill_empties_the_run_and_keeps_its_accounting(runs: Runs) -> None:
     leader, _ = runs.hostile(run)
     assert run.signal(signal.SIGKILL) == 2  # the daemon's escalation after the grace period
     assert os.WTERMSIG(reap(leader)) == signal.SIGKILL
-    wait_until(lambda: not containment.populated(run.cgroup), what="the run to empty")
+    wait_until(lambda: not cgroups.populated(run.cgroup), what="the run to empty")
     wait_until(runs.all_exited, what="the tree's processes to exit")
     assert os.path.isdir(run.cgroup)  # the keeper ends the run: reads its usage, removes it
 
@@ -325,9 +326,9 @@ def test_limits_apply_only_with_their_controllers(runs: Runs) -> None:
             assert Path(run.cgroup, f"{name}.max").read_text().strip() == value
         else:
             assert any(note.startswith(f"{name}.max=") for note in skipped)
-    assert containment.kill_all(run.cgroup).removed
+    assert cgroups.kill_all(run.cgroup).removed
     with pytest.raises(ValueError):
-        containment.create_run_cgroup(os.path.join(run.cgroup, ".."))
+        cgroups.create_run_cgroup(os.path.join(run.cgroup, ".."))
 
 
 @needs_cgroup
@@ -344,7 +345,7 @@ def test_remove_stale_keeps_runs_in_flight(runs: Runs) -> None:
     assert os.path.isdir(kept.cgroup) and not os.path.exists(stale.cgroup)
     reap(leader)
     wait_until(runs.all_exited, what="the stale run's processes to exit")
-    assert containment.kill_all(kept.cgroup).removed
+    assert cgroups.kill_all(kept.cgroup).removed
 
 
 @needs_cgroup
@@ -353,8 +354,8 @@ def test_waiting_for_an_empty_cgroup_gives_up_at_its_deadline(runs: Runs) -> Non
     assert run.cgroup is not None
     run.create()
     leader, _ = runs.hostile(run)
-    assert not containment._wait_empty(run.cgroup, 0.0)  # a deadline already past: no wait
-    assert containment.kill_all(run.cgroup).removed
+    assert not cgroups._wait_empty(run.cgroup, 0.0)  # a deadline already past: no wait
+    assert cgroups.kill_all(run.cgroup).removed
     reap(leader)
 
 
@@ -384,9 +385,10 @@ def test_sweep_matches_the_whole_variable(runs: Runs) -> None:
     runs.run_ids.append(longer.run_id)
     decoys = [runs.start(longer, "sleep", "600"),
               runs.start(inside, "sleep", "600",
-                         env={"OTHER": f"{containment.RUN_ID_ENV}={run.run_id}"})]
+                         env={"OTHER": f"{sweep.RUN_ID_ENV}={run.run_id}"})]
     target = runs.start(run, "sleep", "600")
-    assert run.members() == [target]
+    # /proc shows the spawned child's new environment once it has exec'd: poll, don't race
+    wait_until(lambda: run.members() == [target], what=f"only {target} found by its run id")
     assert run.signal(signal.SIGTERM) == 1
     assert os.WTERMSIG(reap(target)) == signal.SIGTERM
     for decoy in (longer, inside):

@@ -4,41 +4,62 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 import structlog
 
+from starforge_daemon.core.events import Event, Publisher
 from starforge_daemon.core.models import ProcessIdentity, RunExit
 from starforge_daemon.daemon.engine import Engine, StopMode
-from starforge_daemon.runtime.local.client import Exited, LaunchSpec, RunEvent, Started
+from starforge_daemon.daemon.observers.eventlog import EventLogObserver
+from starforge_daemon.daemon.persistence import Stores
+from starforge_daemon.daemon.service import run_base_environment
+from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, Started
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import Settings
+from starforge_daemon.workspaces.base import SharedCheckout
 
 
 class FakeRunner:
     def __init__(self) -> None:
         self.launched: list[LaunchSpec] = []
-        self.signals: list[tuple[int, int]] = []
+        self.stops: list[tuple[str, bool]] = []  # (run id, force)
+        self.holding: set[str] = set()  # runs an earlier daemon's backend still follows
 
     def connect(self) -> None:
         pass
 
+    def launch(self, spec: LaunchSpec) -> None:
+        self.launched.append(spec)
+
+    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> set[str]:
+        return set(open_runs) & self.holding
+
+    def stop(self, run_id: str, force: bool) -> None:
+        self.stops.append((run_id, force))
+
+    def take_events(self) -> list[RunEvent]:
+        raise AssertionError("the tests drive Engine.apply directly")
+
+
+class FakeReactor:
     def wake(self) -> None:
         pass
 
-    def launch(self, spec: LaunchSpec, journal: Path) -> None:
-        self.launched.append(spec)
-
-    def adopt(self, run_id: str, agent: ProcessIdentity | None) -> bool:
-        return False
-
-    def signal(self, agent: ProcessIdentity, number: int) -> None:
-        self.signals.append((agent.pid, number))
-
-    def wait(self, timeout: float | None) -> list[RunEvent]:
+    def wait(self, timeout: float | None) -> None:
         raise AssertionError("the tests drive Engine.apply directly")
+
+
+class FakeGauge:
+    """The memory gauge: short of memory while ``reason`` is set."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def shortage(self, now: float) -> str | None:
+        return self.reason
 
 
 class Clock:
@@ -56,8 +77,16 @@ def setup(tmp_path: Path):
     clock = Clock()
     runner = FakeRunner()
 
-    def make(**settings) -> Engine:
-        engine = Engine(Settings(**settings), paths, runner, structlog.get_logger(), clock)
+    def make(gauge: FakeGauge | None = None, observer: Callable[[Event], None] | None = None,
+             **settings) -> Engine:
+        events = Publisher()
+        events.subscribe(EventLogObserver(structlog.get_logger()))
+        if observer is not None:
+            events.subscribe(observer)
+        engine = Engine(Settings(**settings), paths, reactor=FakeReactor(), runner=runner,
+                        stores=Stores.open(paths),
+                        workspaces=SharedCheckout(paths.root), gauge=gauge or FakeGauge(),
+                        clock=clock, events=events, base_env=run_base_environment(paths))
         engine.prepare()
         engine.apply([], clock.now)  # the first turn reads the waiting triggers and dispatches
         return engine
@@ -115,16 +144,16 @@ def test_timeout_escalates_from_term_to_kill_on_the_clock(setup) -> None:
     engine.apply([started(spec, 42)], clock.now)
     clock.now += 29.9
     engine.apply([], clock.now)
-    assert runner.signals == []
+    assert runner.stops == []
     clock.now += 0.1
     engine.apply([], clock.now)
-    assert runner.signals == [(42, signal.SIGTERM)]
+    assert runner.stops == [(spec.run_id, False)]
     clock.now += 4.9
     engine.apply([], clock.now)
-    assert runner.signals == [(42, signal.SIGTERM)]
+    assert runner.stops == [(spec.run_id, False)]
     clock.now += 0.1
     engine.apply([], clock.now)
-    assert runner.signals[-1] == (42, signal.SIGKILL)
+    assert runner.stops[-1] == (spec.run_id, True)
     engine.apply([exited(spec, -9, clock.now)], clock.now)
     outcome = result(paths, paths.failed, "t.trigger")
     assert outcome["outcome"] == "timed_out" and outcome["exit_code"] == -9
@@ -143,13 +172,13 @@ def test_stop_terminates_runs_and_finishes_when_they_are_gone(setup) -> None:
     engine.apply([started(a, 1), started(b, 2)], clock.now)
     engine.stop_request = StopMode.STOP
     engine.apply([], clock.now)
-    assert sorted(runner.signals) == [(1, signal.SIGTERM), (2, signal.SIGTERM)]
+    assert sorted(runner.stops) == sorted([(a.run_id, False), (b.run_id, False)])
     assert not engine.finished
     engine.apply([exited(a, -15, clock.now)], clock.now)
     assert not engine.finished and len(runner.launched) == 2, "no new run while stopping"
     clock.now += 10
     engine.apply([], clock.now)
-    assert (2, signal.SIGKILL) in runner.signals
+    assert (b.run_id, True) in runner.stops and (a.run_id, True) not in runner.stops
     engine.apply([exited(b, -9, clock.now)], clock.now)
     assert engine.finished
     assert result(paths, paths.failed, "a.trigger")["outcome"] == "killed"
@@ -163,7 +192,7 @@ def test_handoff_leaves_runs_alone(setup) -> None:
     engine.apply([started(runner.launched[0], 7)], clock.now)
     engine.stop_request = StopMode.HANDOFF
     engine.apply([], clock.now)
-    assert engine.finished and runner.signals == []
+    assert engine.finished and runner.stops == []
     assert list(paths.running.iterdir()) == [paths.running / "a.trigger"]
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from conftest import Project, wait_until
 
-from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep, agent_of, tidy
+from starforge_daemon.core.runids import agent_of
+from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep, tidy
 
 HOUR = 3600.0
 DAY = 24 * HOUR

@@ -247,7 +247,9 @@ def test_clients_never_load_the_daemons_libraries(paths: ProjectPaths) -> None:
     """``starforge trigger`` runs on every handoff: what it imports and runs stays light."""
     paths.env_file.write_text("MAX_TRIGGER_BYTES=4096\n")
     code = ("import json, sys\n"
-            "import starforge_daemon.store.records, starforge_daemon.store.slots\n"
+            "import starforge_daemon.store.results, starforge_daemon.store.journal\n"
+            "import starforge_daemon.store.attempts, starforge_daemon.store.history\n"
+            "import starforge_daemon.store.state, starforge_daemon.store.slots\n"
             "import starforge_daemon.store.settings\n"
             "from starforge_daemon import submit_trigger\n"
             f"submit_trigger('agent-a', project_dir={str(paths.root)!r}, action='x')\n"

@@ -18,11 +18,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from starforge_daemon.core.command import placeholder_values, render_argv, run_environment
+from starforge_daemon.core.command import PLACEHOLDERS, placeholder_values, render_argv, run_environment
 from starforge_daemon.core.models import Run, Trigger
 from starforge_daemon.intake.triggers import Accepted, NotReady, Rejected, examine
 from starforge_daemon.intake.validate import InvalidTrigger, parse_trigger
-from starforge_daemon.store.settings import PLACEHOLDERS
 
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 TEXT_FIELDS = ("from_agent", "action", "message", "trace_id")

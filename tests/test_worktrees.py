@@ -16,7 +16,7 @@ from conftest import Project, gone, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
 
-from starforge_daemon.workspaces.worktrees import MAX_SLUG, slug
+from starforge_daemon.workspaces.worktree_folder import MAX_SLUG, slug
 
 AGENT = Path(__file__).with_name("worktree_agent.py")
 WORKTREES = ".claude/worktrees"

@@ -51,7 +51,7 @@ def _trigger_names(folder: os.PathLike[str] | str) -> list[str]:
 
 def _agents(paths: ProjectPaths) -> list[str | None]:
     """Agents with a slot, a run log or a queued trigger."""
-    from starforge_daemon.daemon.logupkeep import agent_of
+    from starforge_daemon.core.runids import agent_of
     from starforge_daemon.store.atomic import read_json_object
 
     queued = [read_json_object(paths.triggers / name).get("to_agent")
@@ -61,10 +61,10 @@ def _agents(paths: ProjectPaths) -> list[str | None]:
             *(agent for agent in queued if isinstance(agent, str))]
 
 
-def _run_ids(paths: ProjectPaths) -> list[str | None]:
-    from starforge_daemon.client.runlogs import run_id_of
+def _run_ids(paths: ProjectPaths) -> list[str]:
+    from starforge_daemon.core.runids import log_run_id
 
-    return [run_id_of(paths.logs / name) for name in _names(paths.logs)]
+    return [run_id.text for name in _names(paths.logs) if (run_id := log_run_id(name))]
 
 
 complete_agents = _completer(_agents)

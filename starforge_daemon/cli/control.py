@@ -31,8 +31,12 @@ def _ask(paths: ProjectPaths, message: dict[str, Any], as_json: bool) -> dict[st
     if as_json:
         click.echo(json.dumps(answer, indent=2))
     if not answer.get("ok"):
-        raise click.ClickException(str(answer.get("error") or "the daemon refused"))
+        raise _refusal(answer)
     return answer
+
+
+def _refusal(answer: dict[str, Any]) -> click.ClickException:
+    return click.ClickException(str(answer.get("error") or "the daemon refused"))
 
 
 def _agent_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -86,7 +90,7 @@ def _set_pause(paths: ProjectPaths, agent: str | None, paused: bool, as_json: bo
         before, after = changed
         answer = {"ok": True, "paused": after.to_json(), "daemon_running": False}
     elif not answer.get("ok"):
-        raise click.ClickException(str(answer.get("error") or "the daemon refused"))
+        raise _refusal(answer)
     else:
         after = Pauses.from_json(answer.get("paused"))
         answer = {**answer, "daemon_running": True}
@@ -104,24 +108,23 @@ agent_argument = click.argument("agent", required=False, callback=_agent_name,
                                 shell_complete=complete_agents)
 
 
-@click.command()
-@agent_argument
-@json_option
-@pass_project
-def pause(paths: ProjectPaths, agent: str | None, as_json: bool) -> None:
-    """Start no new runs (of AGENT, or of anyone); running ones carry on, triggers keep
-    queueing, and the pause outlives a daemon restart. Works without a daemon too."""
-    _set_pause(paths, agent, True, as_json)
+def _pause_command(paused: bool, help_text: str) -> click.Command:
+    """``pause`` or ``resume``: the same arguments and body, the other way round."""
+
+    @click.command("pause" if paused else "resume", help=help_text)
+    @agent_argument
+    @json_option
+    @pass_project
+    def command(paths: ProjectPaths, agent: str | None, as_json: bool) -> None:
+        _set_pause(paths, agent, paused, as_json)
+
+    return command
 
 
-@click.command()
-@agent_argument
-@json_option
-@pass_project
-def resume(paths: ProjectPaths, agent: str | None, as_json: bool) -> None:
-    """Lift a pause (of AGENT, or the pause of all agents); says what still holds.
-    Works without a daemon too."""
-    _set_pause(paths, agent, False, as_json)
+pause = _pause_command(True, """Start no new runs (of AGENT, or of anyone); running ones carry on,
+    triggers keep queueing, and the pause outlives a daemon restart. Works without a daemon too.""")
+resume = _pause_command(False, """Lift a pause (of AGENT, or the pause of all agents); says what
+    still holds. Works without a daemon too.""")
 
 
 @click.command()

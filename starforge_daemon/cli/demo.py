@@ -21,7 +21,7 @@ from pathlib import Path
 from starforge_daemon.client import control
 from starforge_daemon.client.submit import submit_trigger
 from starforge_daemon.daemon import service
-from starforge_daemon.daemon.engine import DAEMON_ONLY_VARIABLES
+from starforge_daemon.daemon.service import DAEMON_ONLY_VARIABLES
 from starforge_daemon.store.instance import running_pid
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import SETTINGS, SettingsError, load_settings

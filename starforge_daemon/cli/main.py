@@ -29,6 +29,7 @@ from starforge_daemon.cli.queue import queue, trigger
 from starforge_daemon.cli.runs import logs, report, runs
 from starforge_daemon.cli.systemd import systemd
 from starforge_daemon.cli.worktrees import worktrees
+from starforge_daemon.core.durations import duration_text
 from starforge_daemon.store.instance import HANDOFF_EXIT_STATUS, running_pid
 from starforge_daemon.store.paths import ProjectPaths, locate
 
@@ -59,17 +60,6 @@ def _stop_timeout(paths: ProjectPaths) -> float:
     except SettingsError:
         grace = Settings.AGENT_KILL_GRACE  # the class holds the defaults
     return grace + STOP_MARGIN
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 class Starforge(click.Group):
@@ -164,7 +154,7 @@ def _status_text(doc: dict[str, Any]) -> str:
     from starforge_daemon.client.table import text_table
 
     rows = [[slot["agent"], slot["status"], slot["pid"] or "-", slot["ticket"] or "-",
-             _duration(slot["elapsed_s"]), (slot["last_log_line"] or "")[:60]]
+             duration_text(slot["elapsed_s"]), (slot["last_log_line"] or "")[:60]]
             for slot in doc["slots"]]
     lines = [text_table(["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "LAST LOG LINE"], rows)
              if rows else "(no agent has run yet)"]
@@ -178,7 +168,7 @@ def _status_text(doc: dict[str, Any]) -> str:
     if doc["held_back"]:
         lines.append(f"holding back: {doc['held_back']}")
     if doc["running"]:
-        lines.append(f"daemon: running, pid {doc['pid']}, up {_duration(doc['uptime_s'])}, "
+        lines.append(f"daemon: running, pid {doc['pid']}, up {duration_text(doc['uptime_s'])}, "
                      f"{doc['mode']} mode, limit {doc['max_concurrent']}")
     else:
         lines.append("daemon: not running (showing the files' view)")

@@ -10,23 +10,11 @@ import click
 
 from starforge_daemon.cli.completion import complete_agents
 from starforge_daemon.cli.project import pass_project
+from starforge_daemon.core.durations import duration_text
 from starforge_daemon.store.paths import ProjectPaths
 
 if TYPE_CHECKING:
     from starforge_daemon.client.listing import QueueListing
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 def _listing_text(listing: QueueListing) -> str:
@@ -35,7 +23,7 @@ def _listing_text(listing: QueueListing) -> str:
     lines = []
     if listing.pending:
         rows = [[item.position, item.name, item.agent, item.ticket or "-", item.action or "-",
-                 _age(item.age_s), item.state, item.note] for item in listing.pending]
+                 duration_text(item.age_s), item.state, item.note] for item in listing.pending]
         lines.append(text_table(["#", "TRIGGER", "AGENT", "TICKET", "ACTION", "AGE", "STATE",
                                  "NOTE"], rows))
     else:

@@ -40,7 +40,7 @@ class Duration(click.ParamType):
 def _choose_log(paths: ProjectPaths, agent: str | None, ticket: str | None, run_id: str | None,
                 daemon_log: bool) -> Path:
     from starforge_daemon.client import runlogs
-    from starforge_daemon.daemon.logupkeep import agent_of
+    from starforge_daemon.core.runids import agent_of
 
     if daemon_log:
         if agent or ticket or run_id:
@@ -71,13 +71,13 @@ def _note(text: str) -> None:
 def _follow(paths: ProjectPaths, path: Path, offset: int, write: Callable[[bytes], None]) -> None:
     """Follow ``path``; a run's log until the run ends, then say how it ended."""
     from starforge_daemon.client import runlogs
-    from starforge_daemon.daemon.logupkeep import agent_of
+    from starforge_daemon.core.runids import log_run_id
 
-    run_id, agent = runlogs.run_id_of(path), agent_of(path.name)
-    if run_id is None or agent is None:  # the daemon's log: until Ctrl-C
+    run_id = log_run_id(path.name)
+    if run_id is None:  # the daemon's log: until Ctrl-C
         runlogs.follow(path, write, offset, note=_note)
         return
-    watch = runlogs.RunWatch(paths, run_id, agent)
+    watch = runlogs.RunWatch(paths, run_id.text, run_id.agent)
     ends: list[runlogs.RunEnd] = []
 
     def done() -> bool:
@@ -87,7 +87,7 @@ def _follow(paths: ProjectPaths, path: Path, offset: int, write: Callable[[bytes
         return end is not None
 
     runlogs.follow(path, write, offset, note=_note, done=done)
-    _note(f"==> run {run_id} ended: {ends[0]} <==")
+    _note(f"==> run {run_id.text} ended: {ends[0]} <==")
 
 
 @click.command(short_help="Show or follow a run's log, or the daemon's.")

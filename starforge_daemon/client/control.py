@@ -15,10 +15,12 @@ from typing import Any
 from starforge_daemon.core.models import parse_iso_utc
 from starforge_daemon.intake.triggers import is_trigger_name, scan
 from starforge_daemon.store.atomic import move_unique, read_json_object
+from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.instance import running_pid
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.pauses import load_pauses
-from starforge_daemon.store.records import RESULT_SUFFIX, Attempts, StateFile, result_path
+from starforge_daemon.store.results import RESULT_SUFFIX, result_path
+from starforge_daemon.store.state import StateFile
 
 
 def _count_archived(folder: os.PathLike[str] | str) -> int:

@@ -26,9 +26,12 @@ from starforge_daemon.intake.triggers import (
 )
 from starforge_daemon.intake.validate import InvalidTrigger, parse_trigger
 from starforge_daemon.store.atomic import read_json_object
+from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.instance import running_pid
+from starforge_daemon.store.journal import triggers_in_flight
 from starforge_daemon.store.paths import ProjectPaths
-from starforge_daemon.store.records import RESULT_SUFFIX, Attempts, StateFile, result_path
+from starforge_daemon.store.results import RESULT_SUFFIX, result_path
+from starforge_daemon.store.state import StateFile
 
 if TYPE_CHECKING:
     from starforge_daemon.store.settings import Settings
@@ -89,7 +92,8 @@ def _details(paths: ProjectPaths, entry: QueuedTrigger,
     """Ticket, action and modification time, for display; a file that changed or vanished
     since it was judged shows none of them."""
     try:
-        data, info = read_trigger_file(paths.triggers / entry.name, settings.MAX_TRIGGER_BYTES,
+        folder = paths.running if entry.claimed else paths.triggers
+        data, info = read_trigger_file(folder / entry.name, settings.MAX_TRIGGER_BYTES,
                                        settings.ALLOW_FOREIGN_TRIGGERS)
         trigger = parse_trigger(data)
     except (InvalidTrigger, OSError):
@@ -145,6 +149,25 @@ def plan(entries: list[QueuedTrigger], hold: Hold, now: float) -> list[tuple[str
     return result
 
 
+def _retries_waiting(paths: ProjectPaths, settings: Settings, now: float) -> list[QueuedTrigger]:
+    """Triggers waiting in ``running/`` for another attempt: an attempts record, no run going."""
+    attempts = Attempts(paths)
+    in_flight = triggers_in_flight(paths)
+    try:
+        names = sorted(scan(paths.running))
+    except FileNotFoundError:
+        return []
+    waiting = []
+    for name in names:
+        if name in in_flight or not attempts.not_before(name):
+            continue
+        verdict = examine(paths.running / name, now, max_bytes=settings.MAX_TRIGGER_BYTES,
+                          allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS, settle_seconds=0)
+        if isinstance(verdict, Accepted):
+            waiting.append(replace(verdict.entry, claimed=True))
+    return waiting
+
+
 def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueListing:
     """Judge every ``*.trigger`` with the daemon's own rules and order them like it does."""
     accepted: list[QueuedTrigger] = []
@@ -164,6 +187,7 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
                                         "being written"))
         elif isinstance(verdict, Rejected):
             not_queued.append(NotQueued(name, "invalid", verdict.reason))
+    accepted += _retries_waiting(paths, settings, now)
     accepted.sort(key=lambda entry: entry.key)
     pid = running_pid(paths)
     state = (StateFile(paths.state_file).load() or {}) if pid else {}

@@ -18,8 +18,8 @@ from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import (
     Settings,
     SettingsError,
+    env_file_values,
     load_settings,
-    read_env_file,
 )
 from starforge_daemon.workspaces.git import GitError, git
 
@@ -52,7 +52,7 @@ def settings_checks(paths: ProjectPaths) -> list[Check]:
     """``.env``, the settings, the agent program: each is checked once the one before passed."""
     if paths.env_file.is_file():
         try:
-            read_env_file(paths.env_file)
+            env_file_values(paths)
         except SettingsError as error:
             return [Check(".env", False, str(error)),
                     Check("settings", False, "not checked: .env does not parse"),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from starforge_daemon.client.table import markdown_table
+from starforge_daemon.core.durations import duration_text
 from starforge_daemon.core.models import OutcomeKind, iso_utc
 
 SLOWEST_LIMIT = 5
@@ -176,21 +177,11 @@ def summarize(records: list[HistoryRecord], *, now: float, since_s: float | None
     }
 
 
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 def _agent_row(name: str, counts: dict[str, Any]) -> list[Any]:
     rate = counts["runs_per_hour"]
     return [name, counts["runs"], counts["succeeded"], counts["failed"], counts["timed_out"],
-            format_seconds(counts["median_s"]), format_seconds(counts["p95_s"]),
+            duration_text(counts["median_s"], tenths=True),
+            duration_text(counts["p95_s"], tenths=True),
             "-" if rate is None else f"{rate:.1f}"]
 
 
@@ -213,7 +204,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     else:
         lines.append(f"{total['runs']} runs in `{doc['history']}`{window}, from "
                      f"{doc['first_started_at']} to {doc['last_ended_at']} "
-                     f"({format_seconds(doc['span_s'])}).")
+                     f"({duration_text(doc['span_s'], tenths=True)}).")
     if doc["skipped_lines"]:
         lines.append(f"{doc['skipped_lines']} unreadable line(s) skipped.")
     if not total["runs"]:
@@ -225,7 +216,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
               "*failed* counts runs that failed, were killed or were lost; *runs/h* divides the "
               "runs by the hours from the first run's start to the last run's end."]
     slow = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]),
-             format_seconds(run["duration_s"]), run["outcome"], _code(run["log"])]
+             duration_text(run["duration_s"], tenths=True), run["outcome"], _code(run["log"])]
             for run in doc["slowest"]]
     lines += ["", "## Slowest runs", "",
               markdown_table(["run", "agent", "ticket", "duration", "outcome", "log"], slow)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from starforge_daemon.daemon.logupkeep import RUN_LOG_SUFFIXES, agent_of
+from starforge_daemon.core.runids import RUN_LOG_SUFFIXES, agent_of, log_run_id
 from starforge_daemon.store.atomic import read_json_object
 from starforge_daemon.store.paths import ProjectPaths
 
@@ -30,19 +30,6 @@ class LogNotFound(Exception):
     """No log matches; the message says what was looked for."""
 
 
-def _started_second(run_id: str) -> int:
-    """The unix seconds in ``<agent>-<seconds>-<hex>``; 0 when the id has no such part."""
-    parts = run_id.rsplit("-", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
-
-
-def _stem(name: str) -> str:
-    for suffix in RUN_LOG_SUFFIXES:
-        if name.endswith(suffix):
-            return name.removesuffix(suffix)
-    return name
-
-
 def _newest(paths: list[Path]) -> Path:
     """Newest by the start second in the name, then by modification time."""
     def key(path: Path) -> tuple[int, float]:
@@ -50,7 +37,8 @@ def _newest(paths: list[Path]) -> Path:
             mtime = path.stat().st_mtime
         except OSError:
             mtime = 0.0
-        return _started_second(_stem(path.name)), mtime
+        run_id = log_run_id(path.name)
+        return (run_id.seconds if run_id else 0), mtime
     return max(paths, key=key)
 
 
@@ -201,12 +189,6 @@ def follow(path: Path, write: Callable[[bytes], None], offset: int, *, poll: flo
             time.sleep(poll)
     finally:
         file.close()
-
-
-def run_id_of(path: Path) -> str | None:
-    """The run id in a run log's name; None for a name that holds none (daemon.log)."""
-    stem = _stem(path.name)
-    return stem if stem != path.name and _started_second(stem) else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from enum import StrEnum
 
 from starforge_daemon.core.models import ProcessIdentity, Run
 
-Handle = ProcessIdentity
+Handle = ProcessIdentity  # what the runner reported for a run: opaque to the engine, which
+# shows only its pid (slots, SPAWNED); signals and sessions stay inside runtime/local/
 
 
 class StopReason(StrEnum):

@@ -8,28 +8,29 @@ from pathlib import Path
 from typing import Any
 
 from starforge_daemon.core import scheduler
+from starforge_daemon.core.events import Finished, Problem, Publisher, Retried, WorkspaceReleased
 from starforge_daemon.core.ledger import Ledger, RunState
-from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit, iso_utc
+from starforge_daemon.core.models import QueuedTrigger, Run, RunExit, iso_utc
 from starforge_daemon.core.queue import TriggerQueue
-from starforge_daemon.daemon.persistence import Persistence
-from starforge_daemon.store.records import Archive, Attempts, History, RunJournal, run_result
+from starforge_daemon.daemon.persistence import Persistence, Stores
+from starforge_daemon.store.attempts import AttemptsRecord
+from starforge_daemon.store.results import RunResult
 from starforge_daemon.workspaces.base import Workspaces
 
 
 class Finisher:
-    def __init__(self, *, queue: TriggerQueue, ledger: Ledger, saved: Persistence,
-                 archive: Archive, attempts: Attempts, journal: RunJournal, history: History,
-                 workspaces: Workspaces, backoff: scheduler.Backoff, log: Any) -> None:
+    def __init__(self, *, queue: TriggerQueue, ledger: Ledger, saved: Persistence, stores: Stores,
+                 workspaces: Workspaces, backoff: scheduler.Backoff, events: Publisher) -> None:
         self.queue = queue
         self.ledger = ledger
         self.saved = saved
-        self.archive = archive
-        self.attempts = attempts
-        self.journal = journal
-        self.history = history
+        self.archive = stores.archive
+        self.attempts = stores.attempts
+        self.journal = stores.journal
+        self.history = stores.history
         self.workspaces = workspaces
         self.backoff = backoff
-        self.log = log
+        self.events = events
         self._unarchived: list[tuple[Run, dict[str, Any]]] = []
 
     def finish(self, state: RunState, ended: RunExit | None, now: float) -> None:
@@ -37,33 +38,28 @@ class Finisher:
         run = state.run
         outcome = scheduler.outcome_of(state, ended)
         ended_at = ended.ended_at if ended else now
-        result = run_result(run, state.handle, outcome, ended_at)
-        earlier = [attempt for attempt in self.attempts.load(run.trigger_name)[0]
-                   if attempt.get("run_id") != run.run_id]  # saved before a crash: once only
+        result = RunResult.of(run, state.handle, outcome, ended_at)
+        earlier = [attempt for attempt in self.attempts.load(run.trigger_name).attempts
+                   if attempt.run_id != run.run_id]  # saved before a crash: once only
         attempts = [*earlier, result]
         decision = scheduler.after_run(run, outcome, len(attempts), self.backoff, now)
         if isinstance(decision, scheduler.Archive) or not self._retry(run, attempts,
                                                                        decision.not_before, now):
+            record = result.to_dict()
             if len(attempts) > 1:
-                result = {**result, "attempts": attempts}
-            self._unarchived.append((run, result))
+                record["attempts"] = [attempt.to_dict() for attempt in attempts]
+            self._unarchived.append((run, record))
         self.ledger.remove(run.run_id)
         note = self.workspaces.release(run, outcome)
         if note:
-            self.log.info("WORKTREE", agent=run.agent, run=run.run_id, msg=note)
+            self.events.publish(WorkspaceReleased(run.agent, run.run_id, note))
         self.saved.slots.ended(run, outcome.kind, ended_at)
         self.queue.offer(run.agent)
         self.saved.count(outcome.kind.value)
-        event = "TIMEOUT" if outcome.kind is OutcomeKind.TIMED_OUT else "FINISH"
-        if ended is not None and ended.error is not None:
-            say = self.log.error  # the run could not even start
-        elif outcome.kind is OutcomeKind.SUCCEEDED:
-            say = self.log.info
-        else:
-            say = self.log.warning
-        say(event, agent=run.agent, ticket=run.ticket, outcome=outcome.kind.value,
-            exit_code=outcome.exit_code, reason=outcome.reason, run=run.run_id,
-            attempt=run.attempt, duration_s=result["duration_s"])
+        self.events.publish(Finished(
+            run.agent, run.ticket, outcome.kind.value, outcome.exit_code, outcome.reason,
+            run.run_id, run.attempt, result.duration_s,
+            start_failed=ended is not None and ended.error is not None))
 
     def archive_finished(self, now: float) -> None:
         """Archive the runs finished this turn, after the dispatch: the next run of a freed
@@ -77,8 +73,9 @@ class Finisher:
         try:
             archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
         except OSError as error:
-            self.log.error("ERROR", msg="cannot archive finished trigger; it stays in running/ "
-                           "until the next start", trigger=run.trigger_name, error=str(error))
+            self.events.publish(Problem(msg="cannot archive finished trigger; it stays in "
+                                        "running/ until the next start",
+                                        trigger=run.trigger_name, error=str(error)))
             return
         self.journal.done(run.run_id)
         self.attempts.remove(run.trigger_name)
@@ -88,27 +85,27 @@ class Finisher:
         try:
             self.history.append(record)
         except OSError as error:
-            self.log.error("ERROR", msg="cannot append run history", error=str(error))
+            self.events.publish(Problem(msg="cannot append run history", error=str(error)))
 
-    def _retry(self, run: Run, attempts: list[dict[str, Any]], not_before: float,
-               now: float) -> bool:
+    def _retry(self, run: Run, attempts: list[RunResult], not_before: float, now: float) -> bool:
         """Queue the trigger again where it is, in ``running/``, to wait out its backoff behind
         the work already waiting; its attempts record is what recovery finds it by."""
         path = Path(run.trigger_path)
         name = path.name
         stamp = int(now * 1e9)
         try:
-            self.attempts.save(name, attempts, not_before)
+            self.attempts.save(name, AttemptsRecord(attempts, not_before))
             os.utime(path, ns=(stamp, stamp))  # younger than the work already waiting
         except OSError as error:
-            self.log.error("ERROR", msg="cannot queue the trigger again; archiving it",
-                           trigger=name, error=str(error))
+            self.events.publish(Problem(msg="cannot queue the trigger again; archiving it",
+                                        trigger=name, error=str(error)))
             return False
         self.journal.done(run.run_id)
-        self._record_history({**attempts[-1], "retry_at": iso_utc(not_before, precise=True)})
+        self._record_history({**attempts[-1].to_dict(),
+                              "retry_at": iso_utc(not_before, precise=True)})
         self.queue.add(QueuedTrigger(name, run.target, (-run.priority, stamp, name), not_before,
                                      claimed=True))
         self.saved.count("retried")
-        self.log.warning("RETRY", trigger=name, agent=run.target, attempt=run.attempt,
-                         of=run.max_retries + 1, retry_at=iso_utc(not_before, precise=True))
+        self.events.publish(Retried(name, run.target, run.attempt, run.max_retries + 1,
+                                    iso_utc(not_before, precise=True)))
         return True

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
 import shutil
 import threading
 from collections import defaultdict
@@ -17,14 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RUN_LOG_SUFFIXES = (".log", ".log.gz")
-# ``<agent>-<unix-seconds>-<hex>``, the daemon's run ids, or ``<agent>-<unix-seconds>`` as the
-# StarForge docs name run logs (an earlier install may have left such). The agent part is
-# matched lazily, the seconds have at least 9 digits and the tag exactly six hex digits, so
-# ``qa-1-1729845600.log`` is agent ``qa-1``, ``junior-dev-a-1729845600-123456.log`` is agent
-# ``junior-dev-a``, and ``notes-2.log`` is no run log.
-RUN_LOG_NAME = re.compile(r"(?P<agent>[A-Za-z0-9][A-Za-z0-9._-]{0,63}?)-[0-9]{9,}"
-                          r"(?:-[0-9a-f]{6})?\.log(?:\.gz)?")
+from starforge_daemon.core.runids import agent_of
 
 
 @dataclass(frozen=True)
@@ -40,13 +32,6 @@ class RunLog:
     agent: str
     size: int
     mtime: float
-
-
-def agent_of(name: str) -> str | None:
-    """``junior-dev-a-1761368400-1a2b3c.log`` or ``junior-dev-a-1761368400.log.gz`` ->
-    ``junior-dev-a``; None for other files."""
-    match = RUN_LOG_NAME.fullmatch(name)
-    return match["agent"] if match else None
 
 
 def run_logs(folder: Path) -> list[RunLog]:

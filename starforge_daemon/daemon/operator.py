@@ -11,14 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from starforge_daemon.core.events import Cancelled, Paused, Publisher, Resumed, StopRequested
 from starforge_daemon.core.ledger import Ledger, StopReason
 from starforge_daemon.core.models import OutcomeKind
 from starforge_daemon.core.queue import TriggerQueue
 from starforge_daemon.daemon.persistence import Persistence
-from starforge_daemon.store.atomic import write_json_atomic
+from starforge_daemon.store.atomic import read_json_object, write_json_atomic
+from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.control_socket import Reply
 from starforge_daemon.store.paths import ProjectPaths
-from starforge_daemon.store.records import Archive, Attempts
+from starforge_daemon.store.results import Archive, NoRun
 
 Request = tuple[dict[str, Any], Reply]
 Answer = dict[str, Any]
@@ -26,7 +28,7 @@ Answer = dict[str, Any]
 
 class Operator:
     def __init__(self, paths: ProjectPaths, queue_: TriggerQueue, ledger: Ledger, archive: Archive,
-                 attempts: Attempts, saved: Persistence, log: Any, wake: Callable[[], None],
+                 attempts: Attempts, saved: Persistence, events: Publisher, wake: Callable[[], None],
                  terminate: Callable[[str, StopReason, float], None]) -> None:
         self.paths = paths
         self.queue = queue_
@@ -34,7 +36,7 @@ class Operator:
         self.archive = archive
         self.attempts = attempts
         self.saved = saved
-        self.log = log
+        self.events = events
         self._wake = wake
         self._terminate = terminate
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
@@ -65,13 +67,20 @@ class Operator:
                 answer = {"ok": False, "error": str(error)}
             reply(answer)
 
+    def restore_pauses(self) -> None:
+        """Pauses outlive the daemon: take them back from ``paused.json`` at start."""
+        paused = read_json_object(self.paths.paused_file)
+        if paused.get("all"):
+            self.queue.pause(None)
+        for agent in paused.get("agents", []):
+            self.queue.pause(str(agent))
+
     def _set_pause(self, request: dict[str, Any], paused: bool) -> Answer:
         agent = request.get("agent") or None
         (self.queue.pause if paused else self.queue.resume)(agent)
         write_json_atomic(self.paths.paused_file, self.queue.pauses)
         self.saved.changed()
-        self.log.info("PAUSE" if paused else "RESUME", agent=agent or "all",
-                      msg="no new runs; running ones carry on" if paused else None)
+        self.events.publish((Paused if paused else Resumed)(agent or "all"))
         return {"ok": True, "paused": self.queue.pauses}
 
     def _stop_agent(self, request: dict[str, Any], now: float) -> Answer:
@@ -80,7 +89,7 @@ class Operator:
         if state is None:
             return {"ok": False, "error": f"agent {agent} has no run going"}
         self._terminate(state.run.run_id, StopReason.OPERATOR, now)
-        self.log.warning("STOP", agent=agent, run=state.run.run_id, msg="stopped by the operator")
+        self.events.publish(StopRequested(agent, state.run.run_id))
         return {"ok": True, "run_id": state.run.run_id, "trigger": state.run.trigger_name}
 
     def _cancel(self, request: dict[str, Any], now: float) -> Answer:
@@ -88,11 +97,10 @@ class Operator:
         entry = self.queue.remove(name)
         if entry is None:
             return {"ok": False, "error": f"{name} is not waiting in the queue"}
-        result = {"trigger": name, "outcome": OutcomeKind.CANCELLED.value,
-                  "reason": "cancelled by the operator", "exit_code": None}
+        result = NoRun(name, OutcomeKind.CANCELLED, "cancelled by the operator")
         folder = self.paths.running if entry.claimed else self.paths.triggers
-        archived = self.archive.put(folder / name, name, result, now)
+        archived = self.archive.put(folder / name, name, result.to_dict(), now)
         self.attempts.remove(name)
         self.saved.count(OutcomeKind.CANCELLED.value)
-        self.log.warning("CANCEL", trigger=name, archived=str(archived))
+        self.events.publish(Cancelled(name, str(archived)))
         return {"ok": True, "archived": str(archived)}

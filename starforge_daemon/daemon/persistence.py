@@ -9,25 +9,48 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
+from starforge_daemon.core.events import Problem, Publisher
 from starforge_daemon.core.ledger import Ledger
-from starforge_daemon.store.records import StateFile
+from starforge_daemon.store.attempts import Attempts
+from starforge_daemon.store.history import History
+from starforge_daemon.store.journal import RunJournal
+from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.results import Archive
 from starforge_daemon.store.slots import SlotTable
+from starforge_daemon.store.state import DaemonState, StateFile
 
 STATE_SAVE_INTERVAL = 1.0
 SLOTS_SAVE_INTERVAL = 0.05
 SAVE_RETRY_INTERVAL = 1.0
 
 
+@dataclass(frozen=True)
+class Stores:
+    """The records the engine writes, built by the service and handed to the engine."""
+
+    archive: Archive
+    journal: RunJournal
+    attempts: Attempts
+    history: History
+    state_file: StateFile
+
+    @classmethod
+    def open(cls, paths: ProjectPaths) -> Stores:
+        return cls(Archive(paths), RunJournal(paths), Attempts(paths), History(paths.history_file),
+                   StateFile(paths.state_file))
+
+
 class Persistence:
     """Owns the counters and the slot histories, and knows when each file is due."""
 
-    def __init__(self, slots: SlotTable, state_file: StateFile, ledger: Ledger, log: Any) -> None:
+    def __init__(self, slots: SlotTable, state_file: StateFile, ledger: Ledger,
+                 events: Publisher) -> None:
         self.slots = slots
         self.state_file = state_file
         self.ledger = ledger
-        self.log = log
+        self.events = events
         self.counters: Counter[str] = Counter()
         self._state_dirty = True
         self._next_state_save = 0.0
@@ -51,7 +74,7 @@ class Persistence:
             moments.append(max(self._next_state_save, self._next_retry))
         return moments
 
-    def save(self, now: float, state: Callable[[float], dict[str, Any]], force: bool = False) -> None:
+    def save(self, now: float, state: Callable[[float], DaemonState], force: bool = False) -> None:
         """Save what changed and is due; ``force`` saves it now (start and stop)."""
         if now < self._next_retry and not force:
             return
@@ -65,5 +88,5 @@ class Persistence:
                 self._next_state_save = now + STATE_SAVE_INTERVAL
         except OSError as error:
             self._next_retry = now + SAVE_RETRY_INTERVAL
-            self.log.error("ERROR", msg="cannot save state; keeping the last good file and "
-                           "trying again", error=str(error))
+            self.events.publish(Problem(msg="cannot save state; keeping the last good file and "
+                                        "trying again", error=str(error)))

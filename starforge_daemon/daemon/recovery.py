@@ -7,7 +7,7 @@ will be. For each run not done in the journals in ``.claude/daemon/runs``:
 * its trigger is already archived          -> it is marked done;
 * it has an ``exit`` line                  -> finished with that real exit status;
 * it has no ``started`` line               -> the trigger goes back to the queue (nothing ran);
-* the keeper holds it, or its agent lives  -> adopted: followed until it ends, timeout unchanged;
+* the runner still follows it (reconcile)  -> adopted: followed until it ends, timeout unchanged;
 * none of that                             -> finished as lost.
 
 A trigger in ``running/`` without any run in the journals either waits there for another attempt
@@ -18,14 +18,20 @@ Nothing here signals a process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from starforge_daemon.core.ledger import Running
+from starforge_daemon.core.events import Adopted, Publisher, Recovered, RecoveryNote, Requeued
+from starforge_daemon.core.ledger import Launching, Ledger, Running
 from starforge_daemon.core.models import Run, RunExit
-from starforge_daemon.runtime.local.client import Runner
+from starforge_daemon.core.queue import TriggerQueue
+from starforge_daemon.daemon.finisher import Finisher
+from starforge_daemon.daemon.starter import Starter
+from starforge_daemon.intake.triggers import Accepted, Rejected, examine
+from starforge_daemon.runtime.api import Runner
 from starforge_daemon.store.atomic import move_unique
-from starforge_daemon.store.records import Attempts, RunJournal
+from starforge_daemon.store.attempts import Attempts
+from starforge_daemon.store.journal import RunJournal
 
 
 @dataclass
@@ -41,7 +47,11 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folde
                  attempts: Attempts) -> RecoveryResult:
     result = RecoveryResult()
     claimed: set[str] = set()
-    for entry in journal.entries():
+    entries = journal.entries()
+    followed = runner.reconcile({entry.run.run_id: entry.agent for entry in entries
+                                 if entry.ended is None and entry.agent is not None
+                                 and Path(entry.run.trigger_path).exists()})
+    for entry in entries:
         run_id = entry.run.run_id
         trigger = Path(entry.run.trigger_path)
         if not trigger.exists():
@@ -54,7 +64,7 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folde
         elif entry.agent is None:
             result.requeued.append(move_unique(trigger, queue_folder).name)
             journal.done(run_id)
-        elif runner.adopt(run_id, entry.agent):
+        elif run_id in followed:
             result.adopted.append(Running(entry.run, entry.agent))
         else:
             latest = journal.read(run_id)
@@ -68,3 +78,32 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folde
             result.requeued.append(move_unique(path, queue_folder).name)
     journal.prune()
     return result
+
+
+def take_over(found: RecoveryResult, *, ledger: Ledger, queue: TriggerQueue, starter: Starter,
+              finisher: Finisher, events: Publisher, now: float) -> None:
+    """Apply what ``recover_runs`` found: adopt, requeue, finish."""
+    for note in found.notes:
+        events.publish(RecoveryNote(note))
+    for path in found.retries:
+        _requeue_retry(path, queue, starter, now)
+    for name in found.requeued:
+        events.publish(Requeued(name))
+    for state in found.adopted:
+        ledger.add(state)
+        events.publish(Adopted(state.run.agent, state.run.run_id, state.handle.pid))
+    for run, ended in found.to_finish:
+        events.publish(Recovered(run.agent, run.run_id, ended.exit_code if ended else None))
+        finisher.finish(Launching(run), ended, now)
+
+
+def _requeue_retry(path: Path, queue: TriggerQueue, starter: Starter, now: float) -> None:
+    """A retry left waiting in ``running/`` by an earlier daemon goes back into the queue."""
+    settings = starter.settings
+    verdict = examine(path, now, max_bytes=settings.MAX_TRIGGER_BYTES,
+                      allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS, settle_seconds=0)
+    if isinstance(verdict, Accepted):
+        queue.add(replace(verdict.entry, not_before=starter.stores.attempts.not_before(path.name),
+                          claimed=True))
+    elif isinstance(verdict, Rejected):
+        starter.reject(path, path.name, verdict.reason, now)

@@ -13,23 +13,30 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
+from starforge_daemon.core.events import Crashed, DaemonStarted, Publisher, Ready, Stopped
 from starforge_daemon.daemon.engine import Engine, StopMode
 from starforge_daemon.daemon.eventlog import EventLogFile, configure
+from starforge_daemon.daemon.load import MemoryGauge
 from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep
+from starforge_daemon.daemon.observers.eventlog import EventLogObserver
+from starforge_daemon.daemon.persistence import Stores
+from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.intake.watcher import TriggerWatcher
 from starforge_daemon.runtime.local.client import ProcessRunner
 from starforge_daemon.store.atomic import write_atomic
 from starforge_daemon.store.control_socket import ControlServer
 from starforge_daemon.store.instance import InstanceLock, read_pid
 from starforge_daemon.store.paths import ProjectPaths
-from starforge_daemon.store.settings import Settings, WorktreeMode
+from starforge_daemon.store.settings import Settings, WorktreeMode, dotenv_extras
 from starforge_daemon.workspaces.base import SharedCheckout, Workspaces
 from starforge_daemon.workspaces.worktrees import GitWorktrees, WorktreeSetupError
 
 READY_TIMEOUT = 120.0
+DAEMON_ONLY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 class StartError(Exception):
@@ -66,7 +73,7 @@ def watchdog_ping(_now: float) -> None:
     systemd_notify("WATCHDOG=1")
 
 
-def _install_signal_handlers(engine: Engine, runner: ProcessRunner) -> None:
+def _install_signal_handlers(engine: Engine, reactor: Reactor) -> None:
     def request(mode: StopMode) -> Callable[[int, object], None]:
         def handler(_number: int, _frame: object) -> None:
             engine.stop_request = engine.stop_request or mode
@@ -77,25 +84,25 @@ def _install_signal_handlers(engine: Engine, runner: ProcessRunner) -> None:
     signal.signal(signal.SIGINT, request(StopMode.STOP))
     signal.signal(signal.SIGUSR1, request(StopMode.HANDOFF))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.set_wakeup_fd(runner.wake_fd, warn_on_full_buffer=False)
+    signal.set_wakeup_fd(reactor.wake_fd, warn_on_full_buffer=False)
 
 
 def _schedule_upkeep(engine: Engine, settings: Settings, paths: ProjectPaths,
-                     sink: EventLogFile, pid: int) -> LogUpkeep:
+                     sink: EventLogFile, log: Any, pid: int) -> LogUpkeep:
     """Periodic work on the loop: systemd watchdog pings, log upkeep, following log rotation."""
     ping_every = watchdog_interval(os.environ, pid)
     if ping_every is not None:  # from the loop's thread: a stuck loop misses its pings
-        engine.every(ping_every, watchdog_ping)
+        engine.upkeep.every(ping_every, watchdog_ping)
     upkeep = LogUpkeep(paths.logs, LogPolicy(
         max_bytes_per_agent=settings.LOG_MAX_BYTES,
         retention_seconds=settings.LOG_RETENTION_DAYS * 86400,
-        compress_after_seconds=settings.LOG_COMPRESS_AFTER_HOURS * 3600), engine.log)
+        compress_after_seconds=settings.LOG_COMPRESS_AFTER_HOURS * 3600), log)
 
     def tidy_agent_logs(now: float) -> None:
         upkeep.start_pass(now, engine.logs_in_use)
 
-    engine.every(settings.PROCESS_MONITOR_INTERVAL, tidy_agent_logs)
-    engine.every(settings.PROCESS_MONITOR_INTERVAL, sink.reopen_if_moved)
+    engine.upkeep.every(settings.PROCESS_MONITOR_INTERVAL, tidy_agent_logs)
+    engine.upkeep.every(settings.PROCESS_MONITOR_INTERVAL, sink.reopen_if_moved)
     return upkeep
 
 
@@ -107,6 +114,24 @@ def build_workspaces(paths: ProjectPaths, settings: Settings) -> Workspaces:
         return GitWorktrees.open(paths, settings)
     except WorktreeSetupError as error:
         raise StartError(str(error)) from None
+
+
+def run_base_environment(paths: ProjectPaths) -> dict[str, str]:
+    """What every run inherits: ``.env`` under the real environment, without what is meant for
+    the daemon alone (systemd's notify socket and watchdog)."""
+    environment = {**dotenv_extras(paths), **os.environ}
+    return {key: value for key, value in environment.items() if key not in DAEMON_ONLY_VARIABLES}
+
+
+def build_engine(paths: ProjectPaths, settings: Settings, workspaces: Workspaces,
+                 events: Publisher, reactor: Reactor) -> tuple[Engine, ProcessRunner]:
+    """The engine with the real seams: keeper runner, stores, memory gauge, wall clock."""
+    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log, reactor)
+    engine = Engine(settings, paths, reactor=reactor, runner=runner, stores=Stores.open(paths),
+                    workspaces=workspaces, gauge=MemoryGauge(settings.MIN_FREE_MEMORY_PERCENT),
+                    clock=time.time, events=events, base_env=run_base_environment(paths),
+                    on_stopping=lambda: systemd_notify("STOPPING=1"))
+    return engine, runner
 
 
 def require_agent_program(settings: Settings) -> None:
@@ -129,30 +154,31 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     sink = EventLogFile(paths.daemon_log, settings.DAEMON_LOG_MAX_BYTES, echo=sys.stderr if echo else None)
     configure(sink)
     log = structlog.get_logger()
-    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log)
-    engine = Engine(settings, paths, runner, log,
-                    on_stopping=lambda: systemd_notify("STOPPING=1"), workspaces=workspaces)
+    events = Publisher()
+    events.subscribe(EventLogObserver(log))
+    reactor = Reactor()
+    engine, runner = build_engine(paths, settings, workspaces, events, reactor)
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
     control = ControlServer(paths.control_socket, engine.submit)
-    _install_signal_handlers(engine, runner)
+    _install_signal_handlers(engine, reactor)
     pid = os.getpid()
-    upkeep = _schedule_upkeep(engine, settings, paths, sink, pid)
+    upkeep = _schedule_upkeep(engine, settings, paths, sink, log, pid)
     write_atomic(paths.pid_file, f"{pid}\n".encode())  # 0644 whatever the umask
-    log.info("START", pid=pid, project=str(paths.root))
+    events.publish(DaemonStarted(pid, str(paths.root)))
 
     def ready() -> None:
         systemd_notify(f"READY=1\nMAINPID={pid}\nSTATUS=draining {paths.triggers}")
-        log.info("READY", pid=pid, queued=len(engine.queue), running=len(engine.ledger))
+        events.publish(Ready(pid, len(engine.queue), len(engine.ledger)))
         on_ready(pid)
 
     try:
         watcher.start()
         control.start()
         engine.run(ready)
-        log.info("SHUTDOWN", msg="daemon stopped", mode=engine.stop_mode)
+        events.publish(Stopped(engine.stop_mode.value if engine.stop_mode else None))
         return engine.stop_mode
     except Exception:
-        log.critical("CRITICAL", msg="daemon crashed", error=traceback.format_exc())
+        events.publish(Crashed(traceback.format_exc()))
         raise
     finally:
         control.stop()
@@ -161,6 +187,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
         if read_pid(paths) == pid:
             paths.pid_file.unlink(missing_ok=True)
         runner.close()
+        reactor.close()
         lock.release()
         sink.close()
 

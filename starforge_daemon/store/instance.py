@@ -12,6 +12,21 @@ from starforge_daemon.store.paths import ProjectPaths
 # A foreground daemon that handed its agents over (SIGUSR1) exits with this status, so that
 # systemd (RestartForceExitStatus=) starts the next daemon at once to adopt them.
 HANDOFF_EXIT_STATUS = 75
+LOCK_POLL = 0.01
+
+
+def flock_within(fd: int, patience: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, trying again for up to ``patience`` seconds;
+    whether it was taken. flock has no timeout and gives nothing to wait on, hence the polling."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(LOCK_POLL)
 
 
 class InstanceLock:
@@ -23,18 +38,11 @@ class InstanceLock:
 
     def acquire(self, patience: float = 0.25) -> bool:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        deadline = time.monotonic() + patience  # a status probe may hold it for a moment
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.01)
-                continue
-            self._fd = fd
-            return True
+        if not flock_within(fd, patience):  # a status probe may hold it for a moment
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
 
     def release(self) -> None:
         if self._fd is not None:

@@ -1,9 +1,10 @@
-"""The daemon's side of running agents: the only module that starts, signals or waits for them.
+"""The local backend: the daemon's side of running agents as processes on this machine, the
+only module that starts, signals or waits for them.
 
 Agents are spawned by the project's keeper (``keeper.py``), which stays their parent across
 daemon restarts; this module connects to it (starting it when none runs), asks it for runs and
-turns its reports into events. Runs the keeper cannot report on (it died) are watched directly
-through a pidfd, their exit status unknown.
+turns its reports into run events. Runs the keeper cannot report on (it died) are watched
+directly through a pidfd, their exit status unknown.
 """
 
 from __future__ import annotations
@@ -11,68 +12,23 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psutil
 
 from starforge_daemon.core.models import ProcessIdentity, RunExit
+from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, RunnerError, Started, Watcher
 from starforge_daemon.runtime.local import keeper
 
 KEEPER_START_TIMEOUT = 10.0
 KEEPER = Path(keeper.__file__)
-
-
-class RunnerError(Exception):
-    """The keeper could not be started or reached."""
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    run_id: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    log_path: Path
-    log_cap: int
-
-
-@dataclass(frozen=True)
-class Started:
-    run_id: str
-    agent: ProcessIdentity
-
-
-@dataclass(frozen=True)
-class Exited:
-    """The run is over; ``exit`` is None when nobody recorded how it ended."""
-
-    run_id: str
-    exit: RunExit | None
-
-
-RunEvent = Started | Exited
-
-
-class Runner(Protocol):
-    """What the engine needs from a runner; tests pass a scripted fake."""
-
-    def connect(self) -> None: ...
-
-    def wake(self) -> None: ...
-
-    def launch(self, spec: LaunchSpec, journal: Path) -> None: ...
-
-    def adopt(self, run_id: str, agent: ProcessIdentity | None) -> bool: ...
-
-    def signal(self, agent: ProcessIdentity, number: int) -> None: ...
-
-    def wait(self, timeout: float | None) -> list[RunEvent]: ...
 
 
 def identity_of(pid: int) -> ProcessIdentity | None:
@@ -113,34 +69,24 @@ def _exit_of(message: dict[str, Any]) -> RunExit:
 
 
 class ProcessRunner:
-    """Talks to the keeper and watches runs; ``wait`` is the daemon's one blocking point.
+    """Talks to the keeper and watches runs through the daemon's reactor.
 
-    ``wait`` returns when a run reports, when ``wake`` is called from another thread or a
-    signal arrives, or when the timeout passes.
+    ``stop`` sends SIGTERM (SIGKILL with ``force``) to the run's whole session, at once or as
+    soon as the keeper reports the process; a stopped run's session is swept with SIGKILL once
+    it has ended, for what it left behind.
     """
 
-    def __init__(self, socket_path: Path, keeper_log: Path) -> None:
+    def __init__(self, socket_path: Path, keeper_log: Path, reactor: Watcher) -> None:
         self._socket_path = socket_path
         self._keeper_log = keeper_log
-        self._selector = selectors.DefaultSelector()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
+        self._reactor = reactor
         self._channel: keeper.Channel | None = None
         self._keeper_process: subprocess.Popen[bytes] | None = None
         self._inflight: dict[str, ProcessIdentity | None] = {}  # runs the keeper holds
+        self._watched: dict[str, tuple[ProcessIdentity, int]] = {}  # run -> agent, pidfd
+        self._stops: dict[str, bool] = {}  # run -> force, for runs asked to stop
         self.keeper_runs: dict[str, ProcessIdentity] = {}  # what the keeper held when we came
-        self._backlog: list[RunEvent] = []
-
-    @property
-    def wake_fd(self) -> int:
-        """Write end for ``signal.set_wakeup_fd``."""
-        return self._wake_write
-
-    def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_write, b"\0")
+        self._events: list[RunEvent] = []
 
     # -- the keeper --------------------------------------------------------------------------
 
@@ -161,14 +107,13 @@ class ProcessRunner:
                 continue
             hello, *early = messages
             self._channel = channel
-            self._backlog.extend(self._events(early))
-            self._selector.register(sock, selectors.EVENT_READ, "keeper")
+            self._take(early)
+            self._watch_keeper()
             self.keeper_runs = {run["run_id"]: ProcessIdentity(pid=run["pid"],
                                                                 create_time=run["create_time"])
                                 for run in hello["running"]}
             return
         raise RunnerError(f"cannot reach the keeper at {self._socket_path}")
-
     def _start_keeper(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._socket_path.unlink()  # nobody listens on it
@@ -208,101 +153,118 @@ class ProcessRunner:
             waiting.close()
         return []
 
-    def _keeper_lost(self) -> list[RunEvent]:
+    def _watch_keeper(self) -> None:
+        """Watch the keeper's socket, for writing too while a request waits to be sent."""
+        assert self._channel is not None
+        self._reactor.watch(self._channel.sock.fileno(), self._from_keeper,
+                            write=self._channel.wants_write)
+
+    def _keeper_lost(self) -> None:
         """The keeper died: watch its agents directly; the ones already gone are lost."""
         assert self._channel is not None
-        self._selector.unregister(self._channel.sock)
+        self._reactor.forget(self._channel.sock.fileno())
         self._channel.sock.close()
         self._channel = None
         if self._keeper_process is not None:
             self._keeper_process.poll()
-        events: list[RunEvent] = []
-        for run_id, agent in list(self._inflight.items()):
-            if not self.adopt(run_id, agent):
-                events.append(Exited(run_id, None))
-        self._inflight = {}
-        return events
+        inflight, self._inflight = self._inflight, {}
+        for run_id, agent in inflight.items():
+            if agent is None or not self._watch(run_id, agent):
+                self._ended(run_id, None)
 
     # -- runs --------------------------------------------------------------------------------
 
-    def launch(self, spec: LaunchSpec, journal: Path) -> None:
-        """Ask the keeper for the run; it appends to ``journal`` what becomes of it."""
+    def launch(self, spec: LaunchSpec) -> None:
+        """Ask the keeper for the run; it appends to ``spec.journal`` what becomes of it."""
         if self._channel is None:
             self.connect()
         assert self._channel is not None
         self._channel.send({"op": "spawn", "run_id": spec.run_id, "argv": spec.argv,
                             "env": spec.env, "cwd": spec.cwd, "log": str(spec.log_path),
-                            "log_cap": spec.log_cap, "journal": str(journal)})
+                            "log_cap": spec.log_cap, "journal": str(spec.journal)})
         self._inflight[spec.run_id] = None
+        self._watch_keeper()
 
-    def adopt(self, run_id: str, agent: ProcessIdentity | None) -> bool:
-        """Follow a run an earlier daemon started. False when it is certainly over."""
-        if run_id in self.keeper_runs:
-            self._inflight[run_id] = self.keeper_runs[run_id]
-            return True
-        if agent is None or not is_alive(agent):
+    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> set[str]:
+        """Follow the runs an earlier daemon started that the keeper holds or that still live."""
+        followed = set()
+        for run_id, agent in open_runs.items():
+            if run_id in self.keeper_runs:
+                self._inflight[run_id] = self.keeper_runs[run_id]
+                followed.add(run_id)
+            elif agent is not None and self._watch(run_id, agent):
+                followed.add(run_id)
+        return followed
+
+    def _watch(self, run_id: str, agent: ProcessIdentity) -> bool:
+        """Watch a run's agent through a pidfd; False when it is certainly over."""
+        if not is_alive(agent):
             return False
         try:
             pidfd = os.pidfd_open(agent.pid)
         except ProcessLookupError:
             return False
-        self._selector.register(pidfd, selectors.EVENT_READ, run_id)
+        self._watched[run_id] = (agent, pidfd)
+        self._reactor.watch(pidfd, lambda: self._watched_ended(run_id))
         return True
 
-    def signal(self, agent: ProcessIdentity, number: int) -> None:
-        _signal_session(agent, number)
+    def _watched_ended(self, run_id: str) -> None:
+        """A run watched directly ended; nobody recorded its status."""
+        _agent, pidfd = self._watched[run_id]
+        self._reactor.forget(pidfd)
+        os.close(pidfd)
+        self._ended(run_id, None)
 
-    def wait(self, timeout: float | None) -> list[RunEvent]:
-        events, self._backlog = self._backlog, []
-        if events:
-            timeout = 0
-        if self._channel is not None:
-            mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._channel.wants_write
-                                           else 0)
-            self._selector.modify(self._channel.sock, mask, "keeper")
-        for key, _ in self._selector.select(timeout):
-            if key.data == "wake":
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self._wake_read, 4096):
-                        pass
-            elif key.data == "keeper":
-                events.extend(self._from_keeper())
-            else:  # a run watched directly ended; nobody recorded its status
-                self._selector.unregister(key.fd)
-                os.close(key.fd)
-                events.append(Exited(key.data, None))
+    def _agent_of(self, run_id: str) -> ProcessIdentity | None:
+        watched = self._watched.get(run_id)
+        return watched[0] if watched else self._inflight.get(run_id)
+
+    def stop(self, run_id: str, force: bool) -> None:
+        self._stops[run_id] = force
+        agent = self._agent_of(run_id)
+        if agent is not None:  # else sent once the keeper reports the process
+            _signal_session(agent, signal.SIGKILL if force else signal.SIGTERM)
+
+    def take_events(self) -> list[RunEvent]:
+        events, self._events = self._events, []
         return events
 
-    def _from_keeper(self) -> list[RunEvent]:
+    def _from_keeper(self) -> None:
         assert self._channel is not None
         self._channel.flush()
         messages, closed = self._channel.receive()
-        events = self._events(messages)
+        self._take(messages)
         if closed:
-            events.extend(self._keeper_lost())
-        return events
+            self._keeper_lost()
+        else:
+            self._watch_keeper()
 
-    def _events(self, messages: list[dict[str, Any]]) -> list[RunEvent]:
-        events: list[RunEvent] = []
+    def _take(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             run_id = message["run_id"]
             if message["ev"] == "started":
                 agent = ProcessIdentity(pid=message["pid"], create_time=message["create_time"])
                 self._inflight[run_id] = agent
-                events.append(Started(run_id, agent))
+                self._events.append(Started(run_id, agent))
+                if run_id in self._stops:
+                    self.stop(run_id, self._stops[run_id])
             elif message["ev"] == "exited":
-                self._inflight.pop(run_id, None)
-                events.append(Exited(run_id, _exit_of(message)))
-        return events
+                self._ended(run_id, _exit_of(message))
+
+    def _ended(self, run_id: str, ended: RunExit | None) -> None:
+        agent = self._agent_of(run_id)
+        self._inflight.pop(run_id, None)
+        self._watched.pop(run_id, None)
+        if self._stops.pop(run_id, None) is not None and agent is not None:
+            _signal_session(agent, signal.SIGKILL)  # what a stopped run left in its session
+        self._events.append(Exited(run_id, ended))
 
     def close(self) -> None:
         """Let go of the keeper (it exits once its runs are over) and of our descriptors."""
         if self._channel is not None:
-            self._selector.unregister(self._channel.sock)
+            self._reactor.forget(self._channel.sock.fileno())
             self._channel.sock.close()
-        for key in list(self._selector.get_map().values()):
-            if key.data not in ("wake",):
-                os.close(key.fd)
-        self._selector.close()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        for _agent, pidfd in self._watched.values():
+            self._reactor.forget(pidfd)
+            os.close(pidfd)
+        self._watched = {}

@@ -1,0 +1,21 @@
+"""Durations as the CLI and the report show them: ``5s``, ``2m05s``, ``1h02m``, ``3d04h``."""
+
+from __future__ import annotations
+
+
+def duration_text(seconds: float | None, *, tenths: bool = False) -> str:
+    """``seconds`` in its two largest units, cut (not rounded) to whole seconds; "-" for None.
+    ``tenths`` shows less than a minute with one decimal (``12.5s``), for short runs' medians."""
+    if seconds is None:
+        return "-"
+    if tenths and seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

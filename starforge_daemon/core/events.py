@@ -1,0 +1,230 @@
+"""What the daemon tells its observers: one typed event per fact, published once.
+
+The engine and its helpers publish; observers (the text event log first, later metrics,
+notifications, a dashboard feed) subscribe. Field order is the order the event log prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStarted:
+    pid: int
+    project: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    msg: str
+    agent: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    pid: int
+    queued: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateDamaged:
+    """A file the daemon shows about itself was unreadable at start; it is rebuilt."""
+
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryNote:
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """Claimed by an earlier daemon but never started: back in the queue."""
+
+    trigger: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    agent: str
+    run: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A run that ended while no daemon ran, finished now."""
+
+    agent: str
+    run: str
+    exit_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    trigger: str
+    agent: str
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class Vanished:
+    """The trigger was gone when its turn came."""
+
+    trigger: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    trigger: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """No new runs while memory is short."""
+
+    reason: str
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldLifted:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    agent: str
+    ticket: str | None
+    pid: int
+    run: str
+    trigger: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """Past its timeout: asked to stop."""
+
+    agent: str
+    run: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class KillEscalated:
+    """Still running after the grace period: killed."""
+
+    agent: str
+    run: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceReleased:
+    agent: str
+    run: str
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    agent: str
+    ticket: str | None
+    outcome: str
+    exit_code: int | None
+    reason: str | None
+    run: str
+    attempt: int
+    duration_s: float
+    start_failed: bool  # the run could not even start
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    trigger: str
+    agent: str
+    attempt: int
+    of: int
+    retry_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    agent: str  # "all" for the whole queue
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequested:
+    """The operator stopped an agent's run."""
+
+    agent: str
+    run: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    trigger: str
+    archived: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShuttingDown:
+    mode: str
+    running: int
+    queued: int
+    handoff: bool  # agents are left running for the next daemon
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    mode: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """Something failed that the daemon survives (a file it could not write...)."""
+
+    msg: str
+    trigger: str | None = None
+    task: str | None = None
+    error: str
+
+
+Event = (DaemonStarted | Mode | Ready | StateDamaged | RecoveryNote | Requeued | Adopted
+         | Recovered | Queued | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
+         | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
+         | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem)
+Observer = Callable[[Event], None]
+
+
+class Publisher:
+    """Hands each event to every observer in turn, on the publishing thread.
+
+    Observers must be quick: the engine's loop waits for them. One that may block (HTTP, a slow
+    disk) gets its own thread and a bounded queue, and subscribes only the queue's put.
+    """
+
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+
+    def subscribe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def publish(self, event: Event) -> None:
+        for observer in self._observers:
+            observer(event)

@@ -1,0 +1,1 @@
+"""Observers of the daemon's events: the text event log first."""

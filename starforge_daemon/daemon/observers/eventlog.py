@@ -1,0 +1,91 @@
+"""The first observer: each event as one ``daemon.log`` line, the way the recipes grep it
+(``grep "SPAWNED\\|FINISH"``, ``MODE``, ``QUEUE``, ``RECOVERY``, ``TIMEOUT``, ``SHUTDOWN``...)."""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import StrEnum
+from typing import Any
+
+from starforge_daemon.core import events as ev
+from starforge_daemon.core.models import OutcomeKind
+
+
+class Level(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+# Events whose line is their word, their level, an optional fixed message and their fields.
+_PLAIN: dict[type, tuple[Level, str, str | None]] = {
+    ev.DaemonStarted: (Level.INFO, "START", None),
+    ev.Mode: (Level.INFO, "MODE", None),
+    ev.Ready: (Level.INFO, "READY", None),
+    ev.StateDamaged: (Level.ERROR, "RECOVERY", None),
+    ev.RecoveryNote: (Level.WARNING, "RECOVERY", None),
+    ev.Requeued: (Level.WARNING, "RECOVERY", "trigger was claimed but never started; queued again"),
+    ev.Adopted: (Level.WARNING, "RECOVERY", "adopted a run that is still going"),
+    ev.Recovered: (Level.WARNING, "RECOVERY", "finishing a run that ended while no daemon ran"),
+    ev.Queued: (Level.INFO, "QUEUE", None),
+    ev.Vanished: (Level.INFO, "QUEUE", "trigger vanished before it could run"),
+    ev.Rejected: (Level.ERROR, "INVALID", None),
+    ev.HoldLifted: (Level.INFO, "HOLD", "memory available again; starting runs"),
+    ev.Spawned: (Level.INFO, "SPAWNED", None),
+    ev.KillEscalated: (Level.WARNING, "TIMEOUT",
+                       "still running after the grace period; sending SIGKILL"),
+    ev.WorkspaceReleased: (Level.INFO, "WORKTREE", None),
+    ev.Retried: (Level.WARNING, "RETRY", None),
+    ev.Paused: (Level.INFO, "PAUSE", "no new runs; running ones carry on"),
+    ev.Resumed: (Level.INFO, "RESUME", None),
+    ev.StopRequested: (Level.WARNING, "STOP", "stopped by the operator"),
+    ev.Cancelled: (Level.WARNING, "CANCEL", None),
+    ev.Stopped: (Level.INFO, "SHUTDOWN", "daemon stopped"),
+    ev.Crashed: (Level.CRITICAL, "CRITICAL", "daemon crashed"),
+    ev.Problem: (Level.ERROR, "ERROR", None),
+}
+
+
+def _fields(event: ev.Event, *leave_out: str) -> dict[str, Any]:
+    return {field.name: getattr(event, field.name) for field in dataclasses.fields(event)
+            if field.name not in leave_out}
+
+
+def log_line(event: ev.Event) -> tuple[Level, str, dict[str, Any]]:
+    """The level, the event word and the keys of the line that tells ``event``."""
+    match event:
+        case ev.Finished():
+            if event.start_failed:
+                level = Level.ERROR
+            elif event.outcome == OutcomeKind.SUCCEEDED.value:
+                level = Level.INFO
+            else:
+                level = Level.WARNING
+            word = "TIMEOUT" if event.outcome == OutcomeKind.TIMED_OUT.value else "FINISH"
+            return level, word, _fields(event, "start_failed")
+        case ev.Held():
+            return Level.WARNING, "HOLD", {"msg": f"not starting new runs: {event.reason}",
+                                           "queued": event.queued}
+        case ev.TimedOut():
+            return Level.WARNING, "TIMEOUT", {
+                "agent": event.agent, "run": event.run,
+                "msg": f"past AGENT_TIMEOUT={event.timeout:g}s; sending SIGTERM"}
+        case ev.ShuttingDown():
+            return Level.INFO, "SHUTDOWN", {
+                **_fields(event, "handoff"),
+                "msg": "leaving agents running for the next daemon" if event.handoff
+                else "stopping agents"}
+    level, word, message = _PLAIN[type(event)]
+    return level, word, {**_fields(event), **({"msg": message} if message else {})}
+
+
+class EventLogObserver:
+    """Writes each event through ``log`` (structlog, configured by ``daemon/eventlog.py``)."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def __call__(self, event: ev.Event) -> None:
+        level, word, keys = log_line(event)
+        getattr(self._log, level.value)(word, **keys)

@@ -1,0 +1,127 @@
+"""Starting a run: claim its trigger into ``running/``, read it, prepare its workspace, render its
+command and environment, and ask the runner to launch it. Also the gate in front of that
+(``MIN_FREE_MEMORY_PERCENT``) and the archive of triggers rejected on the way."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from starforge_daemon.core.command import placeholder_values, render_argv, run_environment
+from starforge_daemon.core.events import Held, HoldLifted, Problem, Publisher, Rejected, Vanished
+from starforge_daemon.core.ledger import Launching, Ledger
+from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit
+from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
+from starforge_daemon.daemon.finisher import Finisher
+from starforge_daemon.daemon.persistence import Persistence, Stores
+from starforge_daemon.intake.triggers import load_trigger
+from starforge_daemon.intake.validate import InvalidTrigger
+from starforge_daemon.runtime.api import LaunchSpec, Runner, RunnerError
+from starforge_daemon.store.atomic import move_unique
+from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.results import NoRun
+from starforge_daemon.store.settings import Settings
+from starforge_daemon.workspaces.base import WorkspaceError, Workspaces
+
+
+class Gauge(Protocol):
+    """Why new runs must wait for now (memory is short), or None; ``daemon/load.py``."""
+
+    def shortage(self, now: float) -> str | None: ...
+
+
+class Starter:
+    def __init__(self, *, settings: Settings, paths: ProjectPaths, ledger: Ledger, runner: Runner,
+                 stores: Stores, workspaces: Workspaces, gauge: Gauge, finisher: Finisher,
+                 saved: Persistence, events: Publisher, base_env: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.ledger = ledger
+        self.runner = runner
+        self.stores = stores
+        self.workspaces = workspaces
+        self.gauge = gauge
+        self.finisher = finisher
+        self.saved = saved
+        self.events = events
+        self.base_env = base_env
+        self.command = settings.command_words
+        self.held_back: str | None = None
+
+    def holding_back(self, now: float, queued: int) -> bool:
+        """No new run while memory is short; said once per spell."""
+        reason = self.gauge.shortage(now)
+        if reason != self.held_back:
+            self.held_back = reason
+            self.saved.changed()
+            self.events.publish(Held(reason, queued) if reason else HoldLifted())
+        return reason is not None
+
+    def reject(self, path: Path, name: str, reason: str, now: float) -> None:
+        """Archive a trigger that cannot run to ``processed/invalid/`` with the reason."""
+        try:
+            self.stores.archive.put(path, name, NoRun(name, OutcomeKind.INVALID, reason).to_dict(),
+                                    now)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            self.events.publish(Problem(msg="cannot archive invalid trigger", trigger=name,
+                                        error=str(error)))
+            return
+        self.saved.count("invalid")
+        self.events.publish(Rejected(name, reason))
+
+    def start(self, entry: QueuedTrigger, agent: str, now: float) -> bool:
+        """Start ``entry`` as ``agent``'s run; False when there was nothing to start after all
+        (the trigger vanished or was invalid), True when the agent's turn was used."""
+        try:
+            claimed = self.paths.running / entry.name if entry.claimed \
+                else move_unique(self.paths.triggers / entry.name, self.paths.running)
+        except FileNotFoundError:
+            self.events.publish(Vanished(entry.name))
+            return False
+        try:
+            trigger = load_trigger(claimed, self.settings.MAX_TRIGGER_BYTES,
+                                   self.settings.ALLOW_FOREIGN_TRIGGERS)
+        except (InvalidTrigger, OSError) as error:
+            self.reject(claimed, entry.name, str(error), now)
+            return False
+        run_id = new_run_id(agent, now, secrets.token_hex(TOKEN_BYTES))
+        log_path = self.paths.logs / f"{run_id}.log"
+        earlier = self.stores.attempts.load(entry.name).attempts
+        max_retries = self.settings.MAX_RETRIES if trigger.max_retries is None \
+            else trigger.max_retries
+        run = Run(run_id=run_id, agent=agent, trigger_name=entry.name,
+                  trigger_path=str(claimed), log_path=str(log_path), started_at=now,
+                  timeout=self.settings.AGENT_TIMEOUT, ticket=trigger.ticket_text,
+                  action=trigger.action, from_agent=trigger.from_agent,
+                  pool=trigger.to_agent if trigger.to_agent != agent else None,
+                  attempt=len(earlier) + 1, max_retries=max_retries,
+                  priority=trigger.priority)
+        try:
+            workspace = self.workspaces.prepare(run)
+        except WorkspaceError as error:
+            self.finisher.finish(Launching(run), RunExit(ended_at=now, error=str(error)), now)
+            return True
+        run = replace(run, workdir=workspace.directory)
+        self.ledger.add(Launching(run))
+        values = placeholder_values(run, trigger, str(claimed))
+        environment = run_environment(self.base_env, values, str(self.paths.root))
+        spec = LaunchSpec(run_id=run_id, argv=render_argv(self.command, values),
+                          env={**environment, **workspace.env}, cwd=workspace.directory,
+                          log_path=log_path, log_cap=self.settings.LOG_MAX_BYTES,
+                          journal=self.stores.journal.create(run))
+        try:
+            self.runner.launch(spec)
+        except (OSError, RunnerError) as error:
+            self.stores.journal.done(run_id)
+            self.events.publish(Problem(msg="cannot start run", trigger=entry.name,
+                                        error=str(error)))
+            self.finisher.finish(Launching(run), RunExit(ended_at=now,
+                                                         error=f"cannot start: {error}"), now)
+            return True
+        self.saved.count("spawned")
+        return True

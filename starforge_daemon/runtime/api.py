@@ -1,0 +1,77 @@
+"""What the engine asks of a backend, in terms of runs: launch one, stop one, reconcile the runs
+an earlier daemon left open. How a run is a process (pids, sessions, signals) is the backend's
+business (``runtime/local/``); the engine keeps the opaque handle a backend reports.
+
+A backend does not wait on its own: it watches its descriptors through the daemon's reactor
+(``Watcher``) and turns their readiness into run events, which the engine takes after each wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from starforge_daemon.core.ledger import Handle
+from starforge_daemon.core.models import RunExit
+
+
+class RunnerError(Exception):
+    """The backend could not be reached or started."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    run_id: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    log_path: Path
+    log_cap: int
+    journal: Path  # where the backend appends what becomes of the run
+
+
+@dataclass(frozen=True)
+class Started:
+    run_id: str
+    handle: Handle
+
+
+@dataclass(frozen=True)
+class Exited:
+    """The run is over; ``exit`` is None when nobody recorded how it ended."""
+
+    run_id: str
+    exit: RunExit | None
+
+
+RunEvent = Started | Exited
+
+
+class Watcher(Protocol):
+    """The reactor's side a backend sees: call ``on_ready`` when ``fd`` is ready."""
+
+    def watch(self, fd: int, on_ready: Callable[[], None], write: bool = False) -> None: ...
+
+    def forget(self, fd: int) -> None: ...
+
+
+class Runner(Protocol):
+    """What the engine needs from a backend; tests pass a scripted fake."""
+
+    def connect(self) -> None: ...
+
+    def launch(self, spec: LaunchSpec) -> None: ...
+
+    def stop(self, run_id: str, force: bool) -> None:
+        """Ask the run to stop (``force``: kill it and all it started); one asked for before
+        the run is reported started is carried out once it is."""
+        ...
+
+    def reconcile(self, open_runs: Mapping[str, Handle | None]) -> set[str]:
+        """Of the runs an earlier daemon left open (with their handle once started), the ones
+        this backend follows until they end; the others are certainly over."""
+        ...
+
+    def take_events(self) -> list[RunEvent]: ...

@@ -1,0 +1,81 @@
+"""One run's container, whichever the host offers: its cgroup, or the sweep by its run id.
+Standard library only (see ``containment``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if __package__:
+    from . import cgroups, processes, sweep
+else:  # beside keeper.py, run as a script (python3 -I -S): plain sibling modules
+    import cgroups
+    import processes
+    import sweep
+
+if TYPE_CHECKING:
+    from resource import struct_rusage
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """``left``: processes still there at the deadline (empty: the container is empty)."""
+
+    usage: processes.Usage
+    left: tuple[int, ...]
+    removed: bool  # the run's cgroup is gone (always True for a sweep)
+
+
+
+@dataclass(frozen=True)
+class RunContainer:
+    """One run's container: its cgroup, or (``cgroup`` None) the sweep by its run id.
+
+    ``session`` is the run's first pid (spawned with ``setsid``): the sweep also takes the
+    processes of that session.
+    """
+
+    run_id: str
+    cgroup: str | None = None
+
+    def create(self, limits: Mapping[str, str] | None = None) -> list[str]:
+        """Make the run's cgroup (nothing to do for a sweep); notes on limits not set."""
+        if self.cgroup is None:
+            return [f"{name}={value}: no cgroup" for name, value in (limits or {}).items()]
+        return cgroups.create_run_cgroup(self.cgroup, limits)
+
+    def spawn(self, argv: Sequence[str], env: Mapping[str, str], **spawn: Any) -> int:
+        """Start the run's first process (``os.posix_spawnp`` arguments) in the container."""
+        if self.cgroup is None:
+            return os.posix_spawnp(argv[0], list(argv), env, **spawn)
+        return cgroups.spawn_in(self.cgroup, argv, env, **spawn)
+
+    def members(self, session: int | None = None) -> list[int]:
+        if self.cgroup is None:
+            return sweep.sweep_members(self.run_id, session)
+        return cgroups.cgroup_members(self.cgroup)
+
+    def signal(self, signum: int, session: int | None = None) -> int:
+        """Send ``signum`` to every process of the run (the graceful stop)."""
+        if self.cgroup is None:
+            return sweep.sweep_signal(self.run_id, signum, session)
+        return cgroups.signal_all(self.cgroup, signum) if os.path.isdir(self.cgroup) else 0
+
+    def end(self, session: int | None = None, rusage: struct_rusage | None = None,
+            timeout: float = processes.KILL_TIMEOUT) -> RunEnd:
+        """Kill whatever is left of the run, account for it and remove its cgroup."""
+        if self.cgroup is None:
+            usage = sweep.sweep_usage(sweep.sweep_members(self.run_id, session), rusage)
+            return RunEnd(usage, sweep.sweep_kill(self.run_id, session, timeout), True)
+        if not os.path.isdir(self.cgroup):
+            return RunEnd(processes.Usage(None, None, None, False, "the run's cgroup was gone"), (), True)
+        deadline = time.monotonic() + timeout
+        if not cgroups.kill_members(self.cgroup, deadline):
+            left = tuple(cgroups.cgroup_members(self.cgroup))
+            return RunEnd(cgroups.cgroup_usage(self.cgroup), left, False)
+        usage = cgroups.cgroup_usage(self.cgroup)  # after the last member died, before the removal
+        result = cgroups.remove_emptied(self.cgroup, deadline)
+        return RunEnd(usage, result.left, result.removed)

@@ -1,0 +1,73 @@
+"""Earlier attempts of triggers waiting to be retried."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starforge_daemon.store.atomic import write_json_atomic
+from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.results import RunResult
+
+
+@dataclass(frozen=True)
+class AttemptsRecord:
+    """``attempts/<name>.json``: the attempts so far and the earliest start of the next."""
+
+    attempts: list[RunResult] = field(default_factory=list)
+    not_before: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempts": [attempt.to_dict() for attempt in self.attempts],
+                "not_before": self.not_before}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttemptsRecord:
+        return cls([RunResult.from_dict(attempt) for attempt in data["attempts"]],
+                   float(data["not_before"]))
+
+
+class Attempts:
+    """Earlier attempts of triggers that are being retried, ``.claude/daemon/attempts/<name>.json``.
+
+    Kept apart from the trigger so the trigger file stays what its writer wrote; the record says
+    when the next attempt may start and goes into the result once the trigger is archived.
+    The folder is read once, on first use, into an index: a fresh trigger costs a dict lookup,
+    not a failed open().
+    """
+
+    def __init__(self, paths: ProjectPaths) -> None:
+        self._folder = paths.attempts
+        self._index: dict[str, AttemptsRecord] | None = None
+
+    def _path(self, name: str) -> Path:
+        return self._folder / f"{name}.json"
+
+    @property
+    def _records(self) -> dict[str, AttemptsRecord]:
+        if self._index is None:
+            self._index = {}
+            for path in sorted(self._folder.glob("*.json")):
+                try:
+                    record = AttemptsRecord.from_dict(json.loads(path.read_bytes()))
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    continue  # unreadable: the trigger runs as if fresh
+                self._index[path.name[:-len(".json")]] = record
+        return self._index
+
+    def load(self, name: str) -> AttemptsRecord:
+        """The attempts so far; none, and no wait, when the trigger is fresh."""
+        return self._records.get(name, AttemptsRecord())
+
+    def not_before(self, name: str) -> float:
+        return self.load(name).not_before
+
+    def save(self, name: str, record: AttemptsRecord) -> None:
+        write_json_atomic(self._path(name), record.to_dict())
+        self._records[name] = record
+
+    def remove(self, name: str) -> None:
+        if self._records.pop(name, None) is not None:
+            self._path(name).unlink(missing_ok=True)

@@ -1,0 +1,148 @@
+"""The journals of the runs in flight, ``.claude/daemon/runs/<n>.jsonl``: what recovery reads."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from starforge_daemon.core.models import ProcessIdentity, Run, RunExit
+from starforge_daemon.store.atomic import append_json_line
+from starforge_daemon.store.paths import ProjectPaths
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One run as its journal tells it: the run, its agent once spawned, its end once over."""
+
+    run: Run
+    path: Path
+    agent: ProcessIdentity | None = None
+    ended: RunExit | None = None
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+            yield record
+
+
+def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEntry]:
+    """The runs of one journal file that are not done, with what happened to them."""
+    entries: dict[str, JournalEntry] = {}
+    for record in records:
+        run_id = record["run_id"]
+        try:
+            if "run" in record:
+                entries[run_id] = JournalEntry(Run.from_dict(record["run"]), path)
+            elif "done" in record:
+                entries.pop(run_id, None)
+            elif run_id in entries and "started" in record:
+                agent = ProcessIdentity.from_dict(record["started"])
+                entries[run_id] = replace(entries[run_id], agent=agent)
+            elif run_id in entries and "exit" in record:
+                ended = RunExit.from_dict(record["exit"])
+                entries[run_id] = replace(entries[run_id], ended=ended)
+        except ValueError:
+            continue
+    return entries
+
+
+def runs_in_flight(paths: ProjectPaths) -> set[str]:
+    """Ids of the runs not done yet, as the journals tell (read only; any process may ask)."""
+    return {run_id for path in sorted(paths.runs.glob("*.jsonl"))
+            for run_id in _fold(path, _records(path))}
+
+
+def triggers_in_flight(paths: ProjectPaths) -> set[str]:
+    """Names of the triggers whose run is not done yet, as the journals tell (read only)."""
+    return {entry.run.trigger_name for path in sorted(paths.runs.glob("*.jsonl"))
+            for entry in _fold(path, _records(path)).values()}
+
+
+class RunJournal:
+    """Append-only journals of the runs in flight, ``.claude/daemon/runs/<n>.jsonl``.
+
+    For each run the daemon appends ``run`` before asking for it, the keeper appends
+    ``started`` once the agent is spawned and ``exit`` once it is over, and the daemon appends
+    ``done`` once the trigger is archived. A daemon that comes later folds the files back.
+    Runs share a file (creating a file costs far more than appending a line), which is
+    replaced by a new one past ``ROTATE_BYTES`` and deleted once none of its runs is open.
+    """
+
+    ROTATE_BYTES = 1 << 20
+
+    def __init__(self, paths: ProjectPaths) -> None:
+        self._folder = paths.runs
+        self._current: Path | None = None
+        self._current_bytes = 0
+        self._file_of: dict[str, Path] = {}
+        self._open_runs: Counter[Path] = Counter()
+
+    def create(self, run: Run) -> Path:
+        """Record ``run`` before it starts; returns the file the keeper appends to."""
+        if self._current is None or self._current_bytes > self.ROTATE_BYTES:
+            self._current = self._folder / f"{time.time_ns()}.jsonl"
+            self._current_bytes = 0
+        self._current_bytes += append_json_line(self._current, {"run_id": run.run_id,
+                                                            "run": run.to_dict()})
+        self._file_of[run.run_id] = self._current
+        self._open_runs[self._current] += 1
+        return self._current
+
+    def entries(self) -> list[JournalEntry]:
+        """Every run not done yet, from every journal file (at start)."""
+        found: list[JournalEntry] = []
+        for path in sorted(self._folder.glob("*.jsonl")):
+            folded = _fold(path, _records(path))
+            self._open_runs[path] += 0  # known, so prune() removes it when nothing is open
+            for run_id, entry in folded.items():
+                self._file_of[run_id] = path
+                self._open_runs[path] += 1
+                found.append(entry)
+        return found
+
+    def read(self, run_id: str) -> JournalEntry | None:
+        path = self._file_of.get(run_id)
+        if path is None:
+            return None
+        return _fold(path, (r for r in _records(path) if r["run_id"] == run_id)).get(run_id)
+
+    def prune(self) -> None:
+        """Delete the journal files (other than the current one) with no run open."""
+        for path, count in list(self._open_runs.items()):
+            if count <= 0 and path != self._current:
+                del self._open_runs[path]
+                path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """At a clean stop: the current file goes too when no run in it is open."""
+        self._current = None
+        self.prune()
+
+    def done(self, run_id: str) -> None:
+        """The run is archived (or never started): its lines are history now."""
+        path = self._file_of.pop(run_id, None)
+        if path is None:
+            return
+        self._open_runs[path] -= 1
+        current = path == self._current
+        if self._open_runs[path] > 0 or (current and self._current_bytes <= self.ROTATE_BYTES):
+            written = append_json_line(path, {"run_id": run_id, "done": True})
+            self._current_bytes += written if current else 0
+            return
+        if current:
+            self._current = None
+        self.prune()

@@ -1,0 +1,115 @@
+"""Archived triggers with their results: ``<name>.result.json`` beside each archived trigger,
+the same record (plus where it went) as a line of the run history."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from starforge_daemon.core.models import (
+    ArchiveFolder,
+    Outcome,
+    OutcomeKind,
+    ProcessIdentity,
+    Run,
+    folder_for,
+    iso_utc,
+)
+from starforge_daemon.store.atomic import candidate_names, rename_noreplace, write_new
+from starforge_daemon.store.paths import ProjectPaths
+
+RESULT_SUFFIX = ".result.json"
+
+
+def result_path(archived: Path) -> Path:
+    return archived.with_name(archived.name + RESULT_SUFFIX)
+
+
+class Archive:
+    """Moves a trigger into its archive folder, its result file written first beside it.
+
+    The result is written before the rename, so an archived trigger always has its reason on
+    disk; a crash between the two leaves the trigger where it was, to be archived again.
+    """
+
+    def __init__(self, paths: ProjectPaths) -> None:
+        self._folders = {which: (paths.processed / which.value).resolve() for which in ArchiveFolder}
+
+    def folder(self, which: ArchiveFolder) -> Path:
+        return self._folders[which]
+
+    def put(self, source: Path, name: str, result: dict[str, Any], now: float) -> Path:
+        """Archive ``source`` (named ``name`` in the queue) with ``result`` beside it."""
+        record = {**result, "archived_at": iso_utc(now, precise=True)}
+        folder = self.folder(folder_for(OutcomeKind(record["outcome"])))
+        for candidate in candidate_names(name):
+            target = folder / candidate
+            if os.path.lexists(target):
+                continue
+            sidecar = result_path(target)  # one left by a crash mid-archive is replaced
+            write_new(sidecar, json.dumps(record).encode() + b"\n")
+            try:
+                rename_noreplace(source, target)
+            except BaseException:
+                sidecar.unlink(missing_ok=True)
+                raise
+            return target
+        raise FileExistsError(f"no free name for {name} in {folder}")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What is recorded about a finished run: its result file, its attempts record and its
+    history line (the archive and the history add a few keys of their own). Field order is
+    the order of the JSON keys."""
+
+    trigger: str
+    outcome: str
+    reason: str | None
+    exit_code: int | None
+    run_id: str
+    agent: str
+    pool: str | None
+    attempt: int
+    ticket: str | None
+    action: str | None
+    from_agent: str | None
+    pid: int | None
+    started_at: str
+    ended_at: str
+    duration_s: float
+    log: str
+
+    @classmethod
+    def of(cls, run: Run, agent: ProcessIdentity | None, outcome: Outcome,
+           ended_at: float) -> RunResult:
+        return cls(trigger=run.trigger_name, outcome=outcome.kind.value, reason=outcome.reason,
+                   exit_code=outcome.exit_code, run_id=run.run_id, agent=run.agent,
+                   pool=run.pool, attempt=run.attempt, ticket=run.ticket, action=run.action,
+                   from_agent=run.from_agent, pid=agent.pid if agent else None,
+                   started_at=iso_utc(run.started_at, precise=True),
+                   ended_at=iso_utc(ended_at, precise=True),
+                   duration_s=round(max(0.0, ended_at - run.started_at), 3), log=run.log_path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        return cls(**{field.name: data.get(field.name) for field in fields(cls)})
+
+
+@dataclass(frozen=True)
+class NoRun:
+    """The result of a trigger archived without a run: rejected before it, or cancelled."""
+
+    trigger: str
+    outcome: OutcomeKind
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "outcome": self.outcome.value, "reason": self.reason,
+                "exit_code": None}

@@ -1,0 +1,152 @@
+"""What a setting accepts: the kinds of values of the settings table (``store/settings.py``).
+
+Each :class:`Kind` says in the user's words what is allowed and turns text into the value;
+checking is done by hand, not by a settings library, so that ``starforge trigger`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from starforge_daemon.core.command import PLACEHOLDERS, unknown_placeholders
+from starforge_daemon.core.models import AGENT_NAME_RULE, is_agent_name
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What one setting accepts: ``allowed`` in words (it follows "must be"), and ``parse``,
+    which turns the text into the value or raises ValueError. A ValueError without a message
+    means "must be <allowed>"; one with a message says more."""
+
+    allowed: str
+    parse: Callable[[str], Any]
+
+
+_TRUE = frozenset({"true", "yes", "on", "1", "t", "y"})
+_FALSE = frozenset({"false", "no", "off", "0", "f", "n"})
+
+
+def _switch(text: str) -> bool:
+    word = text.strip().lower()
+    if word not in _TRUE and word not in _FALSE:
+        raise ValueError
+    return word in _TRUE
+
+
+SWITCH = Kind("true or false (also yes/no, on/off, 1/0)", _switch)
+
+
+def _range_words(noun: str, low: float, high: float | None, above: bool) -> str:
+    if high is not None:
+        return f"{noun} from {low:g} to {high:g}"
+    return f"{noun} greater than {low:g}" if above else f"{noun} of at least {low:g}"
+
+
+def whole_number(low: int, high: int | None = None, *, also: str | None = None) -> Kind:
+    """An integer in [low, high]; ``also`` is one word accepted besides (``auto``)."""
+
+    def parse(text: str) -> int | str:
+        if also is not None and text.strip() == also:
+            return also
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError from None  # Python's words ("invalid literal...") are not the user's
+        if value < low or (high is not None and value > high):
+            raise ValueError
+        return value
+
+    allowed = _range_words("a whole number", low, high, above=False)
+    return Kind(f"{allowed}, or {also}" if also else allowed, parse)
+
+
+def number(low: float, high: float | None = None, *, above: bool = False) -> Kind:
+    """A finite number in [low, high], or above ``low`` when ``above``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError from None
+        if (not math.isfinite(value) or value < low or (above and value == low)
+                or (high is not None and value > high)):
+            raise ValueError
+        return value
+
+    return Kind(_range_words("a number", low, high, above), parse)
+
+
+def choice(options: type[StrEnum]) -> Kind:
+    words = [option.value for option in options]
+
+    def parse(text: str) -> StrEnum:
+        try:
+            return options(text.strip())
+        except ValueError:
+            raise ValueError from None
+
+    return Kind(", ".join(words[:-1]) + f" or {words[-1]}", parse)
+
+
+def _agent_command(text: str) -> str:
+    try:
+        words = shlex.split(text)
+    except ValueError as error:  # shlex says "No closing quotation" or "No escaped character"
+        raise ValueError(f"cannot be split into words: {str(error).lower()}") from None
+    if not words:
+        raise ValueError("is empty: it must name the program to run")
+    unknown = unknown_placeholders(words)
+    if unknown:
+        known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; the known ones are "
+                         f"{known}")
+    return text
+
+
+AGENT_COMMAND = Kind("a command line with the placeholders "
+                     + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS), _agent_command)
+
+
+def parse_pools(text: str) -> dict[str, tuple[str, ...]]:
+    """``pool=a,b,c; other=d,e`` -> ``{"pool": ("a", "b", "c"), "other": ("d", "e")}``."""
+    pools: dict[str, tuple[str, ...]] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(";"))):
+        name, equals, members_text = part.partition("=")
+        members = tuple(filter(None, (m.strip() for m in members_text.split(","))))
+        name = name.strip()
+        if not equals or not members:
+            raise ValueError(f"{part!r} is not a pool: write NAME=MEMBER,MEMBER,... and "
+                             "separate pools with ';'")
+        for agent in (name, *members):
+            if not is_agent_name(agent):
+                raise ValueError(f"{agent!r} is not an agent name: names are {AGENT_NAME_RULE}")
+        if name in members or name in pools:
+            raise ValueError(f"pool {name!r} is defined twice or contains itself")
+        pools[name] = members
+    members_everywhere = {m for members in pools.values() for m in members}
+    if members_everywhere & pools.keys():
+        raise ValueError("a pool cannot be a member of another pool")
+    return pools
+
+
+def _pools(text: str) -> str:
+    parse_pools(text)
+    return text
+
+
+POOLS = Kind("pools written NAME=MEMBER,MEMBER,... and separated by ';'", _pools)
+
+
+def _revision(text: str) -> str:
+    """It becomes one git argument: never an option, never blank or split."""
+    if not text or text.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in text):
+        raise ValueError
+    return text
+
+
+REVISION = Kind("one commit, like HEAD, main or v1.2 (no spaces, no leading '-')", _revision)

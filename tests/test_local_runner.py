@@ -1,0 +1,61 @@
+"""The local backend behind the Runner protocol, on the daemon's reactor and a real keeper."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import processes_of
+
+from starforge_daemon.daemon.reactor import Reactor
+from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, Started
+from starforge_daemon.runtime.local.client import ProcessRunner
+from starforge_daemon.store.paths import ProjectPaths
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[tuple[ProjectPaths, Reactor, ProcessRunner]]:
+    paths = ProjectPaths(tmp_path)
+    paths.ensure()
+    reactor = Reactor()
+    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log, reactor)
+    runner.connect()
+    yield paths, reactor, runner
+    runner.close()
+    reactor.close()
+    _, leftovers = psutil.wait_procs(processes_of(tmp_path), timeout=10)
+    for proc in leftovers:
+        proc.kill()
+    assert not leftovers, f"left processes behind: {[proc.pid for proc in leftovers]}"
+
+
+def spec(paths: ProjectPaths, run_id: str, code: str) -> LaunchSpec:
+    return LaunchSpec(run_id=run_id, argv=[sys.executable, "-c", code], env={}, cwd=str(paths.root),
+                      log_path=paths.logs / f"{run_id}.log", log_cap=1 << 20,
+                      journal=paths.runs / "test.jsonl")
+
+
+def events_until(reactor: Reactor, runner: ProcessRunner, done, timeout: float = 15.0
+                 ) -> list[RunEvent]:
+    """Run the reactor until ``done(events)``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    events: list[RunEvent] = []
+    while not done(events):
+        assert time.monotonic() < deadline, f"gave up waiting; got {events}"
+        reactor.wait(min(0.05, deadline - time.monotonic()))  # some ``done`` are not events
+        events += runner.take_events()
+    return events
+
+
+def test_a_stop_asked_before_the_process_is_known_is_sent_once_it_is(backend) -> None:
+    paths, reactor, runner = backend
+    runner.launch(spec(paths, "sleeper", "import time; time.sleep(60)"))
+    runner.stop("sleeper", force=False)
+    events = events_until(reactor, runner, lambda seen: any(isinstance(e, Exited) for e in seen))
+    assert [type(event) for event in events] == [Started, Exited]
+    assert events[1].exit is not None and events[1].exit.exit_code == -signal.SIGTERM
