@@ -7,6 +7,7 @@ what it needs when it runs.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -15,9 +16,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from starforge_daemon import __version__
-from starforge_daemon.cli.completion import completion
-from starforge_daemon.cli.control import agent, cancel, pause, resume, retry
-from starforge_daemon.cli.doctor import doctor
 from starforge_daemon.cli.project import (
     LOCATION,
     STATUS_UNKNOWN_EXIT,
@@ -25,10 +23,6 @@ from starforge_daemon.cli.project import (
     pass_project,
     require_project,
 )
-from starforge_daemon.cli.queue import queue, trigger
-from starforge_daemon.cli.runs import logs, report, runs
-from starforge_daemon.cli.systemd import systemd
-from starforge_daemon.cli.worktrees import worktrees
 from starforge_daemon.core.durations import duration_text
 from starforge_daemon.store.instance import HANDOFF_EXIT_STATUS, running_pid
 from starforge_daemon.store.paths import ProjectPaths, locate
@@ -62,14 +56,49 @@ def _stop_timeout(paths: ProjectPaths) -> float:
     return grace + STOP_MARGIN
 
 
+# Commands kept in other modules, each loaded only when it runs: `starforge --help` lists them
+# from here. name -> (module in starforge_daemon.cli, attribute, the line --help shows).
+LAZY_COMMANDS = {
+    "agent": ("control", "agent", "Act on one agent's run."),
+    "completion": ("completion", "completion", "Print the shell completion script (bash, zsh or fish)."),
+    "doctor": ("doctor", "doctor", "Check the project, its settings, agent program and daemon."),
+    "logs": ("runs", "logs", "Show or follow a run's log, or the daemon's."),
+    "queue": ("queue", "queue", "Look at and steer the pending triggers."),
+    "report": ("runs", "report", "Runs per agent: outcomes, durations, throughput."),
+    "retry": ("control", "retry", "Put failed triggers back in the queue."),
+    "runs": ("runs", "runs", "List the finished runs (--failed: the failed ones)."),
+    "systemd": ("systemd", "systemd", "Run this project's daemon under systemd."),
+    "trigger": ("queue", "trigger", "Queue a trigger for AGENT; prints its path."),
+    "worktrees": ("worktrees", "worktrees", "List (or clean) the runs' git worktrees."),
+}
+
+
 class Starforge(click.Group):
-    """The top-level group: ``status``, ``start``, ``stop`` and ``restart`` also answer on
-    their own, short for ``daemon status`` and so on, without a second line in the help."""
+    """The top-level group. Commands in LAZY_COMMANDS are imported when they run, so an agent's
+    `starforge trigger` loads only its own module. ``status``, ``start``, ``stop`` and
+    ``restart`` also answer on their own, short for ``daemon status`` and so on."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in DAEMON_ALIASES:
             return daemon.commands[cmd_name]
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attribute, line = LAZY_COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f"starforge_daemon.cli.{module}"), attribute)
+            command.short_help = line
+            self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, without importing the lazy commands' modules."""
+        rows = [(name, LAZY_COMMANDS[name][2]) if name not in self.commands
+                else (name, self.commands[name].get_short_help_str(formatter.width))
+                for name in self.list_commands(ctx)
+                if name not in self.commands or not self.commands[name].hidden]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=Starforge, context_settings={"help_option_names": ["-h", "--help"]},
@@ -276,21 +305,6 @@ def init(ctx: click.Context) -> None:
                f"or copy it into the queue under a hidden name, then rename it:\n"
                f"  cp {example} .claude/triggers/.52.tmp && "
                f"mv .claude/triggers/.52.tmp .claude/triggers/52.trigger")
-
-
-main.add_command(systemd)
-main.add_command(doctor)
-main.add_command(queue)
-main.add_command(trigger)
-main.add_command(logs)
-main.add_command(runs)
-main.add_command(report)
-main.add_command(completion)
-main.add_command(worktrees)
-main.add_command(agent)
-main.add_command(retry)
-for operator_command in (pause, resume, cancel):
-    queue.add_command(operator_command)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from starforge_daemon.cli.completion import complete_agents
+from starforge_daemon.cli.control import cancel, pause, resume
 from starforge_daemon.cli.project import pass_project
 from starforge_daemon.core.durations import duration_text
 from starforge_daemon.store.paths import ProjectPaths
@@ -159,3 +160,7 @@ def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | N
         if issubclass(warning.category, TriggerWarning):
             click.echo(f"warning: {warning.message}", err=True)
     click.echo(str(path))
+
+
+for operator_command in (pause, resume, cancel):
+    queue.add_command(operator_command)
