@@ -21,7 +21,7 @@ from starforge_daemon.core.events import (
     StopRequested,
     TimedOut,
 )
-from starforge_daemon.daemon.eventlog import render_line
+from starforge_daemon.daemon.logfile import render_line
 from starforge_daemon.daemon.observers.eventlog import Level, log_line
 from starforge_daemon.runtime.api import LaunchSpec
 

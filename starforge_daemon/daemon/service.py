@@ -19,8 +19,8 @@ import structlog
 
 from starforge_daemon.core.events import Crashed, DaemonStarted, Publisher, Ready, Stopped
 from starforge_daemon.daemon.engine import Engine, StopMode
-from starforge_daemon.daemon.eventlog import EventLogFile, configure
 from starforge_daemon.daemon.load import MemoryGauge
+from starforge_daemon.daemon.logfile import EventLogFile, configure
 from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep
 from starforge_daemon.daemon.observers.eventlog import EventLogObserver
 from starforge_daemon.daemon.persistence import Stores
