@@ -52,3 +52,38 @@ def test_no_module_is_over_350_lines_but_the_keeper() -> None:
     long = [f"{path.relative_to(PACKAGE)}: {lines}" for path in sorted(PACKAGE.rglob("*.py"))
             if path.name not in exempt and (lines := len(path.read_text().splitlines())) > 350]
     assert not long, "\n".join(long)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Imports at module level only: a function-level import is loaded when it runs."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        found = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.update(target for target in (node.module, *(f"{node.module}.{a.name}"
+                                                                 for a in node.names))
+                             if target in modules)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names if alias.name in modules)
+        graph[name] = found - {name}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(name):], name]))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
