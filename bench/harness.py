@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from starforge_daemon.core.models import parse_iso_utc
+from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import SETTINGS
 
 STARFORGE = [sys.executable, "-m", "starforge_daemon"]
@@ -35,12 +36,6 @@ SCRUBBED = (*(item.name for item in SETTINGS), "STARFORGE_PROJECT_DIR", "NOTIFY_
 
 class BenchError(Exception):
     """A scenario could not be measured; the message says why."""
-
-
-def parse_time(text: str) -> float:
-    """Unix seconds from ISO-8601 UTC, with or without fractional seconds (``...:00Z``,
-    ``...:00.123Z``, ``...:00.123456Z``)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def has_fraction(text: str) -> bool:
@@ -91,8 +86,9 @@ def drop_trigger(folder: Path, name: str, agent: str) -> float:
 class HistoryFile:
     """Follows ``runs.jsonl`` (one line per finished run) as it grows."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, paths: ProjectPaths) -> None:
+        self._path = paths.history_file
+        self._daemon_log = paths.daemon_log
         self._offset = 0
         self.count = 0
 
@@ -119,7 +115,7 @@ class HistoryFile:
                 seen, moved_at = now, time.monotonic()
             elif time.monotonic() - moved_at > stall:
                 raise BenchError(f"stalled: {seen} of {count} runs finished, none in {stall:g} s "
-                                 f"(see {self._path.parent.parent / 'logs' / 'daemon.log'})")
+                                 f"(see {self._daemon_log})")
 
     def records(self) -> list[dict[str, Any]]:
         with open(self._path, "rb") as file:
@@ -145,7 +141,7 @@ def read_events(path: Path, words: frozenset[str]) -> list[Event]:
         for line in file:
             parts = line.split(None, 3)
             if len(parts) >= 3 and parts[2] in words:
-                events.append(Event(parse_time(parts[0]), parts[2], line.rstrip("\n")))
+                events.append(Event(parse_iso_utc(parts[0]), parts[2], line.rstrip("\n")))
     return events
 
 
@@ -200,34 +196,21 @@ class Daemon:
 
 @dataclass
 class Project:
-    root: Path
+    paths: ProjectPaths
     notes: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, parent: Path, name: str, settings: dict[str, str]) -> Project:
-        root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))
+        project = cls(ProjectPaths(Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))))
         text = "".join(_env_line(key, value) for key, value in
                        {"DAEMON_LOG_MAX_BYTES": str(EVENT_LOG_BYTES), **settings}.items())
-        (root / ".env").write_text(text)
-        project = cls(root)
-        project.triggers.mkdir(parents=True)
+        project.paths.env_file.write_text(text)
+        project.paths.triggers.mkdir(parents=True)
         return project
 
     @property
-    def triggers(self) -> Path:
-        return self.root / ".claude" / "triggers"
-
-    @property
-    def history(self) -> Path:
-        return self.root / ".claude" / "daemon" / "runs.jsonl"
-
-    @property
-    def daemon_log(self) -> Path:
-        return self.root / ".claude" / "logs" / "daemon.log"
-
-    @property
-    def keeper_socket(self) -> Path:
-        return self.root / ".claude" / "daemon" / "keeper.sock"
+    def root(self) -> Path:
+        return self.paths.root
 
     def cli(self, *words: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*STARFORGE, "--project-dir", str(self.root), *words],
@@ -239,15 +222,15 @@ class Project:
         result = self.cli("daemon", "start")
         if result.returncode != 0:
             raise BenchError(f"starforge daemon start failed: {_said(result)}")
-        pid = int((self.root / ".claude" / "daemon.pid").read_text())
-        ready = read_events(self.daemon_log, frozenset({"READY"}))
+        pid = int(self.paths.pid_file.read_text())
+        ready = read_events(self.paths.daemon_log, frozenset({"READY"}))
         if not ready:
             raise BenchError("the daemon reported ready but logged no READY event")
         return Daemon(psutil.Process(pid), self._find_keeper(), invoked_at, ready[-1].at)
 
     def _find_keeper(self) -> psutil.Process | None:
         """The keeper is the process running ``keeper.py`` on this project's socket."""
-        socket_path = str(self.keeper_socket)
+        socket_path = str(self.paths.keeper_socket)
         for process in psutil.process_iter(["cmdline"]):
             cmdline = process.info["cmdline"] or []
             if socket_path in cmdline and any(word.endswith("keeper.py") for word in cmdline):

@@ -21,7 +21,6 @@ from harness import (
     check_succeeded,
     drop_trigger,
     has_fraction,
-    parse_time,
     printed_time,
     read_events,
     running,
@@ -30,6 +29,8 @@ from harness import (
 )
 from results import Row, ScenarioResult, at_most, info, ratio_at_most
 from sampling import CpuWindow, rss_mb, spread
+
+from starforge_daemon.core.models import parse_iso_utc
 
 AGENTS = tuple(f"agent-{number:02d}" for number in range(16))
 DATE = "date +%s.%N"  # a tiny agent whose one instruction says when it ran
@@ -138,8 +139,8 @@ def drain(ctx: Context, result: ScenarioResult, label: str, settings: dict[str, 
     The end is the last FINISH event's time in the daemon log, not when the bench noticed.
     """
     with fresh_project(ctx, result, label, settings) as project:
-        write_triggers(project.triggers, AGENTS, count)
-        history = HistoryFile(project.history)
+        write_triggers(project.paths.triggers, AGENTS, count)
+        history = HistoryFile(project.paths)
         with running(project) as daemon:
             rss = {role: rss_mb(process) for role, process in daemon.processes().items()}
             window = CpuWindow(daemon.processes())
@@ -149,7 +150,7 @@ def drain(ctx: Context, result: ScenarioResult, label: str, settings: dict[str, 
             cpu = window.close()
         records = history.records()
         check_succeeded(records)
-        finished = read_events(project.daemon_log, frozenset({"FINISH"}))
+        finished = read_events(project.paths.daemon_log, frozenset({"FINISH"}))
         first_start = None
         if settings["AGENT_COMMAND"] == DATE:
             first_start = min(printed_time(record["log"]) for record in records[:FIRST_RUNS])
@@ -225,12 +226,12 @@ def sequential_backlog(ctx: Context, result: ScenarioResult) -> None:
 def _drop_one_by_one(project: Project, count: int, spacing: random.Random) -> dict[str, float]:
     """Rename triggers into the queue of an idle daemon, each once the run before has ended;
     when each rename happened, by trigger name."""
-    history = HistoryFile(project.history)
+    history = HistoryFile(project.paths)
     dropped = {}
     time.sleep(SETTLE_SECONDS)
     for index in range(count):
         name = f"live{index:05d}.trigger"
-        dropped[name] = drop_trigger(project.triggers, name, "live")
+        dropped[name] = drop_trigger(project.paths.triggers, name, "live")
         history.wait_for(index + 1, interval=0.002)
         time.sleep(spacing.uniform(*DROP_SPACING))
     return dropped
@@ -251,11 +252,11 @@ def live_latency(ctx: Context, result: ScenarioResult) -> None:
     with fresh_project(ctx, result, "latency", {"AGENT_COMMAND": DATE}) as project:
         with running(project):
             dropped = _drop_one_by_one(project, ctx.sizes.latency, spacing)
-        records = HistoryFile(project.history).records()
+        records = HistoryFile(project.paths).records()
         check_succeeded(records)
         started = {record["trigger"]: printed_time(record["log"]) for record in records}
         queued: dict[str | None, float] = {}
-        for event in read_events(project.daemon_log, frozenset({"QUEUE"})):
+        for event in read_events(project.paths.daemon_log, frozenset({"QUEUE"})):
             queued.setdefault(event.field("trigger"), event.at)
     daemon = spread([1000 * (started[name] - dropped[name]) for name in started])
     noticed = spread([1000 * (queued[name] - dropped[name]) for name in started])
@@ -281,7 +282,7 @@ def _exit_times(records: list[dict[str, Any]], result: ScenarioResult) -> list[f
     the agent's own printed time (it printed, then exited: the gap is then slightly larger)."""
     if all(has_fraction(record["ended_at"]) for record in records):
         result.details["exit_time_source"] = "history ended_at"
-        return [parse_time(record["ended_at"]) for record in records]
+        return [parse_iso_utc(record["ended_at"]) for record in records]
     result.details["exit_time_source"] = "agent's printed time"
     result.notes.append("the history's ended_at has whole seconds only: a run's exit is taken "
                         "as the time its agent printed just before exiting")
@@ -292,8 +293,8 @@ def slot_turnaround(ctx: Context, result: ScenarioResult) -> None:
     """One agent name, a queue of its triggers: from one run's exit to the next one's start."""
     count = ctx.sizes.turnaround
     with fresh_project(ctx, result, "turnaround", {"AGENT_COMMAND": DATE}) as project:
-        write_triggers(project.triggers, ["solo"], count)
-        history = HistoryFile(project.history)
+        write_triggers(project.paths.triggers, ["solo"], count)
+        history = HistoryFile(project.paths)
         with running(project):
             history.wait_for(count)
         records = history.records()
@@ -340,16 +341,16 @@ def many_at_once(ctx: Context, result: ScenarioResult) -> None:
     settings = {"AGENT_COMMAND": f"sh -c 'sleep {sleep:g}; {DATE}'", "PARALLEL_DAEMON": "true",
                 "MAX_CONCURRENT_AGENTS": str(count)}
     with fresh_project(ctx, result, "many", settings) as project:
-        write_triggers(project.triggers, [f"agent-{n:03d}" for n in range(count)], count)
-        history = HistoryFile(project.history)
+        write_triggers(project.paths.triggers, [f"agent-{n:03d}" for n in range(count)], count)
+        history = HistoryFile(project.paths)
         with running(project) as daemon:
-            spawned = wait_for_events(project.daemon_log, "SPAWNED", count, timeout=sleep + 60)
+            spawned = wait_for_events(project.paths.daemon_log, "SPAWNED", count, timeout=sleep + 60)
             cpu = _cpu_while_asleep(daemon, min(e.at for e in spawned) + sleep, result)
             history.wait_for(count)
         records = history.records()
         check_succeeded(records)
         finished = {event.field("run"): event.at
-                    for event in read_events(project.daemon_log, frozenset({"FINISH"}))}
+                    for event in read_events(project.paths.daemon_log, frozenset({"FINISH"}))}
         reap_ms = [1000 * (finished[r["run_id"]] - printed_time(r["log"])) for r in records]
     reaps = spread(reap_ms)
     result.details.update(reap_ms=reaps, cpu_percent_of_core=cpu,

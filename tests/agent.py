@@ -2,9 +2,10 @@
 
 context keys: ``sleep`` (seconds), ``exit`` (status), ``ignore_term`` (bool), ``grandchild``
 (start a child that ignores SIGTERM and outlives this process unless killed), ``output``
-(about that many bytes of output, then ``THE END``), ``touch`` (a file to create). Every run
-appends ``start`` and ``end`` lines to ``$STARFORGE_PROJECT_DIR/journal.jsonl``; a grandchild
-writes its pid there too.
+(about that many bytes of output, then ``THE END``), ``touch`` (a file to create), ``gate`` (a
+file in the project to wait for before ending: the test creates it when the run may end).
+Every run appends ``start`` and ``end`` lines to ``$STARFORGE_PROJECT_DIR/journal.jsonl``; a
+grandchild writes its pid there too.
 """
 
 import json
@@ -19,6 +20,12 @@ def journal(**fields):
     path = os.path.join(os.environ["STARFORGE_PROJECT_DIR"], "journal.jsonl")
     with open(path, "a") as file:
         file.write(line)
+
+
+def wait_for_file(path):
+    """Return once ``path`` exists: how a test, not a duration, decides when a run ends."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
 
 
 def main():
@@ -46,6 +53,8 @@ def main():
         sys.stdout.flush()
     if context.get("touch"):
         open(context["touch"], "w").close()
+    if context.get("gate"):
+        wait_for_file(os.path.join(os.environ["STARFORGE_PROJECT_DIR"], context["gate"]))
     time.sleep(float(context.get("sleep", 0)))
     code = int(context.get("exit", 0))
     journal(event="end", agent=os.environ["STARFORGE_AGENT"], run_id=os.environ["STARFORGE_RUN_ID"],

@@ -101,6 +101,10 @@ class Project:
         os.rename(temp, self.paths.triggers / name)
         return self.paths.triggers / name
 
+    def open_gate(self, gate: str) -> None:
+        """Let the run whose trigger says ``context={"gate": gate}`` end (tests/agent.py)."""
+        (self.root / gate).touch()
+
     def archived(self, folder: str) -> list[str]:
         base = self.paths.triggers / FOLDERS[folder]
         if not base.is_dir():
@@ -128,6 +132,10 @@ class Project:
             return []
         entries = [json.loads(line) for line in path.read_text().splitlines() if line]
         return [e for e in entries if event is None or e["event"] == event]
+
+    def started(self) -> list[str]:
+        """The triggers whose runs started, in the order the journal shows their starts."""
+        return [entry["trigger"] for entry in self.journal("start")]
 
     def slots(self) -> dict[str, Any]:
         return json.loads(self.paths.slots_file.read_text())

@@ -7,15 +7,15 @@ Lets a test decide when a run ends, without ordering anything by a duration.
 import json
 import os
 import sys
-import time
+
+from agent import wait_for_file
 
 
 def main():
     with open(os.environ["STARFORGE_TRIGGER_FILE"]) as file:
         context = json.load(file).get("context") or {}
     print("waiting", flush=True)
-    while not os.path.exists(context["gate"]):
-        time.sleep(0.01)
+    wait_for_file(context["gate"])
     print("gate opened", flush=True)
     sys.exit(int(context.get("exit", 0)))
 

@@ -23,9 +23,9 @@ def kill_daemon(project: Project) -> int:
 
 
 def test_sigkilled_daemon_adopts_running_agent_and_records_its_real_exit(project: Project) -> None:
-    project.trigger("t.trigger", "worker", context={"sleep": 1.5, "exit": 7})
+    project.trigger("t.trigger", "worker", context={"gate": "t", "exit": 7})
     project.trigger("u.trigger", "worker")
-    project.start(AGENT_TIMEOUT=60)
+    project.start()
     start = wait_until(lambda: project.journal("start"), what="agent started")[0]
     busy = wait_until(lambda: project.slots().get("worker", {}).get("pid") and
                       project.slots()["worker"], what="busy slot saved")
@@ -35,30 +35,39 @@ def test_sigkilled_daemon_adopts_running_agent_and_records_its_real_exit(project
     slot = project.slots()["worker"]
     assert slot["status"] == "busy" and slot["pid"] == str(start["pid"])
     assert slot["started_at"] == busy["started_at"] and slot["run_id"] == busy["run_id"]
+    assert (project.paths.triggers / "u.trigger").exists(), "u waits for the adopted run"
+    project.open_gate("t")
     project.wait_archived(2)
     result = project.result("t.trigger")
     assert (result["outcome"], result["exit_code"]) == ("failed", 7)
-    assert [e["trigger"] for e in project.journal("start")] == ["t.trigger", "u.trigger"]
+    assert project.started() == ["t.trigger", "u.trigger"]
     assert "RECOVERY" in project.log()
     wait_until(lambda: project.slots()["worker"]["status"] == "idle", what="slot idle")
 
 
 def test_adopted_run_keeps_its_original_timeout(project: Project) -> None:
-    project.trigger("t.trigger", "worker", context={"sleep": 60})
-    project.start(AGENT_TIMEOUT=2, AGENT_KILL_GRACE=0.5)
+    project.trigger("adopted.trigger", "worker", context={"gate": "adopted"})
+    project.start(AGENT_TIMEOUT=600)
     wait_until(lambda: project.journal("start"), what="agent started")
     kill_daemon(project)
-    project.start(AGENT_TIMEOUT=600)  # the adopted run keeps the 2 s it started with
-    project.wait_archived(1, timeout=10)
-    result = project.result("t.trigger")
-    assert result["outcome"] == "timed_out" and "timed out after 2s" in result["reason"]
+    project.trigger("new.trigger", "newcomer", context={"sleep": 60})
+    project.start(AGENT_TIMEOUT=1, AGENT_KILL_GRACE=0.5, PARALLEL_DAEMON="true")
+    wait_until(lambda: project.all_archived().get("new.trigger"), what="the new run timed out")
+    assert "timed out after 1s" in project.result("new.trigger")["reason"]
+    # the adopted run started first: had it taken the new 1 s, it would have timed out first
+    timeouts = [line for line in project.log().splitlines() if " TIMEOUT " in line]
+    assert timeouts and not [line for line in timeouts if "agent=worker" in line], timeouts
+    project.open_gate("adopted")
+    project.wait_archived(2)
+    assert project.result("adopted.trigger")["outcome"] == "succeeded"
 
 
 def test_run_that_ended_while_no_daemon_ran_is_archived_with_its_status(project: Project) -> None:
-    project.trigger("t.trigger", "worker", context={"sleep": 0.5, "exit": 4})
+    project.trigger("t.trigger", "worker", context={"gate": "t", "exit": 4})
     project.start()
     wait_until(lambda: project.journal("start"), what="agent started")
     kill_daemon(project)
+    project.open_gate("t")
     journals = lambda: [p.read_text() for p in project.paths.runs.glob("*.jsonl")]  # noqa: E731
     wait_until(lambda: any('"exit"' in text for text in journals()), 10,
                "the keeper recorded the exit")
@@ -118,7 +127,7 @@ def test_claimed_but_never_started_trigger_is_queued_again(project: Project) -> 
 
 
 def test_restart_hands_running_agents_to_the_new_daemon(project: Project) -> None:
-    project.trigger("t.trigger", "worker", context={"sleep": 1.5, "exit": 5})
+    project.trigger("t.trigger", "worker", context={"gate": "t", "exit": 5})
     old = project.start()
     start = wait_until(lambda: project.journal("start"), what="agent started")[0]
     project.cli("daemon", "restart")
@@ -126,6 +135,7 @@ def test_restart_hands_running_agents_to_the_new_daemon(project: Project) -> Non
     assert new != old and gone(old)
     assert psutil.pid_exists(start["pid"])
     assert project.slots()["worker"]["pid"] == str(start["pid"])
+    project.open_gate("t")
     project.wait_archived(1)
     assert project.result("t.trigger")["exit_code"] == 5
     assert len(project.journal("start")) == 1
@@ -135,9 +145,12 @@ def test_stale_pid_file_does_not_block_a_start(project: Project) -> None:
     project.paths.ensure()
     for stale in ("999999", str(os.getpid()), "garbage"):
         project.paths.pid_file.write_text(stale)
-        pid = project.start()
-        assert pid != int(stale) if stale.isdigit() else True
+        assert project.cli("daemon", "status", check=False).returncode == 3, stale
+        daemon = psutil.Process(project.start())
+        assert daemon.cwd() == str(project.root) and "daemon" in daemon.cmdline(), (
+            f"after {stale!r}, the pid file names the new daemon")
         project.stop()
+        assert gone(daemon.pid) and not project.paths.pid_file.exists()
 
 
 def test_corrupt_state_files_are_reported_and_rebuilt(project: Project) -> None:
@@ -145,6 +158,7 @@ def test_corrupt_state_files_are_reported_and_rebuilt(project: Project) -> None:
     for content in (b"", b'{"agent-a": {"status": "bu', b"\x00\xff not json", b"[1, 2]"):
         project.paths.slots_file.write_bytes(content)
         project.paths.state_file.write_bytes(content)
+        recoveries = project.log().count("RECOVERY")
         project.trigger("t.trigger", "agent-a")
         project.start()
         project.wait_archived(1)
@@ -152,7 +166,7 @@ def test_corrupt_state_files_are_reported_and_rebuilt(project: Project) -> None:
                    what="slot rebuilt and idle")
         assert json.loads(project.paths.state_file.read_text())["pid"] == project.daemon_pid()
         project.stop()
-        assert "RECOVERY" in project.log()
+        assert project.log().count("RECOVERY") > recoveries, f"{content!r} not reported"
         for path in project.paths.processed.glob("t.trigger*"):
             path.unlink()
 
@@ -193,7 +207,7 @@ def test_failed_state_save_keeps_the_last_good_file_and_recovers(project: Projec
 def test_foreground_handoff_exits_75_and_the_next_daemon_adopts(project: Project) -> None:
     """What `systemctl reload` does: SIGUSR1, exit 75, systemd starts the next daemon."""
     project.write_env()
-    project.trigger("t.trigger", "worker", context={"sleep": 1.5, "exit": 5})
+    project.trigger("t.trigger", "worker", context={"gate": "t", "exit": 5})
     command = [sys.executable, "-m", "starforge_daemon", "--project-dir", str(project.root),
                "daemon", "start", "--foreground"]
     daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,5 +221,7 @@ def test_foreground_handoff_exits_75_and_the_next_daemon_adopts(project: Project
             daemon.wait()
     assert psutil.pid_exists(start["pid"]), "the agent keeps running"
     project.start()
+    assert project.slots()["worker"]["pid"] == str(start["pid"]), "adopted"
+    project.open_gate("t")
     project.wait_archived(1)
     assert project.result("t.trigger")["exit_code"] == 5

@@ -10,10 +10,6 @@ import pytest
 from conftest import Project, wait_until
 
 
-def starts(project: Project) -> list[str]:
-    return [entry["trigger"] for entry in project.journal("start")]
-
-
 def test_priority_runs_first_and_keeps_order_within_a_priority(project: Project) -> None:
     base = time.time_ns() - 10_000_000_000
     project.trigger("a-old.trigger", "agent-a", mtime_ns=base)
@@ -23,8 +19,8 @@ def test_priority_runs_first_and_keeps_order_within_a_priority(project: Project)
     project.trigger("c-low.trigger", "agent-c", mtime_ns=base - 5, priority=-1)
     project.start()
     project.wait_archived(5)
-    assert starts(project) == ["a-urgent-1.trigger", "a-urgent-2.trigger", "a-old.trigger",
-                               "b-old.trigger", "c-low.trigger"]
+    assert project.started() == ["a-urgent-1.trigger", "a-urgent-2.trigger", "a-old.trigger",
+                                 "b-old.trigger", "c-low.trigger"]
 
 
 def test_cli_trigger_takes_a_priority(project: Project) -> None:
@@ -60,8 +56,8 @@ def test_retry_waits_behind_older_work_and_per_trigger_limit(project: Project) -
                     context={"exit": 1})
     project.start(MAX_RETRIES=1, RETRY_BACKOFF=0)
     project.wait_archived(3)
-    assert starts(project).count("never-again.trigger") == 1
-    order = [name for name in starts(project) if name != "never-again.trigger"]
+    assert project.started().count("never-again.trigger") == 1
+    order = [name for name in project.started() if name != "never-again.trigger"]
     assert order == ["first.trigger", "second.trigger", "first.trigger"]
 
 
@@ -83,13 +79,15 @@ def test_pool_spreads_work_round_robin_and_waits_when_busy(project: Project) -> 
     base = time.time_ns() - 10_000_000_000
     for number in range(4):
         project.trigger(f"p{number}.trigger", "dev", mtime_ns=base + number,
-                        context={"sleep": 0.6})
+                        context={"gate": "open"})
     project.trigger("other.trigger", "reviewer", mtime_ns=base + 10)
     project.start(PARALLEL_DAEMON="true", AGENT_POOLS="dev=dev-a,dev-b")
-    wait_until(lambda: len(project.journal("start")) >= 3, what="pool members and reviewer")
+    wait_until(lambda: project.all_archived() == {"other.trigger": "done"}
+               and len(project.journal("start")) >= 3, what="pool members and reviewer")
     early = {entry["trigger"]: entry["agent"] for entry in project.journal("start")}
-    assert early["p0.trigger"] == "dev-a" and early["p1.trigger"] == "dev-b"
-    assert "other.trigger" in early and "p2.trigger" not in early, "the busy pool waits"
+    assert early == {"p0.trigger": "dev-a", "p1.trigger": "dev-b", "other.trigger": "reviewer"}
+    assert (project.paths.triggers / "p2.trigger").exists(), "the busy pool waits"
+    project.open_gate("open")
     project.wait_archived(5)
     runners = {project.result(f"p{n}.trigger")["agent"] for n in range(4)}
     assert runners == {"dev-a", "dev-b"}
@@ -103,19 +101,20 @@ def test_pause_and_resume_per_agent_and_globally_across_a_restart(project: Proje
     project.trigger("a.trigger", "agent-a")
     project.trigger("b.trigger", "agent-b")
     project.wait_archived(1)
-    assert starts(project) == ["b.trigger"]
     project.cli("daemon", "restart")
+    # the new daemon has read both and dispatched before it said it was ready
+    assert (project.paths.triggers / "a.trigger").exists(), "still paused after the restart"
     doc = json.loads(project.cli("daemon", "status", "--json").stdout)
     assert doc["paused"]["agents"] == ["agent-a"]
     assert "agent-a" in project.cli("daemon", "status").stdout
-    assert starts(project) == ["b.trigger"], "still paused after the restart"
+    assert project.started() == ["b.trigger"]
     project.cli("queue", "pause")
     project.cli("queue", "resume", "agent-a")
     project.trigger("c.trigger", "agent-c")
     assert json.loads(project.cli("queue", "resume", "--json").stdout)["paused"] == {
         "all": False, "agents": []}
     project.wait_archived(3)
-    assert sorted(starts(project)) == ["a.trigger", "b.trigger", "c.trigger"]
+    assert sorted(project.started()) == ["a.trigger", "b.trigger", "c.trigger"]
 
 
 def test_agent_stop_and_queue_cancel(project: Project) -> None:
