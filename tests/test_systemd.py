@@ -84,7 +84,7 @@ def test_shipped_units_are_what_the_renderer_makes() -> None:
     for relative, text in units.items():
         assert (REPO / "systemd" / relative).read_text() == text, (
             f"systemd/{relative} is stale; regenerate it from "
-            "starforge_daemon.systemd_units.shipped_units()")
+            "starforge_daemon.client.units.shipped_units()")
 
 
 @pytest.mark.parametrize("scope", list(Scope))

@@ -37,10 +37,6 @@ class TriggerReader:
         self._unread_names: set[str] = set()
         self._deferred: dict[str, float] = {}
 
-    @property
-    def backlog(self) -> int:
-        return len(self._unread) + len(self._deferred)
-
     def scan(self, known: Container[str]) -> None:
         """Heap every trigger name not queued, heaped or waiting to settle already."""
         with os.scandir(self._folder) as entries:
