@@ -14,12 +14,13 @@ from typing import Any
 
 from starforge_daemon.core.models import parse_iso_utc
 from starforge_daemon.intake.triggers import is_trigger_name, scan
-from starforge_daemon.store.atomic import move_unique, read_json_object
+from starforge_daemon.store.atomic import move_unique
 from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.instance import running_pid
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.pauses import load_pauses
 from starforge_daemon.store.results import RESULT_SUFFIX, result_path
+from starforge_daemon.store.slots import read_slots
 from starforge_daemon.store.state import StateFile
 
 
@@ -73,22 +74,18 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
     state = StateFile(paths.state_file).load() or {}
     started = _moment(state.get("started_at")) if pid else None
     slots = []
-    for agent, slot in sorted(read_json_object(paths.slots_file).items()):
-        if not isinstance(slot, dict):
-            continue
-        busy = slot.get("status") == "busy"
-        since = _moment(slot.get("started_at")) if busy else None
-        log = slot.get("log") if busy else slot.get("last_log")
-        log = log if isinstance(log, str) else None
+    for agent, slot in sorted(read_slots(paths.slots_file).items()):
+        since = _moment(slot.started_at) if slot.busy else None
+        log = slot.log if slot.busy else slot.last_log
         slots.append({
             "agent": agent,
-            "status": slot.get("status"),
-            "pid": _number(slot.get("pid")),
-            "ticket": slot.get("ticket"),
-            "started_at": slot.get("started_at"),
+            "status": slot.status,
+            "pid": _number(slot.pid),
+            "ticket": slot.ticket,
+            "started_at": slot.started_at,
             "elapsed_s": round(now - since, 1) if since else None,
-            "run_id": slot.get("run_id") if busy else slot.get("last_run_id"),
-            "last_outcome": slot.get("last_outcome"),
+            "run_id": slot.run_id if slot.busy else slot.last_run_id,
+            "last_outcome": slot.last_outcome,
             "log": log,
             "last_log_line": last_line(log),
         })

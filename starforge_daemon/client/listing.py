@@ -31,6 +31,7 @@ from starforge_daemon.store.instance import running_pid
 from starforge_daemon.store.journal import triggers_in_flight
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.results import RESULT_SUFFIX, result_path
+from starforge_daemon.store.slots import read_slots
 from starforge_daemon.store.state import StateFile
 
 if TYPE_CHECKING:
@@ -83,8 +84,7 @@ class QueueListing:
 
 def busy_agents(paths: ProjectPaths) -> list[str]:
     """Agents whose slot in ``agent-slots.json`` is busy (none when the file is unreadable)."""
-    return sorted(agent for agent, slot in read_json_object(paths.slots_file).items()
-                  if isinstance(slot, dict) and slot.get("status") == "busy")
+    return sorted(agent for agent, slot in read_slots(paths.slots_file).items() if slot.busy)
 
 
 def _details(paths: ProjectPaths, entry: QueuedTrigger,

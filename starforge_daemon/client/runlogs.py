@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from starforge_daemon.core.runids import RUN_LOG_SUFFIXES, agent_of, log_run_id
-from starforge_daemon.store.atomic import read_json_object
 from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.slots import SlotView, read_slots
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CHUNK = 64 * 1024
@@ -75,11 +75,8 @@ def _history_run_ids(paths: ProjectPaths, agent: str, ticket: str) -> list[str]:
 
 
 def _busy_run_id(paths: ProjectPaths, agent: str, ticket: str) -> str | None:
-    slot = read_json_object(paths.slots_file).get(agent)
-    if isinstance(slot, dict) and slot.get("status") == "busy" and slot.get("ticket") == ticket:
-        run_id = slot.get("run_id")
-        return run_id if isinstance(run_id, str) else None
-    return None
+    slot = read_slots(paths.slots_file).get(agent)
+    return slot.run_id if slot and slot.busy and slot.ticket == ticket else None
 
 
 def ticket_log(paths: ProjectPaths, agent: str, ticket: str) -> Path:
@@ -244,9 +241,8 @@ class RunWatch:
     def ended(self) -> RunEnd | None:
         # the slot first: the daemon writes the history before the slot, so a slot that says
         # the run is over is followed here by a history that has its line
-        slot = read_json_object(self._paths.slots_file).get(self._agent)
-        slot = slot if isinstance(slot, dict) else {}
-        busy = slot.get("status") == "busy" and slot.get("run_id") == self._run_id
+        slot = read_slots(self._paths.slots_file).get(self._agent, SlotView())
+        busy = slot.busy and slot.run_id == self._run_id
         record = self._history_line()
         if record is not None:
             return RunEnd(_text(record.get("outcome")), _text(record.get("reason")),
@@ -254,8 +250,8 @@ class RunWatch:
         if busy:
             self._seen_busy = True
             return None
-        if slot.get("last_run_id") == self._run_id:
-            return RunEnd(_text(slot.get("last_outcome")))
+        if slot.last_run_id == self._run_id:
+            return RunEnd(slot.last_outcome)
         return RunEnd(None) if self._seen_busy else None
 
 

@@ -9,12 +9,13 @@ only the history is kept here.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from starforge_daemon.core.ledger import Ledger, RunState
 from starforge_daemon.core.models import OutcomeKind, Run, SlotHistory, SlotStatus, iso_utc, parse_iso_utc
-from starforge_daemon.store.atomic import write_json_atomic
+from starforge_daemon.store.atomic import read_json_object, write_json_atomic
 
 
 def slot_to_json(history: SlotHistory, state: RunState | None) -> dict[str, Any]:
@@ -45,6 +46,38 @@ def slot_history_from_json(entry: Any) -> SlotHistory:
                        last_outcome=OutcomeKind(outcome) if outcome else None,
                        last_log=entry.get("last_log"),
                        last_finished_at=parse_iso_utc(entry.get("last_finished_at")))
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """One saved slot as a client reads it: the keys of :func:`slot_to_json` that clients use,
+    each as saved, or None when it is missing or not text."""
+
+    status: str | None = None
+    pid: str | None = None
+    ticket: str | None = None
+    started_at: str | None = None
+    run_id: str | None = None
+    log: str | None = None
+    last_run_id: str | None = None
+    last_outcome: str | None = None
+    last_log: str | None = None
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> SlotView:
+        return cls(**{field.name: value if isinstance(value := entry.get(field.name), str) else None
+                      for field in fields(cls)})
+
+    @property
+    def busy(self) -> bool:
+        return self.status == SlotStatus.BUSY.value
+
+
+def read_slots(path: Path) -> dict[str, SlotView]:
+    """The saved slots by agent, for clients; never raises (an unreadable file has none, an
+    entry that is not an object is left out)."""
+    return {agent: SlotView.from_dict(entry) for agent, entry in read_json_object(path).items()
+            if isinstance(entry, dict)}
 
 
 class SlotTable:
