@@ -23,6 +23,8 @@ from starforge_daemon.workspaces.base import SharedCheckout
 
 
 class FakeRunner:
+    containment = "containment: none (scripted runs)"
+
     def __init__(self) -> None:
         self.launched: list[LaunchSpec] = []
         self.stops: list[tuple[str, bool]] = []  # (run id, force)

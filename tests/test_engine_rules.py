@@ -21,16 +21,17 @@ from starforge_daemon.core.events import (
     StopRequested,
     TimedOut,
 )
+from starforge_daemon.core.models import RunExit
 from starforge_daemon.daemon.logfile import render_line
 from starforge_daemon.daemon.observers.eventlog import Level, log_line
-from starforge_daemon.runtime.api import LaunchSpec
+from starforge_daemon.runtime.api import Exited, LaunchSpec
 
 __all__ = ["setup"]  # the fixture, shared with test_engine
 
 
 RESULT_KEYS = ["trigger", "outcome", "reason", "exit_code", "run_id", "agent", "pool", "attempt",
                "ticket", "action", "from_agent", "pid", "started_at", "ended_at", "duration_s",
-               "log"]
+               "log", "cpu_seconds", "peak_memory_bytes"]
 
 
 def names(runner: FakeRunner) -> list[str]:
@@ -281,3 +282,17 @@ def test_event_log_lines_keep_their_words_levels_and_keys() -> None:
         == "T ERROR   ERROR upkeep failed task=tidy error=boom"
     assert line(Requeued("x.trigger")) \
         == "T WARNING RECOVERY trigger was claimed but never started; queued again trigger=x.trigger"
+
+
+def test_a_run_the_kernel_killed_for_its_memory_limit_ends_as_oom_with_its_usage(setup) -> None:
+    paths, clock, runner, make = setup
+    write(paths, "big.trigger", "a", 1)
+    engine = make(MAX_RETRIES=3)
+    spec = runner.launched[0]
+    ended = RunExit(ended_at=clock.now, exit_code=-9, cpu_seconds=1.25,
+                    peak_memory_bytes=512 << 20, oom_kills=1)
+    engine.apply([started(spec, 5), Exited(spec.run_id, ended)], clock.now)
+    saved = result(paths, paths.processed / "failed", "big.trigger")
+    assert saved["outcome"] == "oom" and "memory limit" in saved["reason"]
+    assert saved["cpu_seconds"] == 1.25 and saved["peak_memory_bytes"] == 512 << 20
+    assert len(runner.launched) == 1, "the same limit would kill it again: no retry"

@@ -15,7 +15,9 @@ from conftest import processes_of
 from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, Started
 from starforge_daemon.runtime.local.client import ProcessRunner
+from starforge_daemon.runtime.local.setup import local_runner
 from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.settings import Settings
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def backend(tmp_path: Path) -> Iterator[tuple[ProjectPaths, Reactor, ProcessRunn
     paths = ProjectPaths(tmp_path)
     paths.ensure()
     reactor = Reactor()
-    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log, reactor)
+    runner, _ = local_runner(paths, Settings(AGENT_STOP_SIGNAL="SIGTERM"), reactor)
     runner.connect()
     yield paths, reactor, runner
     runner.close()

@@ -292,7 +292,9 @@ def test_runs_that_end_badly_are_logged_as_warnings_and_errors(project: Project,
     levels = {line.split(" agent=")[1].split()[0]: level
               for level, line in event_lines(project, "FINISH")}
     assert levels == {"agent-ok": "INFO", "agent-bad": "WARNING", "agent-gone": "ERROR"}
-    [(mode_level, mode)] = event_lines(project, "MODE")
+    modes = event_lines(project, "MODE")
+    [(mode_level, mode)] = [(level, line) for level, line in modes if " agent=" in line]
     assert mode_level == "INFO" and f"agent={program} " in mode
+    assert [line for _, line in modes if "containment: " in line], "which containment is active"
     state = json.loads(project.paths.state_file.read_text())
     assert state["agent_program"] == str(program)

@@ -93,6 +93,7 @@ def test_shipped_units_have_the_promised_settings(scope: Scope) -> None:
     assert unit["Type"] == ["notify"]
     assert unit["Restart"] == ["on-failure"]
     assert unit["KillMode"] == ["process"]
+    assert unit["Delegate"] == ["yes"]  # the daemon makes a cgroup per run below its own
     assert unit["ExecStart"] == ["/usr/bin/env starforge --project-dir %f daemon start "
                                  "--foreground"]
     assert unit["WorkingDirectory"] == ["%f"]

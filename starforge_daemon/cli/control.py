@@ -149,7 +149,7 @@ def agent() -> None:
 @json_option
 @pass_project
 def stop_agent(paths: ProjectPaths, name: str, as_json: bool) -> None:
-    """Stop NAME's current run (SIGTERM, SIGKILL after the grace); its trigger goes to
+    """Stop NAME's current run (AGENT_STOP_SIGNAL, SIGKILL after the grace); its trigger goes to
     processed/failed/ as stopped by the operator, without a retry (needs the running
     daemon)."""
     answer = _ask(paths, {"op": "stop-agent", "agent": name}, as_json)

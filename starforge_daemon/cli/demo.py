@@ -108,7 +108,7 @@ def _drained(paths: ProjectPaths) -> bool:
 
 def _drain(paths: ProjectPaths, say: Callable[[str], None]) -> bool:
     """Start the daemon, wait until the queue is empty, stop it; False when it did not drain."""
-    pid = service.start_in_background(paths, load_settings(paths))
+    pid = service.start_in_background(paths, load_settings(paths)).pid
     say(f"daemon started (pid {pid}); draining...")
     deadline = time.monotonic() + DRAIN_TIMEOUT
     try:

@@ -137,15 +137,18 @@ def start(paths: ProjectPaths, foreground: bool) -> None:
         raise click.ClickException(f"already running (pid {pid}); nothing started")
     try:
         if foreground:
-            stopped = service.serve(paths, settings, on_ready=lambda _pid: None, echo=True)
+            stopped = service.serve(paths, settings, on_ready=lambda _pid, _notes: None,
+                                    echo=True)
             if stopped is StopMode.HANDOFF:
                 sys.exit(HANDOFF_EXIT_STATUS)
             return
-        pid = service.start_in_background(paths, settings)
+        launched = service.start_in_background(paths, settings)
     except service.StartError as error:
         raise click.ClickException(f"cannot start: {error}") from None
-    click.echo(f"starforge daemon started (pid {pid}) in {paths.root}")
+    click.echo(f"starforge daemon started (pid {launched.pid}) in {paths.root}")
     click.echo(settings.mode_text)
+    for note in launched.notes:
+        click.echo(f"warning: {note}", err=True)
 
 
 @daemon.command()

@@ -99,7 +99,7 @@ def exec_word(word: str) -> str:
 
 
 def stop_timeout(kill_grace: float) -> int:
-    """``TimeoutStopSec=``: the agents' SIGTERM-to-SIGKILL grace plus time to wrap up."""
+    """``TimeoutStopSec=``: the agents' stop-signal-to-SIGKILL grace plus time to wrap up."""
     return math.ceil(kill_grace) + STOP_MARGIN
 
 
@@ -156,12 +156,15 @@ def render_unit(spec: UnitSpec) -> str:
         f"RestartSec={RESTART_DELAY}s",
         f"TimeoutStartSec={START_TIMEOUT}s",
         f"WatchdogSec={WATCHDOG}s",
-        "# On SIGTERM the daemon stops its agents itself (SIGTERM, then SIGKILL after",
+        "# On SIGTERM the daemon stops its agents itself (AGENT_STOP_SIGNAL, then SIGKILL after",
         f"# AGENT_KILL_GRACE={spec.kill_grace:g}s) before it exits; this covers that.",
         f"TimeoutStopSec={stop_timeout(spec.kill_grace)}s",
         "# Only the daemon is signalled. Agents are children of the project's keeper process, so",
         "# when the daemon crashes they keep running and the restarted daemon adopts them.",
         "KillMode=process",
+        "# The daemon makes a cgroup per run below the unit's own, so that a run's end kills",
+        "# every process it started, even those that left its session (setsid).",
+        "Delegate=yes",
         "",
         "[Install]",
         f"WantedBy={'multi-user.target' if system else 'default.target'}",

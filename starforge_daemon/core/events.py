@@ -24,6 +24,20 @@ class Mode:
 
 
 @dataclass(frozen=True, slots=True)
+class Contained:
+    """How runs are contained on this host: a cgroup each, or the sweep by run id."""
+
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUnavailable:
+    """A run limit the settings ask for that this host cannot enforce."""
+
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     pid: int
     queued: int
@@ -114,6 +128,7 @@ class TimedOut:
     agent: str
     run: str
     timeout: float
+    stop_signal: str  # AGENT_STOP_SIGNAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +220,8 @@ class Problem:
     error: str
 
 
-Event = (DaemonStarted | Mode | Ready | StateDamaged | RecoveryNote | Requeued | Adopted
+Event = (DaemonStarted | Mode | Contained | LimitUnavailable | Ready | StateDamaged
+         | RecoveryNote | Requeued | Adopted
          | Recovered | Queued | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
          | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
          | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem)

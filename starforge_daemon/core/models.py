@@ -67,6 +67,7 @@ class OutcomeKind(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     KILLED = "killed"
+    OOM = "oom"
     LOST = "lost"
     CANCELLED = "cancelled"
     INVALID = "invalid"
@@ -191,6 +192,9 @@ class RunExit:
     ended_at: float
     exit_code: int | None = None
     error: str | None = None
+    cpu_seconds: float | None = None  # the whole container's, where the host accounts for it
+    peak_memory_bytes: int | None = None
+    oom_kills: int | None = None  # processes the kernel killed for the run's memory limit
 
     @classmethod
     def from_dict(cls, data: Any) -> RunExit:

@@ -76,6 +76,10 @@ def outcome_of(state: RunState, ended: RunExit | None) -> Outcome:
     if stop is StopReason.OPERATOR:
         return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
                        reason=f"stopped by the operator (exit {code})")
+    if ended.oom_kills:
+        return Outcome(kind=OutcomeKind.OOM, exit_code=code,
+                       reason=f"over its memory limit: the kernel killed {ended.oom_kills} of "
+                              f"its processes (exit {code})")
     if stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at >= run.deadline):
         return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
                        reason=f"timed out after {run.timeout:g}s (exit {code})")

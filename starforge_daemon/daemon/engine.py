@@ -13,6 +13,7 @@ from typing import Any
 
 from starforge_daemon.core import scheduler
 from starforge_daemon.core.events import (
+    Contained,
     KillEscalated,
     Mode,
     Problem,
@@ -48,7 +49,7 @@ from starforge_daemon.workspaces.base import Workspaces
 
 
 class StopMode(StrEnum):
-    STOP = "stop"  # stop the agents too (SIGTERM, ``starforge daemon stop``)
+    STOP = "stop"  # stop the agents too (``starforge daemon stop``)
     HANDOFF = "handoff"  # leave agents running for the next daemon (``restart``)
 
 
@@ -110,6 +111,7 @@ class Engine:
         self.events.publish(Mode(self.settings.mode_text,  # a {placeholder} program: as written
                                  self.agent_program or self.starter.command[0],
                                  self.settings.AGENT_TIMEOUT))
+        self.events.publish(Contained(self.runner.containment))
         self.operator.restore_pauses()
         self.runner.connect()
         for note in self.workspaces.start():
@@ -220,7 +222,8 @@ class Engine:
         for decision in scheduler.enforce(self.ledger, now, self.settings.AGENT_KILL_GRACE):
             run = self.ledger[decision.run_id].run
             if isinstance(decision, Terminate):
-                self.events.publish(TimedOut(run.agent, run.run_id, run.timeout))
+                self.events.publish(TimedOut(run.agent, run.run_id, run.timeout,
+                                             self.settings.AGENT_STOP_SIGNAL))
                 self._terminate(run.run_id, decision.reason, now)
             else:
                 assert isinstance(decision, Kill)
@@ -274,4 +277,5 @@ class Engine:
             stopping=self.stop_mode.value if self.stop_mode else None, paused=self.queue.pauses,
             held_back=self.starter.held_back,
             pools={pool: list(members) for pool, members in self.settings.pools.items()},
-            counters=dict(sorted(self.saved.counters.items())))
+            counters=dict(sorted(self.saved.counters.items())),
+            containment=self.runner.containment)

@@ -38,7 +38,7 @@ class Finisher:
         run = state.run
         outcome = scheduler.outcome_of(state, ended)
         ended_at = ended.ended_at if ended else now
-        result = RunResult.of(run, state.handle, outcome, ended_at)
+        result = RunResult.of(run, state.handle, outcome, ended_at, ended)
         earlier = [attempt for attempt in self.attempts.load(run.trigger_name).attempts
                    if attempt.run_id != run.run_id]  # saved before a crash: once only
         attempts = [*earlier, result]

@@ -12,12 +12,21 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from starforge_daemon.core.events import Crashed, DaemonStarted, Publisher, Ready, Stopped
+from starforge_daemon.core.agent_cli import root_bypass_refusal
+from starforge_daemon.core.events import (
+    Crashed,
+    DaemonStarted,
+    LimitUnavailable,
+    Publisher,
+    Ready,
+    Stopped,
+)
 from starforge_daemon.daemon.engine import Engine, StopMode
 from starforge_daemon.daemon.load import MemoryGauge
 from starforge_daemon.daemon.logfile import EventLogFile, configure
@@ -27,6 +36,7 @@ from starforge_daemon.daemon.persistence import Stores
 from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.intake.watcher import TriggerWatcher
 from starforge_daemon.runtime.local.client import ProcessRunner
+from starforge_daemon.runtime.local.setup import local_runner
 from starforge_daemon.store.atomic import write_atomic
 from starforge_daemon.store.control_socket import ControlServer
 from starforge_daemon.store.instance import InstanceLock, read_pid
@@ -124,27 +134,32 @@ def run_base_environment(paths: ProjectPaths) -> dict[str, str]:
 
 
 def build_engine(paths: ProjectPaths, settings: Settings, workspaces: Workspaces,
-                 events: Publisher, reactor: Reactor) -> tuple[Engine, ProcessRunner]:
-    """The engine with the real seams: keeper runner, stores, memory gauge, wall clock."""
-    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log, reactor)
+                 events: Publisher, reactor: Reactor) -> tuple[Engine, ProcessRunner, list[str]]:
+    """The engine with the real seams: keeper runner, stores, memory gauge, wall clock; and
+    the notes the operator must see at start (limits this host cannot enforce)."""
+    runner, notes = local_runner(paths, settings, reactor)
+    for note in notes:
+        events.publish(LimitUnavailable(note))
     engine = Engine(settings, paths, reactor=reactor, runner=runner, stores=Stores.open(paths),
                     workspaces=workspaces, gauge=MemoryGauge(settings.MIN_FREE_MEMORY_PERCENT),
                     clock=time.time, events=events, base_env=run_base_environment(paths),
                     on_stopping=lambda: systemd_notify("STOPPING=1"))
-    return engine, runner
+    return engine, runner, notes
 
 
-def require_agent_program(settings: Settings) -> None:
+def require_agent_program(paths: ProjectPaths, settings: Settings) -> None:
     """Refuse to start a daemon whose every run would fail to start its program."""
-    problem = settings.agent_program_problem
+    problem = settings.agent_program_problem or root_bypass_refusal(
+        settings.command_words, os.geteuid(), run_base_environment(paths).get("IS_SANDBOX"))
     if problem:
         raise StartError(problem)
 
 
-def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], None],
+def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list[str]], None],
           echo: bool = False) -> StopMode | None:
-    """Run the daemon in this process until it is told to stop; returns how it stopped."""
-    require_agent_program(settings)
+    """Run the daemon in this process until it is told to stop; returns how it stopped.
+    ``on_ready`` gets the daemon's pid and the notes for the operator."""
+    require_agent_program(paths, settings)
     workspaces = build_workspaces(paths, settings)
     paths.ensure()
     lock = InstanceLock(paths.lock_file)
@@ -157,7 +172,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     events = Publisher()
     events.subscribe(EventLogObserver(log))
     reactor = Reactor()
-    engine, runner = build_engine(paths, settings, workspaces, events, reactor)
+    engine, runner, notes = build_engine(paths, settings, workspaces, events, reactor)
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
     control = ControlServer(paths.control_socket, engine.submit)
     _install_signal_handlers(engine, reactor)
@@ -169,7 +184,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
     def ready() -> None:
         systemd_notify(f"READY=1\nMAINPID={pid}\nSTATUS=draining {paths.triggers}")
         events.publish(Ready(pid, len(engine.queue), len(engine.ledger)))
-        on_ready(pid)
+        on_ready(pid, notes)
 
     try:
         watcher.start()
@@ -192,14 +207,21 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int], Non
         sink.close()
 
 
-def start_in_background(paths: ProjectPaths, settings: Settings) -> int:
-    """Detach a daemon (python-daemon) and return its pid once it is ready.
+@dataclass(frozen=True)
+class Launched:
+    pid: int
+    notes: list[str]  # for the operator: limits this host cannot enforce
 
-    The daemon reports over a pipe: ``ready PID`` or ``error REASON``; raises StartError.
+
+def start_in_background(paths: ProjectPaths, settings: Settings) -> Launched:
+    """Detach a daemon (python-daemon) and return once it is ready.
+
+    The daemon reports over a pipe: ``note TEXT`` lines, then ``ready PID`` or ``error
+    REASON``, then closes it; raises StartError.
     """
     import daemon  # only the starting client needs it
 
-    require_agent_program(settings)  # said here, before anything detaches
+    require_agent_program(paths, settings)  # said here, before anything detaches
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:
@@ -217,25 +239,27 @@ def start_in_background(paths: ProjectPaths, settings: Settings) -> int:
         reply = _read_reply(read_fd, READY_TIMEOUT)
     finally:
         os.close(read_fd)
-    word, _, rest = reply.partition(" ")
+    *notes, last = [line.partition(" ") for line in reply.splitlines()] or [("", "", "")]
+    word, _, rest = last
     if word == "ready":
-        return int(rest)
+        return Launched(int(rest), [text for kind, _, text in notes if kind == "note"])
     raise StartError(rest or "the daemon exited before it was ready (see .claude/logs/daemon.log)")
 
 
 def _serve_and_report(paths: ProjectPaths, settings: Settings, report_fd: int) -> int:
     unsent = [report_fd]
 
-    def report(text: str) -> None:
-        """Say one thing to the waiting client, then let go of the pipe."""
+    def report(text: str, notes: Sequence[str] = ()) -> None:
+        """Say the outcome (after the notes) to the waiting client, then let go of the pipe."""
         while unsent:
             fd = unsent.pop()
+            lines = [f"note {note}" for note in notes] + [text]
             with contextlib.suppress(OSError):
-                os.write(fd, f"{text}\n".encode())
+                os.write(fd, "".join(f"{line}\n" for line in lines).encode())
             os.close(fd)
 
     try:
-        serve(paths, settings, on_ready=lambda pid: report(f"ready {pid}"))
+        serve(paths, settings, on_ready=lambda pid, notes: report(f"ready {pid}", notes))
     except StartError as error:
         report(f"error {error}")
         return 1
@@ -250,9 +274,10 @@ def _serve_and_report(paths: ProjectPaths, settings: Settings, report_fd: int) -
 
 
 def _read_reply(fd: int, timeout: float) -> str:
+    """All the daemon wrote before it let go of the pipe (or the timeout passed)."""
     deadline = time.monotonic() + timeout
     data = b""
-    while b"\n" not in data:
+    while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return "error the daemon did not report ready in time"

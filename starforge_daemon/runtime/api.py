@@ -30,6 +30,7 @@ class LaunchSpec:
     log_path: Path
     log_cap: int
     journal: Path  # where the backend appends what becomes of the run
+    stdin: Path | None = None  # the file the agent reads as stdin; None: /dev/null
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Watcher(Protocol):
 
 class Runner(Protocol):
     """What the engine needs from a backend; tests pass a scripted fake."""
+
+    @property
+    def containment(self) -> str:
+        """How the backend keeps a run's processes together, in one line for MODE and status."""
+        ...
 
     def connect(self) -> None: ...
 

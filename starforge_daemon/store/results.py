@@ -15,6 +15,7 @@ from starforge_daemon.core.models import (
     OutcomeKind,
     ProcessIdentity,
     Run,
+    RunExit,
     folder_for,
     iso_utc,
 )
@@ -82,17 +83,21 @@ class RunResult:
     ended_at: str
     duration_s: float
     log: str
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
 
     @classmethod
-    def of(cls, run: Run, agent: ProcessIdentity | None, outcome: Outcome,
-           ended_at: float) -> RunResult:
+    def of(cls, run: Run, agent: ProcessIdentity | None, outcome: Outcome, ended_at: float,
+           ended: RunExit | None = None) -> RunResult:
         return cls(trigger=run.trigger_name, outcome=outcome.kind.value, reason=outcome.reason,
                    exit_code=outcome.exit_code, run_id=run.run_id, agent=run.agent,
                    pool=run.pool, attempt=run.attempt, ticket=run.ticket, action=run.action,
                    from_agent=run.from_agent, pid=agent.pid if agent else None,
                    started_at=iso_utc(run.started_at, precise=True),
                    ended_at=iso_utc(ended_at, precise=True),
-                   duration_s=round(max(0.0, ended_at - run.started_at), 3), log=run.log_path)
+                   duration_s=round(max(0.0, ended_at - run.started_at), 3), log=run.log_path,
+                   cpu_seconds=ended.cpu_seconds if ended else None,
+                   peak_memory_bytes=ended.peak_memory_bytes if ended else None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,7 +7,9 @@ checking is done by hand, not by a settings library, so that ``starforge trigger
 from __future__ import annotations
 
 import math
+import re
 import shlex
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,3 +152,51 @@ def _revision(text: str) -> str:
 
 
 REVISION = Kind("one commit, like HEAD, main or v1.2 (no spaces, no leading '-')", _revision)
+
+
+def _signal_name(text: str) -> str:
+    """A signal's name (``SIGINT``) from its name, short name or number; a run must be able
+    to catch it, so never SIGKILL or SIGSTOP (SIGKILL comes after the grace anyway)."""
+    word = text.strip().upper()
+    if word.isdigit():
+        try:
+            name = signal.Signals(int(word)).name
+        except ValueError:
+            raise ValueError from None
+    else:
+        name = word if word.startswith("SIG") else f"SIG{word}"
+    if name not in signal.Signals.__members__ or name in ("SIGKILL", "SIGSTOP"):
+        raise ValueError
+    return name
+
+
+SIGNAL_NAME = Kind("a signal name like SIGINT, INT or SIGTERM (not SIGKILL or SIGSTOP), or its "
+                   "number", _signal_name)
+
+_SIZE = re.compile(r"(\d+)\s*([KMGT]?)i?B?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _byte_size(text: str) -> int | None:
+    word = text.strip()
+    if word.lower() in ("", "none", "max"):
+        return None
+    match = _SIZE.fullmatch(word)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+
+
+BYTE_SIZE = Kind("a size in bytes like 2G, 512M or 1048576, or empty for no limit", _byte_size)
+
+
+def _optional_count(text: str) -> int | None:
+    word = text.strip()
+    if word.lower() in ("", "none", "max"):
+        return None
+    if not word.isdigit() or int(word) == 0:
+        raise ValueError
+    return int(word)
+
+
+OPTIONAL_COUNT = Kind("a whole number of at least 1, or empty for no limit", _optional_count)

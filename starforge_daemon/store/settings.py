@@ -19,8 +19,11 @@ from starforge_daemon.store.env_file import EnvValue, SettingsError, read_env_fi
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.setting_kinds import (
     AGENT_COMMAND,
+    BYTE_SIZE,
+    OPTIONAL_COUNT,
     POOLS,
     REVISION,
+    SIGNAL_NAME,
     SWITCH,
     Kind,
     choice,
@@ -79,7 +82,16 @@ class Settings:
     AGENT_TIMEOUT: float = setting(
         1800.0, number(0, above=True), "seconds a run may take before it is stopped")
     AGENT_KILL_GRACE: float = setting(
-        10.0, number(0), "seconds between SIGTERM and SIGKILL when a run is stopped")
+        10.0, number(0),
+        "seconds between the stop signal and SIGKILL of the run's whole container")
+    AGENT_STOP_SIGNAL: str = setting(
+        "SIGINT", SIGNAL_NAME,
+        "the signal that asks a run to stop (SIGINT stops Claude Code cleanly)")
+    AGENT_MEMORY_MAX: int | None = setting(
+        None, BYTE_SIZE,
+        "a run's memory limit (cgroup memory.max); over it the run ends as oom")
+    AGENT_PIDS_MAX: int | None = setting(
+        None, OPTIONAL_COUNT, "the most processes a run may have at once (cgroup pids.max)")
     AGENT_COMMAND: str = setting(
         DEFAULT_AGENT_COMMAND,
         AGENT_COMMAND,
@@ -189,6 +201,8 @@ class Setting:
         value = self.default
         if isinstance(value, bool):
             return "true" if value else "false"
+        if value is None:
+            return ""
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
         return str(value)

@@ -28,6 +28,7 @@ class DaemonState:
     held_back: str | None  # why no new run starts (memory), if so
     pools: dict[str, list[str]]
     counters: dict[str, int]
+    containment: str | None = None  # how runs are contained, in one line
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,6 +22,8 @@ class Level(StrEnum):
 _PLAIN: dict[type, tuple[Level, str, str | None]] = {
     ev.DaemonStarted: (Level.INFO, "START", None),
     ev.Mode: (Level.INFO, "MODE", None),
+    ev.Contained: (Level.INFO, "MODE", None),
+    ev.LimitUnavailable: (Level.WARNING, "MODE", None),
     ev.Ready: (Level.INFO, "READY", None),
     ev.StateDamaged: (Level.ERROR, "RECOVERY", None),
     ev.RecoveryNote: (Level.WARNING, "RECOVERY", None),
@@ -70,7 +72,7 @@ def log_line(event: ev.Event) -> tuple[Level, str, dict[str, Any]]:
         case ev.TimedOut():
             return Level.WARNING, "TIMEOUT", {
                 "agent": event.agent, "run": event.run,
-                "msg": f"past AGENT_TIMEOUT={event.timeout:g}s; sending SIGTERM"}
+                "msg": f"past AGENT_TIMEOUT={event.timeout:g}s; sending {event.stop_signal}"}
         case ev.ShuttingDown():
             return Level.INFO, "SHUTDOWN", {
                 **_fields(event, "handoff"),

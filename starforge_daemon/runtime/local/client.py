@@ -5,6 +5,10 @@ Agents are spawned by the project's keeper (``keeper.py``), which stays their pa
 daemon restarts; this module connects to it (starting it when none runs), asks it for runs and
 turns its reports into run events. Runs the keeper cannot report on (it died) are watched
 directly through a pidfd, their exit status unknown.
+
+Every run has a container (``containment``): the keeper spawns the agent into it and empties it
+when the agent exits; this module signals it to stop a run, and empties the containers of runs
+the keeper could not see to their end.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import psutil
 
 from starforge_daemon.core.models import ProcessIdentity, RunExit
 from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, RunnerError, Started, Watcher
-from starforge_daemon.runtime.local import keeper
+from starforge_daemon.runtime.local import containment, keeper
+from starforge_daemon.runtime.local.run_container import RunContainer
 
 KEEPER_START_TIMEOUT = 10.0
 KEEPER = Path(keeper.__file__)
@@ -44,42 +49,31 @@ def is_alive(process: ProcessIdentity) -> bool:
     return current is not None and abs(current.create_time - process.create_time) < 0.05
 
 
-def _signal_session(leader: ProcessIdentity, number: int) -> None:
-    """Signal the run's process group and every process left in its session.
-
-    The session id is the agent's pid. If that pid now belongs to someone else, the kernel may
-    have handed the id to a new session, so nothing is signalled.
-    """
-    current = identity_of(leader.pid)
-    if current is not None and abs(current.create_time - leader.create_time) >= 0.05:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(leader.pid, number)
-    for pid in psutil.pids():
-        try:
-            if os.getsid(pid) == leader.pid:
-                os.kill(pid, number)
-        except (ProcessLookupError, PermissionError):
-            continue
-
-
-def _exit_of(message: dict[str, Any]) -> RunExit:
-    return RunExit(ended_at=message["ended_at"], exit_code=message["exit_code"],
-                   error=message["error"])
+def _session_of(agent: ProcessIdentity) -> int | None:
+    """The run's session id (its first pid), while that pid is still the run's: a reused pid
+    may lead a stranger's session."""
+    current = identity_of(agent.pid)
+    if current is not None and abs(current.create_time - agent.create_time) >= 0.05:
+        return None
+    return agent.pid
 
 
 class ProcessRunner:
     """Talks to the keeper and watches runs through the daemon's reactor.
 
-    ``stop`` sends SIGTERM (SIGKILL with ``force``) to the run's whole session, at once or as
-    soon as the keeper reports the process; a stopped run's session is swept with SIGKILL once
-    it has ended, for what it left behind.
+    ``stop`` sends ``stop_signal`` (SIGKILL with ``force``) to every process in the run's
+    container, at once or as soon as the keeper reports the run started.
     """
 
-    def __init__(self, socket_path: Path, keeper_log: Path, reactor: Watcher) -> None:
+    def __init__(self, socket_path: Path, keeper_log: Path, reactor: Watcher, *,
+                 contained: containment.Containment, limits: Mapping[str, str],
+                 stop_signal: signal.Signals) -> None:
         self._socket_path = socket_path
         self._keeper_log = keeper_log
         self._reactor = reactor
+        self._contained = contained
+        self._limits = dict(limits)
+        self._stop_signal = stop_signal
         self._channel: keeper.Channel | None = None
         self._keeper_process: subprocess.Popen[bytes] | None = None
         self._inflight: dict[str, ProcessIdentity | None] = {}  # runs the keeper holds
@@ -87,6 +81,14 @@ class ProcessRunner:
         self._stops: dict[str, bool] = {}  # run -> force, for runs asked to stop
         self.keeper_runs: dict[str, ProcessIdentity] = {}  # what the keeper held when we came
         self._events: list[RunEvent] = []
+
+    @property
+    def containment(self) -> str:
+        """How runs are contained, in one line (for MODE and ``status``)."""
+        return self._contained.text
+
+    def _container(self, run_id: str) -> RunContainer:
+        return self._contained.run(run_id)
 
     # -- the keeper --------------------------------------------------------------------------
 
@@ -180,13 +182,18 @@ class ProcessRunner:
             self.connect()
         assert self._channel is not None
         self._channel.send({"op": "spawn", "run_id": spec.run_id, "argv": spec.argv,
-                            "env": spec.env, "cwd": spec.cwd, "log": str(spec.log_path),
-                            "log_cap": spec.log_cap, "journal": str(spec.journal)})
+                            "env": spec.env, "cwd": spec.cwd,
+                            "stdin": None if spec.stdin is None else str(spec.stdin),
+                            "log": str(spec.log_path),
+                            "log_cap": spec.log_cap, "journal": str(spec.journal),
+                            "cgroup": self._container(spec.run_id).cgroup,
+                            "limits": self._limits})
         self._inflight[spec.run_id] = None
         self._watch_keeper()
 
     def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> set[str]:
-        """Follow the runs an earlier daemon started that the keeper holds or that still live."""
+        """Follow the runs an earlier daemon started that the keeper holds or that still live;
+        empty the containers of the others, and remove containers no run owns."""
         followed = set()
         for run_id, agent in open_runs.items():
             if run_id in self.keeper_runs:
@@ -194,7 +201,16 @@ class ProcessRunner:
                 followed.add(run_id)
             elif agent is not None and self._watch(run_id, agent):
                 followed.add(run_id)
+            else:
+                self._empty(run_id, agent)
+        containment.remove_stale(self._contained, followed | set(self.keeper_runs))
         return followed
+
+    def _empty(self, run_id: str, agent: ProcessIdentity | None) -> None:
+        """Kill what is left of a run nobody else will end, and remove its container."""
+        session = _session_of(agent) if agent is not None else None
+        with contextlib.suppress(OSError):
+            self._container(run_id).end(session=session)
 
     def _watch(self, run_id: str, agent: ProcessIdentity) -> bool:
         """Watch a run's agent through a pidfd; False when it is certainly over."""
@@ -223,7 +239,9 @@ class ProcessRunner:
         self._stops[run_id] = force
         agent = self._agent_of(run_id)
         if agent is not None:  # else sent once the keeper reports the process
-            _signal_session(agent, signal.SIGKILL if force else signal.SIGTERM)
+            with contextlib.suppress(OSError):
+                self._container(run_id).signal(signal.SIGKILL if force else self._stop_signal,
+                                               session=_session_of(agent))
 
     def take_events(self) -> list[RunEvent]:
         events, self._events = self._events, []
@@ -249,18 +267,24 @@ class ProcessRunner:
                 if run_id in self._stops:
                     self.stop(run_id, self._stops[run_id])
             elif message["ev"] == "exited":
-                self._ended(run_id, _exit_of(message))
+                self._ended(run_id, RunExit.from_dict(message))
 
     def _ended(self, run_id: str, ended: RunExit | None) -> None:
+        """``ended`` None: the keeper did not see the end, so it did not empty the container."""
         agent = self._agent_of(run_id)
         self._inflight.pop(run_id, None)
         self._watched.pop(run_id, None)
-        if self._stops.pop(run_id, None) is not None and agent is not None:
-            _signal_session(agent, signal.SIGKILL)  # what a stopped run left in its session
+        self._stops.pop(run_id, None)
+        if ended is None:
+            self._empty(run_id, agent)
         self._events.append(Exited(run_id, ended))
 
     def close(self) -> None:
-        """Let go of the keeper (it exits once its runs are over) and of our descriptors."""
+        """Let go of the keeper (it exits once its runs are over) and of our descriptors; with
+        no run left, remove the project's cgroup folder too."""
+        if not self._inflight and not self._watched and self._contained.project is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self._contained.project)
         if self._channel is not None:
             self._reactor.forget(self._channel.sock.fileno())
             self._channel.sock.close()

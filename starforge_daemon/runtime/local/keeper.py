@@ -8,12 +8,19 @@ capped logs, waits for them and appends what happened to each run's journal
 carries on; the next daemon connects, learns which runs are still going, and reads the journals
 for the ones that ended meanwhile. With no daemon connected and no run left, the keeper exits.
 
+Each run lives in its own container (``run_container``: a cgroup, or the sweep by its run id,
+as the daemon chose): the agent is spawned into it, and once the agent has exited whatever it
+left there is killed, the run's CPU and peak memory read, and the cgroup removed, before the
+exit is recorded.
+
 Messages are JSON objects, each framed by a 4-byte big-endian length:
 
-    daemon -> keeper  {"op": "spawn", "run_id", "argv", "env", "cwd", "log", "log_cap", "journal"}
+    daemon -> keeper  {"op": "spawn", "run_id", "argv", "env", "cwd", "stdin", "log", "log_cap",
+                       "journal", "cgroup", "limits"}
     keeper -> daemon  {"ev": "hello", "pid", "running": [{"run_id", "pid", "create_time"}]}
                       {"ev": "started", "run_id", "pid", "create_time"}
-                      {"ev": "exited", "run_id", "ended_at", "exit_code", "error"}
+                      {"ev": "exited", "run_id", "ended_at", "exit_code", "error", "cpu_seconds",
+                       "peak_memory_bytes", "oom_kills"}
 """
 
 from __future__ import annotations
@@ -31,6 +38,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+if __package__:
+    from . import run_container
+else:  # run as a script with -I, which leaves this folder off sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import run_container
 
 _HEADER = struct.Struct(">I")
 _CHUNK = 1 << 16
@@ -145,6 +158,7 @@ class _Run:
     output: int | None
     log: CappedLog
     journal: str
+    container: run_container.RunContainer
 
 
 def _open_log(path: str) -> int:
@@ -158,6 +172,20 @@ def _append(journal: str, record: dict[str, Any]) -> None:
             os.write(fd, json.dumps(record, separators=(",", ":")).encode() + b"\n")
         finally:
             os.close(fd)
+
+
+def _end_container(run: _Run, rusage: Any) -> dict[str, Any]:
+    """Kill what the run left, remove its container; what it used, for its exit record."""
+    try:
+        end = run.container.end(session=run.pid, rusage=rusage)
+    except OSError as error:
+        run.log.write(f"starforge: cannot end the run's container: {error}\n".encode())
+        return {}
+    if end.left:
+        run.log.write(f"starforge: {len(end.left)} processes of the run outlived its end: "
+                      f"{' '.join(map(str, end.left))}\n".encode())
+    return {"cpu_seconds": end.usage.cpu_seconds, "peak_memory_bytes": end.usage.peak_memory,
+            "oom_kills": end.usage.oom_kills}
 
 
 class Keeper:
@@ -235,15 +263,27 @@ class Keeper:
             except OSError:
                 self._drop_client()
 
+    def _container(self, request: dict[str, Any]) -> tuple[run_container.RunContainer, list[str]]:
+        """The run's container, made; notes on what it lacks (limits not set, no cgroup)."""
+        run_id = request["run_id"]
+        container = run_container.RunContainer(run_id, request.get("cgroup"))
+        try:
+            return container, container.create(request.get("limits"))
+        except OSError as error:  # contained by the sweep instead: still nothing is left
+            return (run_container.RunContainer(run_id),
+                    [f"cannot make the run's cgroup ({error.strerror}); the sweep contains it"])
+
     def _spawn(self, request: dict[str, Any]) -> None:
         run_id, journal = request["run_id"], request["journal"]
+        container, notes = self._container(request)
         output, agent_output = os.pipe()
         try:
             os.chdir(request["cwd"])
             argv = request["argv"]
-            pid = os.posix_spawnp(
-                argv[0], argv, request["env"],
-                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            pid = container.spawn(
+                argv, request["env"],
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, request.get("stdin") or os.devnull,
+                               os.O_RDONLY, 0),
                               (os.POSIX_SPAWN_DUP2, agent_output, 1),
                               (os.POSIX_SPAWN_DUP2, agent_output, 2)],
                 setsid=True, setsigdef=_SPAWN_DEFAULT_SIGNALS, setsigmask=())
@@ -255,6 +295,7 @@ class Keeper:
                 os.close(log_fd)
             os.close(output)
             os.close(agent_output)
+            container.end()
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
             _append(journal, {"run_id": run_id, "exit": ended})
             self._tell({"ev": "exited", "run_id": run_id, **ended})
@@ -264,9 +305,11 @@ class Keeper:
         os.close(agent_output)
         # the agent is running; its output waits in the pipe while its log is created
         log = CappedLog(_open_log(request["log"]), int(request["log_cap"]))
+        for note in notes:
+            log.write(f"starforge: {note}\n".encode())
         create_time = process_create_time(pid)
         _append(journal, {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
-        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal)
+        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal, container)
         self._runs[run.pidfd] = self._runs[output] = run
         self._poll.register(run.pidfd, select.POLLIN)
         self._poll.register(output, select.POLLIN)
@@ -289,7 +332,7 @@ class Keeper:
 
     def _finish(self, run: _Run) -> None:
         """The agent exited: keep what it already wrote, stop what it left behind, record it."""
-        _, status = os.waitpid(run.pid, 0)
+        _, status, rusage = os.wait4(run.pid, 0)
         ended_at = time.time()
         if run.output is not None:
             os.set_blocking(run.output, False)
@@ -300,14 +343,13 @@ class Keeper:
                         break
                     run.log.write(chunk)
             self._close_output(run)
-        with contextlib.suppress(OSError):
-            os.killpg(run.pid, signal.SIGKILL)
+        usage = _end_container(run, rusage)
         self._poll.unregister(run.pidfd)
         del self._runs[run.pidfd]
         os.close(run.pidfd)
         os.close(run.log.fd)
         ended = {"ended_at": ended_at, "exit_code": os.waitstatus_to_exitcode(status),
-                 "error": None}
+                 "error": None, **usage}
         _append(run.journal, {"run_id": run.run_id, "exit": ended})
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
 

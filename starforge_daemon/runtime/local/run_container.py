@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if __package__:
@@ -73,9 +73,20 @@ class RunContainer:
         if not os.path.isdir(self.cgroup):
             return RunEnd(processes.Usage(None, None, None, False, "the run's cgroup was gone"), (), True)
         deadline = time.monotonic() + timeout
+        # without the memory controller, peak memory is sampled before the kill, as the sweep does
+        sampled = sweep.sweep_usage(cgroups.cgroup_members(self.cgroup), rusage).peak_memory
         if not cgroups.kill_members(self.cgroup, deadline):
             left = tuple(cgroups.cgroup_members(self.cgroup))
-            return RunEnd(cgroups.cgroup_usage(self.cgroup), left, False)
+            return RunEnd(_with_peak(cgroups.cgroup_usage(self.cgroup), sampled), left, False)
         usage = cgroups.cgroup_usage(self.cgroup)  # after the last member died, before the removal
         result = cgroups.remove_emptied(self.cgroup, deadline)
-        return RunEnd(usage, result.left, result.removed)
+        return RunEnd(_with_peak(usage, sampled), result.left, result.removed)
+
+
+def _with_peak(usage: processes.Usage, sampled: int | None) -> processes.Usage:
+    """The cgroup's usage, its peak memory sampled where the cgroup has no ``memory.peak``."""
+    if usage.peak_memory is not None or sampled is None:
+        return usage
+    return replace(usage, peak_memory=sampled,
+                   note="peak memory sampled (no memory controller for runs): the first process "
+                        "and its reaped children, and processes left at the end")
