@@ -106,8 +106,7 @@ def write(path: str, text: str) -> None:
 
 
 def read(path: str) -> str:
-    with open(path, encoding="ascii") as file:
-        return file.read()
+    return processes.read_bytes(path).decode("ascii")
 
 
 def child(folder: str, name: str) -> str:
@@ -153,14 +152,7 @@ def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str], **spawn: 
     a write to ``cgroup.procs`` in the child and exec take 2.2-2.5 ms from Python. A
     multi-threaded caller would take its other threads along while it is inside.
     """
-    home = own_cgroup()
-    if home is None:
-        raise OSError(errno.ENOENT, "this process is in no cgroup2 hierarchy")
-    mount = _project_mount(os.path.dirname(cgroup))
-    if mount is None:
-        raise OSError(errno.EINVAL, "not in a cgroup2 mount", cgroup)
-    home_procs = child(os.path.join(mount.point, os.path.relpath(home, mount.root)),
-                        "cgroup.procs")
+    home_procs = _home_procs(os.path.dirname(cgroup), _own_cgroup_of(os.getpid()))
     me = str(os.getpid())
     write(child(cgroup, "cgroup.procs"), me)
     try:
@@ -172,6 +164,25 @@ def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str], **spawn: 
             os.write(2, f"containment: cannot leave {cgroup} ({error.strerror}); exiting\n".encode())
             os.kill(os.getpid(), signal.SIGKILL)
     return pid
+
+
+@functools.lru_cache(maxsize=4)
+def _own_cgroup_of(pid: int) -> str | None:
+    """This process's cgroup, read once: a spawner moves only in and back out (by pid, so a
+    forked child reads its own)."""
+    return own_cgroup(pid)
+
+
+@functools.lru_cache(maxsize=16)
+def _home_procs(project: str, home: str | None) -> str:
+    """The ``cgroup.procs`` file of the caller's own cgroup ``home``, seen through the mount
+    that holds ``project``; looked up once per place."""
+    if home is None:
+        raise OSError(errno.ENOENT, "this process is in no cgroup2 hierarchy")
+    mount = _project_mount(project)
+    if mount is None:
+        raise OSError(errno.EINVAL, "not in a cgroup2 mount", project)
+    return child(os.path.join(mount.point, os.path.relpath(home, mount.root)), "cgroup.procs")
 
 
 def cgroup_members(cgroup: str) -> list[int]:
@@ -244,8 +255,8 @@ def _wait_empty(cgroup: str, deadline: float) -> bool:
 
 def _stat_fields(path: str) -> dict[str, int]:
     try:
-        with open(path, encoding="ascii") as file:
-            return {key: int(value) for key, value in (line.split() for line in file)}
+        return {key: int(value) for key, value in
+                (line.split() for line in read(path).splitlines())}
     except (OSError, ValueError):
         return {}
 

@@ -177,7 +177,7 @@ def _append(journal: str, record: dict[str, Any]) -> None:
 def _end_container(run: _Run, rusage: Any) -> dict[str, Any]:
     """Kill what the run left, remove its container; what it used, for its exit record."""
     try:
-        end = run.container.end(session=run.pid, rusage=rusage)
+        end = run.container.end(session=run.pid, rusage=rusage, remove=False)
     except OSError as error:
         run.log.write(f"starforge: cannot end the run's container: {error}\n".encode())
         return {}
@@ -352,6 +352,8 @@ class Keeper:
                  "error": None, **usage}
         _append(run.journal, {"run_id": run.run_id, "exit": ended})
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
+        with contextlib.suppress(OSError):  # emptied already; a daemon's start removes it else
+            run.container.remove()
 
 
 def main(socket_path: str) -> None:

@@ -23,6 +23,18 @@ class Usage:
     note: str = ""
 
 
+def read_bytes(path: str) -> bytes:
+    """A whole (small, /proc or cgroupfs) file, without the cost of a Python file object."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def pidfd_of(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)

@@ -65,22 +65,38 @@ class RunContainer:
         return cgroups.signal_all(self.cgroup, signum) if os.path.isdir(self.cgroup) else 0
 
     def end(self, session: int | None = None, rusage: struct_rusage | None = None,
-            timeout: float = processes.KILL_TIMEOUT) -> RunEnd:
-        """Kill whatever is left of the run, account for it and remove its cgroup."""
+            timeout: float = processes.KILL_TIMEOUT, *, remove: bool = True) -> RunEnd:
+        """Kill whatever is left of the run, account for it and (``remove``) remove its cgroup.
+
+        The keeper removes an emptied cgroup only after it has reported the run's end
+        (``remove=False``, then ``remove``): the run's next trigger need not wait for it.
+        """
         if self.cgroup is None:
             usage = sweep.sweep_usage(sweep.sweep_members(self.run_id, session), rusage)
             return RunEnd(usage, sweep.sweep_kill(self.run_id, session, timeout), True)
         if not os.path.isdir(self.cgroup):
             return RunEnd(processes.Usage(None, None, None, False, "the run's cgroup was gone"), (), True)
         deadline = time.monotonic() + timeout
-        # without the memory controller, peak memory is sampled before the kill, as the sweep does
-        sampled = sweep.sweep_usage(cgroups.cgroup_members(self.cgroup), rusage).peak_memory
-        if not cgroups.kill_members(self.cgroup, deadline):
-            left = tuple(cgroups.cgroup_members(self.cgroup))
-            return RunEnd(_with_peak(cgroups.cgroup_usage(self.cgroup), sampled), left, False)
-        usage = cgroups.cgroup_usage(self.cgroup)  # after the last member died, before the removal
+        if cgroups.populated(self.cgroup):
+            # without the memory controller, peak memory is sampled before the kill, as the
+            # sweep does
+            sampled = sweep.sweep_usage(cgroups.cgroup_members(self.cgroup), rusage).peak_memory
+            if not cgroups.kill_members(self.cgroup, deadline):
+                left = tuple(cgroups.cgroup_members(self.cgroup))
+                return RunEnd(_with_peak(cgroups.cgroup_usage(self.cgroup), sampled), left, False)
+        else:  # the common end: nothing left behind
+            sampled = sweep.sweep_usage((), rusage).peak_memory
+        usage = _with_peak(cgroups.cgroup_usage(self.cgroup), sampled)  # before the removal
+        if not remove:
+            return RunEnd(usage, (), False)
         result = cgroups.remove_emptied(self.cgroup, deadline)
-        return RunEnd(_with_peak(usage, sampled), result.left, result.removed)
+        return RunEnd(usage, result.left, result.removed)
+
+    def remove(self, timeout: float = processes.KILL_TIMEOUT) -> bool:
+        """Remove the emptied container (after ``end(remove=False)``); whether it is gone."""
+        if self.cgroup is None:
+            return True
+        return cgroups.remove_emptied(self.cgroup, time.monotonic() + timeout).removed
 
 
 def _with_peak(usage: processes.Usage, sampled: int | None) -> processes.Usage:

@@ -23,21 +23,10 @@ RUN_ID_ENV = "STARFORGE_RUN_ID"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _read_all(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _proc_stat(pid: int) -> list[bytes] | None:
     """The fields of /proc/<pid>/stat after the command name (state first); None if gone."""
     try:
-        return _read_all(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
+        return processes.read_bytes(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
 
@@ -51,7 +40,7 @@ def _is_member(pid: int, needle: bytes, uid: int, session: int | None) -> bool:
             return False
         if session is not None and int(fields[3]) == session:
             return True
-        return needle in _read_all(f"/proc/{pid}/environ").split(b"\0")
+        return needle in processes.read_bytes(f"/proc/{pid}/environ").split(b"\0")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
 
@@ -97,7 +86,7 @@ def sweep_kill(run_id: str, session: int | None = None,
 
 def _peak_rss(pid: int) -> int | None:
     try:
-        for line in _read_all(f"/proc/{pid}/status").splitlines():
+        for line in processes.read_bytes(f"/proc/{pid}/status").splitlines():
             if line.startswith(b"VmHWM:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError):

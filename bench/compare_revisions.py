@@ -1,0 +1,121 @@
+"""Compare this checkout with earlier revisions on the same scenarios, in the same run.
+
+    python3 bench/compare_revisions.py [--base REV[,REV...]] [--rounds N] [--only SCENARIO[,...]]
+                                       [--quick]
+
+Each earlier revision is checked out into a temporary git worktree and benchmarked with its own
+``bench/run.py`` and its own package (``PYTHONPATH``); the sides alternate round by round
+(base, this, base, this...) so that a drift of the machine's load hits all of them. Prints,
+per figure, the median of each side (each run in brackets) and the ratio of this checkout to
+each base, as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent
+DEFAULT_BASE = "c66a1e4"  # main before the package was reshaped into layers
+FIGURES = {  # scenario -> the metrics compared (as bench/run.py names them)
+    "parallel-backlog": ("triggers: ready to all archived", "daemon CPU per trigger",
+                         "keeper CPU per trigger"),
+    "sequential-backlog": ("overhead per trigger", "daemon CPU per trigger",
+                           "keeper CPU per trigger"),
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default=DEFAULT_BASE, help="the earlier revisions, by commas")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side")
+    parser.add_argument("--only", default=",".join(FIGURES), help="scenarios to compare")
+    parser.add_argument("--quick", action="store_true", help="bench/run.py --quick sizes")
+    parser.add_argument("--workdir", default="/dev/shm",
+                        help="where the projects go (default: /dev/shm, a tmpfs: the disk's "
+                             "noise in file creation is left out)")
+    return parser.parse_args(argv)
+
+
+def _figures(report: Path, scenarios: list[str]) -> dict[tuple[str, str], float]:
+    """The compared figures out of one bench/run.py JSON report, by (scenario, metric)."""
+    data = json.loads(report.read_text())
+    found = {}
+    for result in data["scenarios"]:
+        if result["name"] not in scenarios:
+            continue
+        for row in result["rows"]:
+            for metric in FIGURES[result["name"]]:
+                if metric in row["metric"] and row["value"] is not None:
+                    found[(result["name"], metric)] = row["value"]
+    return found
+
+
+def _bench(tree: Path, args: argparse.Namespace, scenarios: list[str], report: Path,
+           ) -> dict[tuple[str, str], float]:
+    command = [sys.executable, str(tree / "bench" / "run.py"), "--only", ",".join(scenarios),
+               "--json", str(report), "--workdir", args.workdir]
+    command += ["--quick"] if args.quick else []
+    environment = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run(command, cwd=tree, env=environment, check=True, stdout=subprocess.DEVNULL)
+    return _figures(report, scenarios)
+
+
+def _ratio_cell(base: float, head: float) -> str:
+    return f"{head / base:.2f}x" if base else "-"
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    scenarios = [name.strip() for name in args.only.split(",") if name.strip() in FIGURES]
+    bases = [revision.strip() for revision in args.base.split(",") if revision.strip()]
+    with tempfile.TemporaryDirectory(prefix="starforge-compare-") as scratch:
+        sides = {revision: Path(scratch) / revision for revision in bases}
+        for revision, tree in sides.items():
+            subprocess.run(["git", "-C", str(CHECKOUT), "worktree", "add", "--detach",
+                            "--quiet", str(tree), revision], check=True)
+        sides["this checkout"] = CHECKOUT
+        samples: dict[str, dict[tuple[str, str], list[float]]] = {side: {} for side in sides}
+        try:
+            for number in range(args.rounds):
+                for side, tree in sides.items():
+                    print(f"compare: round {number + 1}/{args.rounds}, {side}", file=sys.stderr,
+                          flush=True)
+                    report = Path(scratch) / f"{tree.name}-{number}.json"
+                    for key, value in _bench(tree, args, scenarios, report).items():
+                        samples[side].setdefault(key, []).append(value)
+        finally:
+            for revision in bases:
+                subprocess.run(["git", "-C", str(CHECKOUT), "worktree", "remove", "--force",
+                                str(sides[revision])], check=False)
+    print(_table(samples, bases, args.rounds))
+    return 0
+
+
+def _table(samples: dict[str, dict[tuple[str, str], list[float]]], bases: list[str],
+           rounds: int) -> str:
+    head = "this checkout"
+    columns = [*bases, head]
+    lines = ["| scenario | metric | " + " | ".join(columns) + " | "
+             + " | ".join(f"ratio to {base}" for base in bases) + " |",
+             "|---|---|" + "---|" * (len(columns) + len(bases)),
+             ]
+    keys = set.intersection(*(set(samples[side]) for side in columns))
+    for key in sorted(keys):
+        medians = {side: statistics.median(samples[side][key]) for side in columns}
+        cells = [f"{medians[side]:.2f} ({' / '.join(f'{v:.2f}' for v in samples[side][key])})"
+                 for side in columns]
+        ratios = [_ratio_cell(medians[base], medians[head]) for base in bases]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join([f"medians of {rounds} alternating runs (each run in brackets)", "", *lines])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
