@@ -16,12 +16,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from starforge_daemon.core.models import parse_iso_utc
+from starforge_daemon.store.history import read_history
 from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.results import ResultRecord
 from starforge_daemon.store.settings import SETTINGS
 
 STARFORGE = [sys.executable, "-m", "starforge_daemon"]
@@ -117,9 +118,11 @@ class HistoryFile:
                 raise BenchError(f"stalled: {seen} of {count} runs finished, none in {stall:g} s "
                                  f"(see {self._daemon_log})")
 
-    def records(self) -> list[dict[str, Any]]:
-        with open(self._path, "rb") as file:
-            return [json.loads(line) for line in file if line.strip()]
+    def records(self) -> list[ResultRecord]:
+        records, unreadable = read_history(self._path)
+        if unreadable:
+            raise BenchError(f"{unreadable} unreadable lines in {self._path}")
+        return records
 
 
 @dataclass(frozen=True)
@@ -153,12 +156,12 @@ def printed_time(log_path: str) -> float:
     return float(lines[-1])
 
 
-def check_succeeded(records: list[dict[str, Any]]) -> None:
-    failed = [record for record in records if record.get("outcome") != "succeeded"]
+def check_succeeded(records: list[ResultRecord]) -> None:
+    failed = [record for record in records if record.outcome != "succeeded"]
     if failed:
         first = failed[0]
-        raise BenchError(f"{len(failed)} runs did not succeed, e.g. {first.get('trigger')}: "
-                         f"{first.get('outcome')} ({first.get('reason')})")
+        raise BenchError(f"{len(failed)} runs did not succeed, e.g. {first.trigger}: "
+                         f"{first.outcome} ({first.reason})")
 
 
 # -- the project and its daemon --------------------------------------------------------------

@@ -31,6 +31,7 @@ from results import Row, ScenarioResult, at_most, info, ratio_at_most
 from sampling import CpuWindow, rss_mb, spread
 
 from starforge_daemon.core.models import parse_iso_utc
+from starforge_daemon.store.results import ResultRecord
 
 AGENTS = tuple(f"agent-{number:02d}" for number in range(16))
 DATE = "date +%s.%N"  # a tiny agent whose one instruction says when it ran
@@ -153,7 +154,7 @@ def drain(ctx: Context, result: ScenarioResult, label: str, settings: dict[str, 
         finished = read_events(project.paths.daemon_log, frozenset({"FINISH"}))
         first_start = None
         if settings["AGENT_COMMAND"] == DATE:
-            first_start = min(printed_time(record["log"]) for record in records[:FIRST_RUNS])
+            first_start = min(printed_time(record.log) for record in records[:FIRST_RUNS])
         return Drain(count, daemon.invoked_at, daemon.ready_at, max(e.at for e in finished),
                      first_start, cpu, rss)
 
@@ -254,7 +255,7 @@ def live_latency(ctx: Context, result: ScenarioResult) -> None:
             dropped = _drop_one_by_one(project, ctx.sizes.latency, spacing)
         records = HistoryFile(project.paths).records()
         check_succeeded(records)
-        started = {record["trigger"]: printed_time(record["log"]) for record in records}
+        started = {record.trigger: printed_time(record.log) for record in records}
         queued: dict[str | None, float] = {}
         for event in read_events(project.paths.daemon_log, frozenset({"QUEUE"})):
             queued.setdefault(event.field("trigger"), event.at)
@@ -277,16 +278,16 @@ def live_latency(ctx: Context, result: ScenarioResult) -> None:
     ]
 
 
-def _exit_times(records: list[dict[str, Any]], result: ScenarioResult) -> list[float]:
+def _exit_times(records: list[ResultRecord], result: ScenarioResult) -> list[float]:
     """When each run exited: the history's ``ended_at`` when it has sub-second precision, else
     the agent's own printed time (it printed, then exited: the gap is then slightly larger)."""
-    if all(has_fraction(record["ended_at"]) for record in records):
+    if all(has_fraction(record.ended_at) for record in records):
         result.details["exit_time_source"] = "history ended_at"
-        return [parse_iso_utc(record["ended_at"]) for record in records]
+        return [parse_iso_utc(record.ended_at) for record in records]
     result.details["exit_time_source"] = "agent's printed time"
     result.notes.append("the history's ended_at has whole seconds only: a run's exit is taken "
                         "as the time its agent printed just before exiting")
-    return [printed_time(record["log"]) for record in records]
+    return [printed_time(record.log) for record in records]
 
 
 def slot_turnaround(ctx: Context, result: ScenarioResult) -> None:
@@ -300,7 +301,7 @@ def slot_turnaround(ctx: Context, result: ScenarioResult) -> None:
         records = history.records()
         check_succeeded(records)
         exits = _exit_times(records, result)
-        starts = [printed_time(record["log"]) for record in records]
+        starts = [printed_time(record.log) for record in records]
     gaps_ms = [1000 * (start - exited)
                for exited, start in zip(exits[:-1], starts[1:], strict=True)]
     gaps = spread(gaps_ms)
@@ -351,7 +352,7 @@ def many_at_once(ctx: Context, result: ScenarioResult) -> None:
         check_succeeded(records)
         finished = {event.field("run"): event.at
                     for event in read_events(project.paths.daemon_log, frozenset({"FINISH"}))}
-        reap_ms = [1000 * (finished[r["run_id"]] - printed_time(r["log"])) for r in records]
+        reap_ms = [1000 * (finished[r.run_id] - printed_time(r.log)) for r in records]
     reaps = spread(reap_ms)
     result.details.update(reap_ms=reaps, cpu_percent_of_core=cpu,
                           spawn_burst_s=max(e.at for e in spawned) - min(e.at for e in spawned))

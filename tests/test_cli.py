@@ -359,6 +359,25 @@ def test_status_table_queue_and_daemon_lines(project: Project) -> None:
     assert header == ["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "LAST", "LOG", "LINE"]
     assert "queue: 0 pending, 1 running, 0 done, 0 failed, 1 invalid" in text
     assert re.search(rf"daemon: running, pid {pid}, up [\dhms]+, parallel mode, limit 3", text)
+    containment = json.loads(project.paths.state_file.read_text())["containment"]
+    assert f"\ncontainment: {containment.removeprefix('containment: ')}\n" in text + "\n", text
+    doc = json.loads(project.cli("daemon", "status", "--json", check=False).stdout)
+    assert doc["containment"] == containment
+    wait_until(lambda: json.loads(project.cli("daemon", "status", "--json").stdout)["counters"]
+               == {"invalid": 1, "spawned": 1}, what="the counters of one run and one rejection")
+
+
+def test_status_of_a_damaged_state_file_shows_what_it_can(project: Project) -> None:
+    project.paths.ensure()
+    project.paths.state_file.write_text(json.dumps({
+        "mode": 5, "max_concurrent": "two", "agent_program": "/bin/agent",
+        "containment": ["cgroup"], "counters": "many"}))
+    result = project.cli("daemon", "status", "--json", check=False)
+    assert result.returncode == 3, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["mode"], doc["max_concurrent"], doc["agent_program"]) == (None, None, "/bin/agent")
+    assert doc["containment"] is None and doc["counters"] == {}
+    assert "containment:" not in project.cli("daemon", "status", check=False).stdout
 
 
 # -- logs ------------------------------------------------------------------------------------
@@ -495,6 +514,7 @@ def test_report_from_a_real_history(project: Project, tmp_path: Path) -> None:
     assert agents["agent-b"]["failed"] == 1 and agents["agent-c"]["timed_out"] == 1
     assert agents["agent-a"]["median_s"] > 0 and agents["agent-a"]["runs_per_hour"] > 0
     assert doc["total"]["runs"] == 4 and doc["history"] == ".claude/daemon/runs.jsonl"
+    assert doc["total"]["cpu_seconds"] > 0 and doc["total"]["peak_memory_bytes"] > 0
     bad = project.result("bad.trigger")
     assert {run["log"] for run in doc["failed"]} == {bad["log"],
                                                      project.result("slow.trigger")["log"]}

@@ -9,6 +9,7 @@ import pytest
 
 from starforge_daemon.client.report import (
     FAILED_LIMIT,
+    bytes_text,
     parse_duration,
     parse_history,
     percentile,
@@ -77,7 +78,8 @@ def test_counts_median_p95_and_throughput_per_agent() -> None:
     assert doc["span_s"] == 3600  # first start T0, last end T0 + 3600: one hour
     assert agents["dev"] == {"agent": "dev", "runs": 4, "succeeded": 4, "failed": 0,
                              "timed_out": 0, "median_s": 25.0, "p95_s": 40.0,
-                             "runs_per_hour": 4.0}
+                             "runs_per_hour": 4.0, "cpu_seconds": None,
+                             "peak_memory_bytes": None}
     assert agents["qa"]["failed"] == 3 and agents["qa"]["timed_out"] == 1
     assert agents["qa"]["succeeded"] == 0 and agents["qa"]["runs_per_hour"] == 4.0
     assert doc["total"]["runs"] == 8 and doc["total"]["runs_per_hour"] == 8.0
@@ -131,3 +133,38 @@ def test_failed_list_is_capped_newest_first_and_says_how_many_more() -> None:
     assert doc["failed"][0]["ended_at"] == iso_utc(T0 + (count - 1) * 10 + 1)
     assert "...and 3 older ones" in render_markdown(doc)
     assert json.loads(render_json(doc)) == doc
+
+
+def test_cpu_adds_up_and_peak_memory_is_the_highest_of_the_runs_that_recorded_them() -> None:
+    mib = 1024 * 1024
+    records, skipped = parse_history([
+        line("dev", 0, 10, cpu_seconds=1.25, peak_memory_bytes=200 * mib),
+        line("dev", 20, 10, cpu_seconds=2, peak_memory_bytes=312 * mib),
+        line("dev", 40, 10),  # older line: no accounting
+        line("dev", 60, 10, cpu_seconds=None, peak_memory_bytes=None),
+        line("qa", 80, 10),
+        line("ops", 100, 10, cpu_seconds="a lot", peak_memory_bytes=True),  # damaged: unknown
+    ])
+    assert skipped == 0 and len(records) == 6
+    doc = summarize(records, now=T0 + 200)
+    agents = {entry["agent"]: entry for entry in doc["agents"]}
+    assert (agents["dev"]["cpu_seconds"], agents["dev"]["peak_memory_bytes"]) == (3.25, 312 * mib)
+    for agent in ("qa", "ops"):
+        assert (agents[agent]["cpu_seconds"], agents[agent]["peak_memory_bytes"]) == (None, None)
+    assert (doc["total"]["cpu_seconds"], doc["total"]["peak_memory_bytes"]) == (3.25, 312 * mib)
+    assert json.loads(render_json(doc))["agents"][0]["peak_memory_bytes"] == 312 * mib
+    table = render_markdown(doc).split("## Per agent")[1].split("## Slowest")[0]
+    rows = {row.split("|")[1].strip(): [cell.strip() for cell in row.split("|")[2:-1]]
+            for row in table.splitlines() if row.startswith("| ")}
+    assert rows["agent"][-2:] == ["CPU", "peak memory"]
+    assert rows["dev"][-2:] == ["3.2s", "312 MiB"]
+    assert rows["qa"][-2:] == ["-", "-"] and rows["ops"][-2:] == ["-", "-"]
+    assert rows["**all**"][-2:] == ["3.2s", "312 MiB"]
+
+
+@pytest.mark.parametrize(("count", "text"), [
+    (None, "-"), (0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (312 * 1024 ** 2, "312 MiB"),
+    (int(1.5 * 1024 ** 3), "1.5 GiB"), (3 * 1024 ** 5, "3072 TiB"),
+])
+def test_bytes_show_in_binary_units(count: int | None, text: str) -> None:
+    assert bytes_text(count) == text

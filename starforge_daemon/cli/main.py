@@ -206,6 +206,9 @@ def _status_text(doc: dict[str, Any]) -> str:
         lines.append("daemon: not running (showing the files' view)")
     if doc["running"] and doc["agent_program"]:
         lines.append(f"agent program: {doc['agent_program']}")
+    if doc["running"] and doc["containment"]:
+        # the daemon's text may name itself already (it is also its MODE line)
+        lines.append(f"containment: {doc['containment'].removeprefix('containment: ')}")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.pauses import load_pauses
 from starforge_daemon.store.results import RESULT_SUFFIX, result_path
 from starforge_daemon.store.slots import read_slots
-from starforge_daemon.store.state import StateFile
+from starforge_daemon.store.state import read_state
 
 
 def _count_archived(folder: os.PathLike[str] | str) -> int:
@@ -71,8 +71,8 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
     docs/json.md)."""
     now = time.time() if now is None else now
     pid = running_pid(paths)
-    state = StateFile(paths.state_file).load() or {}
-    started = _moment(state.get("started_at")) if pid else None
+    state = read_state(paths.state_file)
+    started = _moment(state.started_at) if pid else None
     slots = []
     for agent, slot in sorted(read_slots(paths.slots_file).items()):
         since = _moment(slot.started_at) if slot.busy else None
@@ -92,11 +92,12 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
     return {
         "running": pid is not None,
         "pid": pid,
-        "started_at": state.get("started_at") if pid else None,
+        "started_at": state.started_at if pid else None,
         "uptime_s": round(now - started, 1) if started else None,
-        "mode": state.get("mode"),
-        "max_concurrent": state.get("max_concurrent"),
-        "agent_program": state.get("agent_program"),
+        "mode": state.mode,
+        "max_concurrent": state.max_concurrent,
+        "agent_program": state.agent_program,
+        "containment": state.containment,
         "slots": slots,
         "queue": {
             "pending": _count_queued(paths),
@@ -105,9 +106,9 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
             "failed": _count_archived(paths.failed),
             "invalid": _count_archived(paths.invalid),
         },
-        "counters": state.get("counters", {}) if pid else {},
+        "counters": state.counters if pid else {},
         "paused": load_pauses(paths.paused_file).to_json(),
-        "held_back": state.get("held_back") if pid else None,
+        "held_back": state.held_back if pid else None,
     }
 
 

@@ -30,9 +30,9 @@ from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.instance import running_pid
 from starforge_daemon.store.journal import triggers_in_flight
 from starforge_daemon.store.paths import ProjectPaths
-from starforge_daemon.store.results import RESULT_SUFFIX, result_path
+from starforge_daemon.store.results import RESULT_SUFFIX, read_result
 from starforge_daemon.store.slots import read_slots
-from starforge_daemon.store.state import StateFile
+from starforge_daemon.store.state import StateView, read_state
 
 if TYPE_CHECKING:
     from starforge_daemon.store.settings import Settings
@@ -190,9 +190,9 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
     accepted += _retries_waiting(paths, settings, now)
     accepted.sort(key=lambda entry: entry.key)
     pid = running_pid(paths)
-    state = (StateFile(paths.state_file).load() or {}) if pid else {}
-    limit = state.get("max_concurrent") or settings.concurrency_limit
-    mode = state.get("mode") or ("parallel" if settings.PARALLEL_DAEMON else "sequential")
+    state = read_state(paths.state_file) if pid else StateView()
+    limit = state.max_concurrent or settings.concurrency_limit
+    mode = state.mode or ("parallel" if settings.PARALLEL_DAEMON else "sequential")
     busy = busy_agents(paths)
     attempts = Attempts(paths)
     accepted = [replace(entry, not_before=attempts.not_before(entry.name)) for entry in accepted]
@@ -230,18 +230,13 @@ class Finished:
         return asdict(self)
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None or isinstance(value, dict | list) else str(value)
-
-
 def _finished(trigger: Path, failed: bool) -> Finished:
-    result = read_json_object(result_path(trigger))
-    agent = result.get("agent") or read_json_object(trigger).get("to_agent")
-    return Finished(trigger.name, failed, _text(agent), _text(result.get("pool")),
-                    _text(result.get("ticket")), _text(result.get("outcome")),
-                    _text(result.get("reason")),
-                    _text(result.get("ended_at") or result.get("archived_at")),
-                    _text(result.get("run_id")), _text(result.get("log")))
+    result = read_result(trigger)
+    target = read_json_object(trigger).get("to_agent")  # who it was for, when it never ran
+    agent = result.agent or (target if isinstance(target, str) else None)
+    return Finished(trigger.name, failed, agent, result.pool, result.ticket, result.outcome,
+                    result.reason, result.ended_at or result.archived_at, result.run_id,
+                    result.log)
 
 
 def finished_triggers(paths: ProjectPaths, failed_only: bool = False,

@@ -1,7 +1,7 @@
 """``starforge report``: per-agent numbers from the run history (``.claude/daemon/runs.jsonl``).
 
-One reader (:func:`read_history`); everything else is a pure function over the parsed records,
-so the numbers are tested without files or clocks.
+The history's own reader (``store/history.py``) reads the file; everything here is a pure
+function over its records, so the numbers are tested without files or clocks.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from typing import Any
 from starforge_daemon.client.table import markdown_table
 from starforge_daemon.core.durations import duration_text
 from starforge_daemon.core.models import OutcomeKind, iso_utc
+from starforge_daemon.store import history
+from starforge_daemon.store.results import ResultRecord
 
 SLOWEST_LIMIT = 5
 FAILED_LIMIT = 20
 FAILED_KINDS = (OutcomeKind.FAILED, OutcomeKind.KILLED, OutcomeKind.LOST)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_BYTE_UNITS = ("KiB", "MiB", "GiB", "TiB")
 
 
 def parse_duration(text: str) -> float:
@@ -37,8 +40,8 @@ def parse_duration(text: str) -> float:
 
 @dataclass(frozen=True)
 class HistoryRecord:
-    """One line of ``runs.jsonl``: only the fields the report reads; the rest is ignored.
-    ``started`` and ``ended`` are unix seconds."""
+    """A finished run of the history, as the report counts it: ``started`` and ``ended`` are
+    unix seconds; CPU and peak memory are None on lines older than their accounting."""
 
     run_id: str
     agent: str
@@ -46,33 +49,25 @@ class HistoryRecord:
     started: float
     ended: float
     duration_s: float
-    ticket: str | int | None = None
+    ticket: str | None = None
     reason: str | None = None
     exit_code: int | None = None
     log: str | None = None
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
 
     @classmethod
-    def from_json(cls, data: Any) -> HistoryRecord:
+    def of(cls, record: ResultRecord) -> HistoryRecord:
         """Raises ``ValueError`` for anything but a finished run's record."""
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return cls(_typed(data, "run_id", str), _typed(data, "agent", str),
-                   OutcomeKind(data.get("outcome")), _moment(data.get("started_at")),
-                   _moment(data.get("ended_at")), float(_typed(data, "duration_s", int, float)),
-                   _typed(data, "ticket", str, int, None), _typed(data, "reason", str, None),
-                   _typed(data, "exit_code", int, None), _typed(data, "log", str, None))
+        if record.run_id is None or record.agent is None or record.duration_s is None:
+            raise ValueError("not a finished run's record")
+        return cls(record.run_id, record.agent, OutcomeKind(record.outcome),
+                   _moment(record.started_at), _moment(record.ended_at), record.duration_s,
+                   record.ticket, record.reason, record.exit_code, record.log,
+                   record.cpu_seconds, record.peak_memory_bytes)
 
 
-def _typed(data: dict[str, Any], key: str, *kinds: type | None) -> Any:
-    """``data[key]`` when it is one of ``kinds`` (None: may be missing or null; never a bool)."""
-    value = data.get(key)
-    allowed = tuple(type(None) if kind is None else kind for kind in kinds)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise ValueError(f"{key} is {value!r}")
-    return value
-
-
-def _moment(text: Any) -> float:
+def _moment(text: str | None) -> float:
     """An ISO-8601 time with its time zone, as unix seconds; one without is refused, not
     guessed."""
     if not isinstance(text, str):
@@ -83,26 +78,26 @@ def _moment(text: Any) -> float:
     return moment.timestamp()
 
 
-def parse_history(lines: list[str]) -> tuple[list[HistoryRecord], int]:
-    """The records, and how many non-empty lines could not be read (a torn last line, say)."""
-    records, skipped = [], 0
-    for line in lines:
-        if not line.strip():
-            continue
+def finished_runs(records: list[ResultRecord], unreadable: int = 0) -> tuple[list[HistoryRecord], int]:
+    """The finished runs among ``records``, and how many lines are skipped: the ``unreadable``
+    ones (a torn last line, say) and those that are no finished run."""
+    runs, skipped = [], unreadable
+    for record in records:
         try:
-            records.append(HistoryRecord.from_json(json.loads(line)))
+            runs.append(HistoryRecord.of(record))
         except ValueError:
             skipped += 1
-    return records, skipped
+    return runs, skipped
+
+
+def parse_history(lines: list[str]) -> tuple[list[HistoryRecord], int]:
+    """The finished runs of the history's ``lines``, and how many lines are skipped."""
+    return finished_runs(*history.parse_history(lines))
 
 
 def read_history(path: Path) -> tuple[list[HistoryRecord], int]:
-    """Parsed ``runs.jsonl``; a missing file is an empty history."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return [], 0
-    return parse_history(text.splitlines())
+    """The finished runs of ``runs.jsonl``; a missing file is an empty history."""
+    return finished_runs(*history.read_history(path))
 
 
 def select(records: list[HistoryRecord], since_s: float | None, now: float) -> list[HistoryRecord]:
@@ -119,8 +114,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def _counts(records: list[HistoryRecord], hours: float | None) -> dict[str, Any]:
+    """The numbers of one row; CPU adds up and peak memory is the highest of the runs that
+    have them (None when none has)."""
     durations = [record.duration_s for record in records]
     kinds = [record.outcome for record in records]
+    cpu = [record.cpu_seconds for record in records if record.cpu_seconds is not None]
+    peaks = [record.peak_memory_bytes for record in records
+             if record.peak_memory_bytes is not None]
     return {
         "runs": len(records),
         "succeeded": kinds.count(OutcomeKind.SUCCEEDED),
@@ -129,12 +129,14 @@ def _counts(records: list[HistoryRecord], hours: float | None) -> dict[str, Any]
         "median_s": round(statistics.median(durations), 3) if durations else None,
         "p95_s": round(percentile(durations, 0.95), 3) if durations else None,
         "runs_per_hour": round(len(records) / hours, 2) if hours else None,
+        "cpu_seconds": round(sum(cpu), 3) if cpu else None,
+        "peak_memory_bytes": max(peaks, default=None),
     }
 
 
 def _run_entry(record: HistoryRecord) -> dict[str, Any]:
     return {"run_id": record.run_id, "agent": record.agent,
-            "ticket": None if record.ticket is None else str(record.ticket),
+            "ticket": record.ticket,
             "outcome": record.outcome.value, "reason": record.reason,
             "exit_code": record.exit_code, "ended_at": iso_utc(record.ended),
             "duration_s": record.duration_s, "log": record.log}
@@ -182,7 +184,23 @@ def _agent_row(name: str, counts: dict[str, Any]) -> list[Any]:
     return [name, counts["runs"], counts["succeeded"], counts["failed"], counts["timed_out"],
             duration_text(counts["median_s"], tenths=True),
             duration_text(counts["p95_s"], tenths=True),
-            "-" if rate is None else f"{rate:.1f}"]
+            "-" if rate is None else f"{rate:.1f}",
+            duration_text(counts["cpu_seconds"], tenths=True),
+            bytes_text(counts["peak_memory_bytes"])]
+
+
+def bytes_text(count: int | None) -> str:
+    """``512 B``, ``312 MiB``, ``1.5 GiB``: binary units, one decimal below 10; "-" for None."""
+    if count is None:
+        return "-"
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in _BYTE_UNITS:
+        value /= 1024
+        if value < 1024 or unit == _BYTE_UNITS[-1]:
+            break
+    return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
 
 
 def _code(text: str | None) -> str:
@@ -211,10 +229,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
         return "\n".join(lines) + "\n"
     rows = [_agent_row(agent["agent"], agent) for agent in doc["agents"]]
     rows.append(_agent_row("**all**", total))
-    headers = ["agent", "runs", "ok", "failed", "timed out", "median", "p95", "runs/h"]
+    headers = ["agent", "runs", "ok", "failed", "timed out", "median", "p95", "runs/h", "CPU",
+               "peak memory"]
     lines += ["", "## Per agent", "", markdown_table(headers, rows), "",
               "*failed* counts runs that failed, were killed or were lost; *runs/h* divides the "
-              "runs by the hours from the first run's start to the last run's end."]
+              "runs by the hours from the first run's start to the last run's end; *CPU* adds "
+              "up the runs' CPU time and *peak memory* is the highest of their peaks, both from "
+              "the runs that recorded them (\"-\": none did)."]
     slow = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]),
              duration_text(run["duration_s"], tenths=True), run["outcome"], _code(run["log"])]
             for run in doc["slowest"]]

@@ -8,7 +8,6 @@ log upkeep later gzips them to ``.log.gz``, which is read decompressed.
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import re
 import time
@@ -16,10 +15,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from starforge_daemon.core.runids import RUN_LOG_SUFFIXES, agent_of, log_run_id
+from starforge_daemon.store.history import parse_history_line, read_history
 from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.results import ResultRecord
 from starforge_daemon.store.slots import SlotView, read_slots
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -67,11 +68,9 @@ def latest_log(paths: ProjectPaths, agent: str) -> Path:
 
 
 def _history_run_ids(paths: ProjectPaths, agent: str, ticket: str) -> list[str]:
-    from starforge_daemon.client.report import read_history  # the report's parser, only for --ticket
-
     records, _ = read_history(paths.history_file)
     return [record.run_id for record in records
-            if record.agent == agent and record.ticket is not None and str(record.ticket) == ticket]
+            if record.run_id and record.agent == agent and record.ticket == ticket]
 
 
 def _busy_run_id(paths: ProjectPaths, agent: str, ticket: str) -> str | None:
@@ -215,7 +214,7 @@ class RunWatch:
         self._offset = 0
         self._seen_busy = False
 
-    def _history_line(self) -> dict[str, Any] | None:
+    def _history_line(self) -> ResultRecord | None:
         try:
             with open(self._paths.history_file, "rb") as file:
                 if os.fstat(file.fileno()).st_size < self._offset:
@@ -230,11 +229,8 @@ class RunWatch:
         for line in complete.splitlines():
             if needle not in line:
                 continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("run_id") == self._run_id:
+            record = parse_history_line(line)
+            if record is not None and record.run_id == self._run_id:
                 return record
         return None
 
@@ -245,8 +241,7 @@ class RunWatch:
         busy = slot.busy and slot.run_id == self._run_id
         record = self._history_line()
         if record is not None:
-            return RunEnd(_text(record.get("outcome")), _text(record.get("reason")),
-                          _text(record.get("retry_at")))
+            return RunEnd(record.outcome, record.reason, record.retry_at)
         if busy:
             self._seen_busy = True
             return None
@@ -254,6 +249,3 @@ class RunWatch:
             return RunEnd(slot.last_outcome)
         return RunEnd(None) if self._seen_busy else None
 
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None

@@ -55,7 +55,6 @@ class Finisher:
             self.events.publish(WorkspaceReleased(run.agent, run.run_id, note))
         self.saved.slots.ended(run, outcome.kind, ended_at)
         self.queue.offer(run.agent)
-        self.saved.count(outcome.kind.value)
         self.events.publish(Finished(
             run.agent, run.ticket, outcome.kind.value, outcome.exit_code, outcome.reason,
             run.run_id, run.attempt, result.duration_s,
@@ -105,7 +104,6 @@ class Finisher:
                               "retry_at": iso_utc(not_before, precise=True)})
         self.queue.add(QueuedTrigger(name, run.target, (-run.priority, stamp, name), not_before,
                                      claimed=True))
-        self.saved.count("retried")
         self.events.publish(Retried(name, run.target, run.attempt, run.max_retries + 1,
                                     iso_utc(not_before, precise=True)))
         return True

@@ -101,6 +101,5 @@ class Operator:
         folder = self.paths.running if entry.claimed else self.paths.triggers
         archived = self.archive.put(folder / name, name, result.to_dict(), now)
         self.attempts.remove(name)
-        self.saved.count(OutcomeKind.CANCELLED.value)
         self.events.publish(Cancelled(name, str(archived)))
         return {"ok": True, "archived": str(archived)}

@@ -62,6 +62,7 @@ class Persistence:
         self._state_dirty = True
 
     def count(self, word: str) -> None:
+        """One more of ``word`` (``observers/counters.py`` says which events count)."""
         self.counters[word] += 1
         self._state_dirty = True
 

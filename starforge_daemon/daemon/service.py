@@ -31,6 +31,7 @@ from starforge_daemon.daemon.engine import Engine, StopMode
 from starforge_daemon.daemon.load import MemoryGauge
 from starforge_daemon.daemon.logfile import EventLogFile, configure
 from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep
+from starforge_daemon.daemon.observers.counters import CountersObserver
 from starforge_daemon.daemon.observers.eventlog import EventLogObserver
 from starforge_daemon.daemon.persistence import Stores
 from starforge_daemon.daemon.reactor import Reactor
@@ -173,6 +174,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
     events.subscribe(EventLogObserver(log))
     reactor = Reactor()
     engine, runner, notes = build_engine(paths, settings, workspaces, events, reactor)
+    events.subscribe(CountersObserver(engine.saved.count))
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
     control = ControlServer(paths.control_socket, engine.submit)
     _install_signal_handlers(engine, reactor)

@@ -71,7 +71,6 @@ class Starter:
             self.events.publish(Problem(msg="cannot archive invalid trigger", trigger=name,
                                         error=str(error)))
             return
-        self.saved.count("invalid")
         self.events.publish(Rejected(name, reason))
 
     def start(self, entry: QueuedTrigger, agent: str, now: float) -> bool:
@@ -122,6 +121,4 @@ class Starter:
                                         error=str(error)))
             self.finisher.finish(Launching(run), RunExit(ended_at=now,
                                                          error=f"cannot start: {error}"), now)
-            return True
-        self.saved.count("spawned")
         return True

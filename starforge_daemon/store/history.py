@@ -1,11 +1,14 @@
-"""The run history, ``.claude/daemon/history.jsonl``."""
+"""The run history, ``.claude/daemon/runs.jsonl``: one :class:`ResultRecord` per line."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from starforge_daemon.store.atomic import append_json_line
+from starforge_daemon.store.results import ResultRecord
 
 
 class History:
@@ -16,3 +19,36 @@ class History:
 
     def append(self, record: dict[str, Any]) -> None:
         append_json_line(self._path, record)
+
+
+def parse_history_line(line: str | bytes) -> ResultRecord | None:
+    """One line of the history; None when it is not a JSON object (a torn last line, say)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return ResultRecord.from_dict(data) if isinstance(data, dict) else None
+
+
+def parse_history(lines: Iterable[str | bytes]) -> tuple[list[ResultRecord], int]:
+    """The records of ``lines``, and how many non-empty lines were not one."""
+    records, unreadable = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        record = parse_history_line(line)
+        if record is None:
+            unreadable += 1
+        else:
+            records.append(record)
+    return records, unreadable
+
+
+def read_history(path: Path) -> tuple[list[ResultRecord], int]:
+    """The history's records and its unreadable lines, for clients; a missing file is an empty
+    history (other errors, such as no permission, are raised)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    return parse_history(text.splitlines())

@@ -19,8 +19,14 @@ from starforge_daemon.core.models import (
     folder_for,
     iso_utc,
 )
-from starforge_daemon.store.atomic import candidate_names, rename_noreplace, write_new
+from starforge_daemon.store.atomic import (
+    candidate_names,
+    read_json_object,
+    rename_noreplace,
+    write_new,
+)
 from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.views import typed, view_of
 
 RESULT_SUFFIX = ".result.json"
 
@@ -118,3 +124,55 @@ class NoRun:
     def to_dict(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "outcome": self.outcome.value, "reason": self.reason,
                 "exit_code": None}
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """A result file or a line of the run history as a client reads it: the keys of
+    :class:`RunResult` (a trigger that never ran has only the first four, see :class:`NoRun`)
+    and those the archive and the history add, each as saved, or None when it is missing or of
+    another type. Never raises: the file may be of another version, or damaged."""
+
+    trigger: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    run_id: str | None = None
+    agent: str | None = None
+    pool: str | None = None
+    attempt: int | None = None
+    ticket: str | None = None  # older files: a number, read as its text
+    action: str | None = None
+    from_agent: str | None = None
+    pid: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    log: str | None = None
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    archived_at: str | None = None  # result files: when the trigger was archived
+    archived_as: str | None = None  # history lines of archived runs: where the trigger went
+    retry_at: str | None = None  # history lines of runs tried again: the next attempt's time
+    attempts: tuple[ResultRecord, ...] = ()  # result files of retried triggers: every attempt
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResultRecord:
+        attempts = data.get("attempts")
+        return view_of(cls, data, ticket=_ticket_text(data.get("ticket")),
+                       attempts=tuple(cls.from_dict(attempt) for attempt in attempts
+                                      if isinstance(attempt, dict))
+                       if isinstance(attempts, list) else ())
+
+
+def _ticket_text(value: Any) -> str | None:
+    """A saved ticket as text; older files hold a number."""
+    if isinstance(value, str):
+        return value
+    number = typed(value, int)
+    return None if number is None else str(number)
+
+
+def read_result(archived: Path) -> ResultRecord:
+    """The result beside an archived trigger; an empty record when it is missing or unreadable."""
+    return ResultRecord.from_dict(read_json_object(result_path(archived)))
