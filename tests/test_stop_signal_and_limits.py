@@ -92,6 +92,10 @@ def test_daemon_start_as_root_refuses_claudes_bypass_without_is_sandbox(project:
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "IS_SANDBOX=1" in lines[0], refused.stderr
     assert not project.paths.pid_file.exists()
+    doctor = subprocess.run([sys.executable, "-m", "starforge_daemon", "--project-dir",
+                             str(project.root), "doctor"], capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL, env=environment)
+    assert doctor.returncode != 0 and "✗ permissions" in doctor.stdout, doctor.stdout
     started = start_with_exactly(project, {**environment, "IS_SANDBOX": "1"})
     assert started.returncode == 0, started.stderr
     project.stop()

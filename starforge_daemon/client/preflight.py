@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starforge_daemon.client.scaffold import PRIVATE_NAMES, NotInGit, git_location
+from starforge_daemon.core.agent_cli import root_bypass_refusal
+from starforge_daemon.runtime.local import containment
 from starforge_daemon.store.control_socket import ControlError, request
 from starforge_daemon.store.instance import running_pid
 from starforge_daemon.store.paths import ProjectPaths
@@ -42,6 +44,22 @@ def agent_program(settings: Settings) -> Check:
                  "it; checked when it runs")
 
 
+def root_permissions(paths: ProjectPaths, settings: Settings) -> Check:
+    """As root, Claude Code's permission bypass needs ``IS_SANDBOX=1`` (``daemon start`` refuses
+    without it)."""
+    values = env_file_values(paths)
+    sandbox = os.environ.get("IS_SANDBOX", values["IS_SANDBOX"].value if "IS_SANDBOX" in values
+                             else None)
+    refusal = root_bypass_refusal(settings.command_words, os.geteuid(), sandbox)
+    detail = "not root" if os.geteuid() != 0 else "root, and the agent command can run as root"
+    return Check("permissions", refusal is None, refusal or detail)
+
+
+def run_containment(paths: ProjectPaths) -> Check:
+    """How the runs' processes would be kept together; the sweep is a working fallback."""
+    return Check("containment", True, containment.detect(paths.root).text)
+
+
 def project_found(paths: ProjectPaths) -> Check:
     if paths.claude.is_dir():
         return Check("project", True, str(paths.root))
@@ -65,7 +83,8 @@ def settings_checks(paths: ProjectPaths) -> list[Check]:
     except SettingsError as error:
         return [env, Check("settings", False, str(error)),
                 Check("agent program", False, "not checked: the settings are invalid")]
-    return [env, Check("settings", True, settings.mode_text), agent_program(settings)]
+    return [env, Check("settings", True, settings.mode_text), agent_program(settings),
+            root_permissions(paths, settings)]
 
 
 def trigger_folder(paths: ProjectPaths) -> Check:
@@ -134,7 +153,7 @@ def diagnose(paths: ProjectPaths) -> list[Check]:
     pid = running_pid(paths)
     checks = [project_found(paths), *settings_checks(paths),
               Check("daemon", True, f"running (pid {pid})" if pid else "not running"),
-              trigger_folder(paths), git_exclusion(paths.root)]
+              trigger_folder(paths), git_exclusion(paths.root), run_containment(paths)]
     if pid is not None:
         checks += [control_socket(paths), keeper_socket(paths)]
     return checks
