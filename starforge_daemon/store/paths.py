@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class ProjectPaths:
-    """Every path the daemon and its clients use, derived from the project root."""
+    """Every path the daemon and its clients use, derived from the project root (each worked
+    out once: the daemon asks for some on every trigger)."""
 
     root: Path
 
@@ -30,94 +32,94 @@ class ProjectPaths:
         current folder upwards, else the current folder."""
         return locate(project_dir or os.environ.get("STARFORGE_PROJECT_DIR")).paths
 
-    @property
+    @cached_property
     def env_file(self) -> Path:
         return self.root / ".env"
 
-    @property
+    @cached_property
     def claude(self) -> Path:
         return self.root / ".claude"
 
-    @property
+    @cached_property
     def triggers(self) -> Path:
         return self.claude / "triggers"
 
-    @property
+    @cached_property
     def running(self) -> Path:
         """Where a trigger waits while its agent runs."""
         return self.triggers / "running"
 
-    @property
+    @cached_property
     def processed(self) -> Path:
         return self.triggers / "processed"
 
-    @property
+    @cached_property
     def failed(self) -> Path:
         return self.processed / "failed"
 
-    @property
+    @cached_property
     def invalid(self) -> Path:
         return self.processed / "invalid"
 
-    @property
+    @cached_property
     def daemon_dir(self) -> Path:
         return self.claude / "daemon"
 
-    @property
+    @cached_property
     def runs(self) -> Path:
         """Per-run bookkeeping of the runs in flight."""
         return self.daemon_dir / "runs"
 
-    @property
+    @cached_property
     def attempts(self) -> Path:
         """Earlier attempts of triggers waiting to be retried."""
         return self.daemon_dir / "attempts"
 
-    @property
+    @cached_property
     def paused_file(self) -> Path:
         return self.daemon_dir / "paused.json"
 
-    @property
+    @cached_property
     def control_socket(self) -> Path:
         return self.daemon_dir / "control.sock"
 
-    @property
+    @cached_property
     def slots_file(self) -> Path:
         return self.daemon_dir / "agent-slots.json"
 
-    @property
+    @cached_property
     def state_file(self) -> Path:
         return self.daemon_dir / "daemon-state.json"
 
-    @property
+    @cached_property
     def history_file(self) -> Path:
         return self.daemon_dir / "runs.jsonl"
 
-    @property
+    @cached_property
     def lock_file(self) -> Path:
         return self.daemon_dir / "daemon.lock"
 
-    @property
+    @cached_property
     def keeper_socket(self) -> Path:
         return self.daemon_dir / "keeper.sock"
 
-    @property
+    @cached_property
     def keeper_log(self) -> Path:
         return self.logs / "keeper.log"
 
-    @property
+    @cached_property
     def pid_file(self) -> Path:
         return self.claude / "daemon.pid"
 
-    @property
+    @cached_property
     def logs(self) -> Path:
         return self.claude / "logs"
 
-    @property
+    @cached_property
     def daemon_log(self) -> Path:
         return self.logs / "daemon.log"
 
-    @property
+    @cached_property
     def worktrees(self) -> Path:
         """The runs' git worktrees (``WORKTREE_MODE``), made only when a mode is on."""
         return self.claude / "worktrees"

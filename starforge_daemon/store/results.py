@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from starforge_daemon.core.models import (
     ProcessIdentity,
     Run,
     RunExit,
+    flat_dict,
     folder_for,
     iso_utc,
 )
@@ -106,7 +107,7 @@ class RunResult:
                    peak_memory_bytes=ended.peak_memory_bytes if ended else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return flat_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from starforge_daemon.core.models import flat_dict
 from starforge_daemon.store.atomic import read_json_object, write_json_atomic
 from starforge_daemon.store.views import typed, view_of
 
@@ -32,7 +33,7 @@ class DaemonState:
     containment: str | None = None  # how runs are contained, in one line
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return flat_dict(self)
 
 
 class StateFile:

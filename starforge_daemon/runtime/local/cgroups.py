@@ -128,12 +128,18 @@ def _folders(cgroup: str) -> Iterator[str]:
         yield folder
 
 
-def create_run_cgroup(cgroup: str, limits: Mapping[str, str] | None = None) -> list[str]:
-    """Make a run's cgroup and apply the ``limits`` (``memory.max``, ``pids.max``, ...) the
-    enabled controllers allow; returns a note for each limit that could not be set."""
+def create_run_cgroup(cgroup: str, limits: Mapping[str, str] | None = None, *,
+                      exist_ok: bool = False) -> list[str]:
+    """Make a run's cgroup (``exist_ok``: or take the one there) and apply the ``limits``
+    (``memory.max``, ``pids.max``, ...) the enabled controllers allow; returns a note for each
+    limit that could not be set."""
     if not _NAME.fullmatch(os.path.basename(cgroup)):
         raise ValueError(f"not a run cgroup name: {os.path.basename(cgroup)!r}")
-    os.mkdir(cgroup)
+    try:
+        os.mkdir(cgroup)
+    except FileExistsError:
+        if not exist_ok:
+            raise
     skipped = []
     for name, value in (limits or {}).items():
         try:

@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 
 from starforge_daemon.core.models import ProcessIdentity, RunExit
+from starforge_daemon.core.runids import parse_run_id
 from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, RunnerError, Started, Watcher
 from starforge_daemon.runtime.local import containment, keeper
 from starforge_daemon.runtime.local.run_container import RunContainer
@@ -80,6 +81,7 @@ class ProcessRunner:
         self._watched: dict[str, tuple[ProcessIdentity, int]] = {}  # run -> agent, pidfd
         self._stops: dict[str, bool] = {}  # run -> force, for runs asked to stop
         self.keeper_runs: dict[str, ProcessIdentity] = {}  # what the keeper held when we came
+        self._reconciled: set[str] = set()  # the runs an earlier daemon left open
         self._events: list[RunEvent] = []
 
     @property
@@ -88,7 +90,8 @@ class ProcessRunner:
         return self._contained.text
 
     def _container(self, run_id: str) -> RunContainer:
-        return self._contained.run(run_id)
+        parsed = parse_run_id(run_id)
+        return self._contained.run(run_id, parsed.agent if parsed else None)
 
     # -- the keeper --------------------------------------------------------------------------
 
@@ -187,6 +190,7 @@ class ProcessRunner:
                             "log": str(spec.log_path),
                             "log_cap": spec.log_cap, "journal": str(spec.journal),
                             "cgroup": self._container(spec.run_id).cgroup,
+                            "shared_cgroup": self._container(spec.run_id).shared,
                             "limits": self._limits})
         self._inflight[spec.run_id] = None
         self._watch_keeper()
@@ -203,8 +207,16 @@ class ProcessRunner:
                 followed.add(run_id)
             else:
                 self._empty(run_id, agent)
-        containment.remove_stale(self._contained, followed | set(self.keeper_runs))
+        self._remove_stale(followed | set(self.keeper_runs))
+        self._reconciled = set(open_runs)
         return followed
+
+    def _remove_stale(self, in_flight: set[str]) -> None:
+        """Kill and remove the project's cgroups that no run in ``in_flight`` uses."""
+        in_use = {os.path.basename(cgroup) for run_id in in_flight
+                  if (cgroup := self._container(run_id).cgroup) is not None}
+        with contextlib.suppress(OSError):
+            containment.remove_stale(self._contained, in_use)
 
     def _empty(self, run_id: str, agent: ProcessIdentity | None) -> None:
         """Kill what is left of a run nobody else will end, and remove its container."""
@@ -282,7 +294,9 @@ class ProcessRunner:
     def close(self) -> None:
         """Let go of the keeper (it exits once its runs are over) and of our descriptors; with
         no run left, remove the project's cgroup folder too."""
-        if not self._inflight and not self._watched and self._contained.project is not None:
+        busy = self._inflight or self._watched or set(self.keeper_runs) - self._reconciled
+        if not busy and self._contained.project is not None:
+            self._remove_stale(set())
             with contextlib.suppress(OSError):
                 os.rmdir(self._contained.project)
         if self._channel is not None:

@@ -80,11 +80,16 @@ class Containment:
             limits = f"{limits}; {unavailable}" if limits else unavailable
         return f"containment: cgroup v2 at {self.project} ({limits})"
 
-    def run(self, run_id: str) -> run_container.RunContainer:
-        """The container of run ``run_id`` (not created yet)."""
+    def run(self, run_id: str, agent: str | None = None) -> run_container.RunContainer:
+        """The container of run ``run_id`` (not created yet). Given its ``agent``, the run
+        shares that agent's cgroup, unless peak memory is measured by the cgroup: that needs a
+        cgroup of the run's own."""
         if self.project is None:
             return run_container.RunContainer(run_id)
-        return run_container.RunContainer(run_id, cgroups.child(self.project, run_id))
+        if agent is None or "memory" in self.controllers:
+            return run_container.RunContainer(run_id, cgroups.child(self.project, run_id))
+        return run_container.RunContainer(run_id, cgroups.child(self.project, f"agent-{agent}"),
+                                          shared=True)
 
 
 
@@ -253,7 +258,8 @@ def prepare(containment: Containment) -> Containment:
 
 def remove_stale(containment: Containment, in_flight: set[str] | frozenset[str],
                  timeout: float = processes.KILL_TIMEOUT) -> list[str]:
-    """Kill and remove this project's run cgroups whose runs are not in flight; their names."""
+    """Kill and remove this project's cgroups that no run in flight uses (``in_flight``: the
+    cgroups' names); their names."""
     if containment.project is None or not os.path.isdir(containment.project):
         return []
     removed = []

@@ -16,7 +16,7 @@ exit is recorded.
 Messages are JSON objects, each framed by a 4-byte big-endian length:
 
     daemon -> keeper  {"op": "spawn", "run_id", "argv", "env", "cwd", "stdin", "log", "log_cap",
-                       "journal", "cgroup", "limits"}
+                       "journal", "cgroup", "shared_cgroup", "limits"}
     keeper -> daemon  {"ev": "hello", "pid", "running": [{"run_id", "pid", "create_time"}]}
                       {"ev": "started", "run_id", "pid", "create_time"}
                       {"ev": "exited", "run_id", "ended_at", "exit_code", "error", "cpu_seconds",
@@ -159,6 +159,7 @@ class _Run:
     log: CappedLog
     journal: str
     container: run_container.RunContainer
+    cpu_mark: float  # the shared cgroup's CPU seconds before the spawn
 
 
 def _open_log(path: str) -> int:
@@ -177,7 +178,8 @@ def _append(journal: str, record: dict[str, Any]) -> None:
 def _end_container(run: _Run, rusage: Any) -> dict[str, Any]:
     """Kill what the run left, remove its container; what it used, for its exit record."""
     try:
-        end = run.container.end(session=run.pid, rusage=rusage, remove=False)
+        end = run.container.end(session=run.pid, rusage=rusage, remove=False,
+                                cpu_mark=run.cpu_mark)
     except OSError as error:
         run.log.write(f"starforge: cannot end the run's container: {error}\n".encode())
         return {}
@@ -266,7 +268,8 @@ class Keeper:
     def _container(self, request: dict[str, Any]) -> tuple[run_container.RunContainer, list[str]]:
         """The run's container, made; notes on what it lacks (limits not set, no cgroup)."""
         run_id = request["run_id"]
-        container = run_container.RunContainer(run_id, request.get("cgroup"))
+        container = run_container.RunContainer(run_id, request.get("cgroup"),
+                                               bool(request.get("shared_cgroup")))
         try:
             return container, container.create(request.get("limits"))
         except OSError as error:  # contained by the sweep instead: still nothing is left
@@ -276,6 +279,7 @@ class Keeper:
     def _spawn(self, request: dict[str, Any]) -> None:
         run_id, journal = request["run_id"], request["journal"]
         container, notes = self._container(request)
+        cpu_mark = container.cpu_mark()
         output, agent_output = os.pipe()
         try:
             os.chdir(request["cwd"])
@@ -309,7 +313,8 @@ class Keeper:
             log.write(f"starforge: {note}\n".encode())
         create_time = process_create_time(pid)
         _append(journal, {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
-        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal, container)
+        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal, container,
+                   cpu_mark)
         self._runs[run.pidfd] = self._runs[output] = run
         self._poll.register(run.pidfd, select.POLLIN)
         self._poll.register(output, select.POLLIN)

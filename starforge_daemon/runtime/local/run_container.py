@@ -34,18 +34,30 @@ class RunEnd:
 class RunContainer:
     """One run's container: its cgroup, or (``cgroup`` None) the sweep by its run id.
 
+    ``shared``: the cgroup is its agent's, kept from one run of that agent to the next (at most
+    one runs at a time), emptied at each run's end but not removed: making and removing a
+    cgroup per run costs the keeper more than the rest of a short run's handling. The CPU
+    figure is then the difference from ``cpu_mark`` taken before the spawn.
+
     ``session`` is the run's first pid (spawned with ``setsid``): the sweep also takes the
     processes of that session.
     """
 
     run_id: str
     cgroup: str | None = None
+    shared: bool = False
 
     def create(self, limits: Mapping[str, str] | None = None) -> list[str]:
         """Make the run's cgroup (nothing to do for a sweep); notes on limits not set."""
         if self.cgroup is None:
             return [f"{name}={value}: no cgroup" for name, value in (limits or {}).items()]
-        return cgroups.create_run_cgroup(self.cgroup, limits)
+        return cgroups.create_run_cgroup(self.cgroup, limits, exist_ok=self.shared)
+
+    def cpu_mark(self) -> float:
+        """CPU seconds the cgroup has used so far (0 for a cgroup of this run alone)."""
+        if not self.shared or self.cgroup is None:
+            return 0.0
+        return cgroups.cgroup_usage(self.cgroup).cpu_seconds or 0.0
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], **spawn: Any) -> int:
         """Start the run's first process (``os.posix_spawnp`` arguments) in the container."""
@@ -65,7 +77,8 @@ class RunContainer:
         return cgroups.signal_all(self.cgroup, signum) if os.path.isdir(self.cgroup) else 0
 
     def end(self, session: int | None = None, rusage: struct_rusage | None = None,
-            timeout: float = processes.KILL_TIMEOUT, *, remove: bool = True) -> RunEnd:
+            timeout: float = processes.KILL_TIMEOUT, *, remove: bool = True,
+            cpu_mark: float = 0.0) -> RunEnd:
         """Kill whatever is left of the run, account for it and (``remove``) remove its cgroup.
 
         The keeper removes an emptied cgroup only after it has reported the run's end
@@ -87,15 +100,17 @@ class RunContainer:
         else:  # the common end: nothing left behind
             sampled = sweep.sweep_usage((), rusage).peak_memory
         usage = _with_peak(cgroups.cgroup_usage(self.cgroup), sampled)  # before the removal
-        if not remove:
+        if cpu_mark and usage.cpu_seconds is not None:
+            usage = replace(usage, cpu_seconds=max(0.0, usage.cpu_seconds - cpu_mark))
+        if not remove or self.shared:
             return RunEnd(usage, (), False)
         result = cgroups.remove_emptied(self.cgroup, deadline)
         return RunEnd(usage, result.left, result.removed)
 
     def remove(self, timeout: float = processes.KILL_TIMEOUT) -> bool:
         """Remove the emptied container (after ``end(remove=False)``); whether it is gone."""
-        if self.cgroup is None:
-            return True
+        if self.cgroup is None or self.shared:
+            return self.cgroup is None
         return cgroups.remove_emptied(self.cgroup, time.monotonic() + timeout).removed
 
 
