@@ -267,10 +267,14 @@ def _stat_fields(path: str) -> dict[str, int]:
         return {}
 
 
-def cgroup_usage(cgroup: str) -> processes.Usage:
+def cgroup_usage(cgroup: str, memory: bool = True) -> processes.Usage:
     """CPU (``cpu.stat``, there without the cpu controller), peak memory and OOM kills
-    (``memory.peak``, ``memory.events``: only with the memory controller) of a run."""
+    (``memory.peak``, ``memory.events``: only with the memory controller, not looked for
+    without ``memory``) of a run."""
     cpu = _stat_fields(child(cgroup, "cpu.stat")).get("usage_usec")
+    if not memory:
+        return processes.Usage(None if cpu is None else cpu / 1e6, None, None, approximate=False,
+                               note="no memory.peak: memory controller not enabled for runs")
     try:
         peak: int | None = int(read(child(cgroup, "memory.peak")))
     except (OSError, ValueError):

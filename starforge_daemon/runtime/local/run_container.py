@@ -57,7 +57,7 @@ class RunContainer:
         """CPU seconds the cgroup has used so far (0 for a cgroup of this run alone)."""
         if not self.shared or self.cgroup is None:
             return 0.0
-        return cgroups.cgroup_usage(self.cgroup).cpu_seconds or 0.0
+        return cgroups.cgroup_usage(self.cgroup, memory=False).cpu_seconds or 0.0
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], **spawn: Any) -> int:
         """Start the run's first process (``os.posix_spawnp`` arguments) in the container."""
@@ -99,7 +99,8 @@ class RunContainer:
                 return RunEnd(_with_peak(cgroups.cgroup_usage(self.cgroup), sampled), left, False)
         else:  # the common end: nothing left behind
             sampled = sweep.sweep_usage((), rusage).peak_memory
-        usage = _with_peak(cgroups.cgroup_usage(self.cgroup), sampled)  # before the removal
+        # before the removal; a shared cgroup is never one with the memory controller
+        usage = _with_peak(cgroups.cgroup_usage(self.cgroup, memory=not self.shared), sampled)
         if cpu_mark and usage.cpu_seconds is not None:
             usage = replace(usage, cpu_seconds=max(0.0, usage.cpu_seconds - cpu_mark))
         if not remove or self.shared:
