@@ -1,11 +1,12 @@
 """A process tree that tries to outlive its run (for tests/test_containment.py).
 
-Usage: containment_hostile.py MARKER_DIR [--obedient]
+Usage: containment_hostile.py MARKER_DIR [--obedient] [--exit]
 
 The first process ignores SIGTERM and SIGINT, forks a child that calls ``setsid`` and forks
 again (the double fork: its grandchild is orphaned, in a session of its own), and waits.
 Each process writes ``<role>-<pid>`` into MARKER_DIR once it is in place. With ``--obedient``
-nobody ignores the signals (for the graceful stop).
+nobody ignores the signals (for the graceful stop); with ``--exit`` the first process exits 0
+once the others are in place, leaving them behind.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def mark(folder: str, role: str) -> None:
     os.rename(temp, os.path.join(folder, f"{role}-{os.getpid()}"))
 
 
-def main(folder: str, obedient: bool) -> None:
+def main(folder: str, obedient: bool, leave: bool) -> None:
     if not obedient:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, signal.SIG_IGN)
@@ -35,9 +36,11 @@ def main(folder: str, obedient: bool) -> None:
         os._exit(0)
     os.wait()
     mark(folder, "leader")
+    if leave:
+        return
     while True:
         signal.pause()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], "--obedient" in sys.argv[2:])
+    main(sys.argv[1], "--obedient" in sys.argv[2:], "--exit" in sys.argv[2:])
