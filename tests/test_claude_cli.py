@@ -151,6 +151,10 @@ def test_claude_receives_the_prompt_the_daemon_rendered(claude: ClaudeProject) -
     assert trigger["message"] == "marker-5f3a: fix the parser"
     assert trigger["context"] == {"ticket": 52, "files": ["a.py"]}
     assert trigger["extra_field"] == "kept"
+    # how to hand work on: the project folder, and the command
+    assert "The project is at $STARFORGE_PROJECT_DIR" in prompt
+    assert ('starforge --project-dir "$STARFORGE_PROJECT_DIR" trigger AGENT --from junior-dev-a'
+            in prompt)
 
 
 def test_claude_api_error_fails_the_run(claude: ClaudeProject) -> None:

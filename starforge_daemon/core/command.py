@@ -25,11 +25,16 @@ def unknown_placeholders(words: list[str]) -> list[str]:
 
 
 def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:
+    """The prompt: who the agent is, the trigger, and how to hand work on (the project folder
+    differs from the working directory when runs work in git worktrees)."""
     return (
         f"You are the StarForge agent '{agent}'. Another agent handed you work through the "
         f"trigger file {trigger_file}. The trigger:\n"
         f"{trigger.to_json()}\n"
-        "Carry out the requested action."
+        "Carry out the requested action.\n"
+        "The project is at $STARFORGE_PROJECT_DIR (your working directory may be a worktree of it).\n"
+        "To hand work on, run: starforge --project-dir \"$STARFORGE_PROJECT_DIR\" trigger AGENT "
+        f"--from {agent} --action ACTION [--ticket ID] [--message TEXT]"
     )
 
 
