@@ -121,9 +121,11 @@ def test_dispatch_holds_busy_agent_and_respects_limit(setup) -> None:
     write(paths, "b1.trigger", "b", 3)
     write(paths, "c1.trigger", "c", 4)
     engine = make(PARALLEL_DAEMON=True, MAX_CONCURRENT_AGENTS=2)
-    argv = runner.launched[0].argv
-    assert argv[:4] == ["claude", "--print", "--permission-mode", "bypassPermissions"]
-    assert "'a'" in argv[4] and '{"to_agent":"a"}' in argv[4], "the prompt names agent and trigger"
+    first = runner.launched[0]
+    assert first.argv == ["claude", "--print", "--permission-mode", "bypassPermissions"]
+    assert first.stdin == paths.prompt_file(first.run_id), "the default hands the prompt on stdin"
+    prompt = first.stdin.read_text()
+    assert "'a'" in prompt and '{"to_agent":"a"}' in prompt, "the prompt names agent and trigger"
     assert [s.env["STARFORGE_TRIGGER_FILE"].rsplit("/", 1)[1] for s in runner.launched] == [
         "a1.trigger", "b1.trigger"]
     first = runner.launched[0]

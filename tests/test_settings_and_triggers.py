@@ -96,7 +96,7 @@ def test_env_file_parse_errors_name_the_line_and_the_problem(paths: ProjectPaths
      ".env line 2: WORKTREE_MODE='yes': must be off, per-agent or per-ticket"),
     ("env", "AGENT_COMMAND", "claude {agnt}",
      "environment: AGENT_COMMAND='claude {agnt}': unknown placeholder {agnt}; the known ones "
-     "are {agent}, {ticket}, {action}, {from_agent}, {trigger_file}, {prompt}, {run_id}"),
+     "are {agent}, {ticket}, {action}, {from_agent}, {trigger_file}, {prompt}, {prompt_file}, {run_id}"),
     ("env", "AGENT_COMMAND", "claude 'x",
      "environment: AGENT_COMMAND=\"claude 'x\": cannot be split into words: no closing "
      "quotation"),

@@ -11,7 +11,10 @@ from collections.abc import Mapping
 
 from starforge_daemon.core.models import Run, Trigger
 
-PLACEHOLDERS = ("agent", "ticket", "action", "from_agent", "trigger_file", "prompt", "run_id")
+PLACEHOLDERS = ("agent", "ticket", "action", "from_agent", "trigger_file", "prompt", "prompt_file",
+                "run_id")
+MAX_ARG_BYTES = 131072  # Linux's MAX_ARG_STRLEN: one argument, its terminating NUL included
+_POINTER_BYTES = 8  # each argument and variable also costs the kernel a pointer
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -38,7 +41,8 @@ def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:
     )
 
 
-def placeholder_values(run: Run, trigger: Trigger, trigger_file: str) -> dict[str, str]:
+def placeholder_values(run: Run, trigger: Trigger, trigger_file: str,
+                       prompt_file: str) -> dict[str, str]:
     return {
         "agent": run.agent,
         "ticket": run.ticket or "",
@@ -46,8 +50,34 @@ def placeholder_values(run: Run, trigger: Trigger, trigger_file: str) -> dict[st
         "from_agent": run.from_agent or "",
         "trigger_file": trigger_file,
         "prompt": prompt_for(run.agent, trigger, trigger_file),
+        "prompt_file": prompt_file,
         "run_id": run.run_id,
     }
+
+
+def uses_placeholder(words: list[str], name: str) -> bool:
+    return any(name in placeholders_in(word) for word in words)
+
+
+def _size(text: str) -> int:
+    return len(text.encode(errors="surrogateescape")) + 1
+
+
+def argv_problem(argv: list[str], env: Mapping[str, str], total_limit: int) -> str | None:
+    """Why the kernel would refuse to start ``argv`` with ``env`` (E2BIG), or None: one
+    argument may hold at most MAX_ARG_BYTES, all of them and the environment ``total_limit``."""
+    for index, word in enumerate(argv):
+        size = _size(word)
+        if size > MAX_ARG_BYTES:
+            return (f"AGENT_COMMAND puts {size - 1} bytes into argument {index}, over Linux's "
+                    f"limit of {MAX_ARG_BYTES - 1} bytes for one argument: hand the prompt over "
+                    "in {prompt_file} or on stdin (AGENT_STDIN), not in {prompt}")
+    total = sum(_size(word) + _POINTER_BYTES for word in argv) + sum(
+        _size(f"{name}={value}") + _POINTER_BYTES for name, value in env.items())
+    if total > total_limit:
+        return (f"the agent's arguments and environment take {total} bytes, over this system's "
+                f"limit of {total_limit} bytes")
+    return None
 
 
 def render_argv(words: list[str], values: Mapping[str, str]) -> list[str]:

@@ -4,13 +4,20 @@ command and environment, and ask the runner to launch it. Also the gate in front
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from starforge_daemon.core.command import placeholder_values, render_argv, run_environment
+from starforge_daemon.core.command import (
+    argv_problem,
+    placeholder_values,
+    render_argv,
+    run_environment,
+    uses_placeholder,
+)
 from starforge_daemon.core.events import Held, HoldLifted, Problem, Publisher, Rejected, Vanished
 from starforge_daemon.core.ledger import Launching, Ledger
 from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit
@@ -20,11 +27,13 @@ from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.intake.triggers import load_trigger
 from starforge_daemon.intake.validate import InvalidTrigger
 from starforge_daemon.runtime.api import LaunchSpec, Runner, RunnerError
-from starforge_daemon.store.atomic import move_unique
+from starforge_daemon.store.atomic import move_unique, write_new
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.results import NoRun
 from starforge_daemon.store.settings import Settings
 from starforge_daemon.workspaces.base import WorkspaceError, Workspaces
+
+ARG_LIMIT = os.sysconf("SC_ARG_MAX")  # what the kernel lets argv and the environment take
 
 
 class Gauge(Protocol):
@@ -49,6 +58,8 @@ class Starter:
         self.events = events
         self.base_env = base_env
         self.command = settings.command_words
+        self.prompt_on_stdin = settings.prompt_on_stdin
+        self.writes_prompt = self.prompt_on_stdin or uses_placeholder(self.command, "prompt_file")
         self.held_back: str | None = None
 
     def holding_back(self, now: float, queued: int) -> bool:
@@ -100,6 +111,14 @@ class Starter:
                   pool=trigger.to_agent if trigger.to_agent != agent else None,
                   attempt=len(earlier) + 1, max_retries=max_retries,
                   priority=trigger.priority)
+        prompt_file = self.paths.prompt_file(run_id)
+        values = placeholder_values(run, trigger, str(claimed), str(prompt_file))
+        argv = render_argv(self.command, values)
+        environment = run_environment(self.base_env, values, str(self.paths.root))
+        too_big = argv_problem(argv, environment, ARG_LIMIT)
+        if too_big:  # the kernel would refuse it: the trigger is what does not fit
+            self.reject(claimed, entry.name, too_big, now)
+            return False
         try:
             workspace = self.workspaces.prepare(run)
         except WorkspaceError as error:
@@ -107,13 +126,14 @@ class Starter:
             return True
         run = replace(run, workdir=workspace.directory)
         self.ledger.add(Launching(run))
-        values = placeholder_values(run, trigger, str(claimed))
-        environment = run_environment(self.base_env, values, str(self.paths.root))
-        spec = LaunchSpec(run_id=run_id, argv=render_argv(self.command, values),
-                          env={**environment, **workspace.env}, cwd=workspace.directory,
-                          log_path=log_path, log_cap=self.settings.LOG_MAX_BYTES,
-                          journal=self.stores.journal.create(run))
         try:
+            if self.writes_prompt:
+                write_new(prompt_file, values["prompt"].encode(), mode=0o600)
+            spec = LaunchSpec(run_id=run_id, argv=argv, env={**environment, **workspace.env},
+                              cwd=workspace.directory, log_path=log_path,
+                              log_cap=self.settings.LOG_MAX_BYTES,
+                              journal=self.stores.journal.create(run),
+                              stdin=prompt_file if self.prompt_on_stdin else None)
             self.runner.launch(spec)
         except (OSError, RunnerError) as error:
             self.stores.journal.done(run_id)

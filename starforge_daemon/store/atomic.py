@@ -40,11 +40,14 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
         raise
 
 
-def write_new(path: Path, data: bytes) -> None:
-    """Write ``path`` in place, for files no reader trusts before a later rename publishes them."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+def write_new(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``path`` in place, for files no reader trusts before a later rename publishes them
+    (or that only one reader, told of them, reads)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
 

@@ -85,6 +85,7 @@ class RunJournal:
     ROTATE_BYTES = 1 << 20
 
     def __init__(self, paths: ProjectPaths) -> None:
+        self._paths = paths
         self._folder = paths.runs
         self._current: Path | None = None
         self._current_bytes = 0
@@ -133,7 +134,9 @@ class RunJournal:
         self.prune()
 
     def done(self, run_id: str) -> None:
-        """The run is archived (or never started): its lines are history now."""
+        """The run is archived (or never started): its lines are history now, and its prompt
+        file goes."""
+        self._paths.prompt_file(run_id).unlink(missing_ok=True)
         path = self._file_of.pop(run_id, None)
         if path is None:
             return

@@ -70,6 +70,10 @@ class ProjectPaths:
         """Per-run bookkeeping of the runs in flight."""
         return self.daemon_dir / "runs"
 
+    def prompt_file(self, run_id: str) -> Path:
+        """A run's prompt, for ``{prompt_file}`` and stdin; removed when the run is done."""
+        return self.runs / f"{run_id}.prompt"
+
     @cached_property
     def attempts(self) -> Path:
         """Earlier attempts of triggers waiting to be retried."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from starforge_daemon.core.command import placeholders_in
+from starforge_daemon.core.command import placeholders_in, uses_placeholder
 from starforge_daemon.store.env_file import EnvValue, SettingsError, read_env_file
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.setting_kinds import (
@@ -32,7 +32,7 @@ from starforge_daemon.store.setting_kinds import (
     whole_number,
 )
 
-DEFAULT_AGENT_COMMAND = "claude --print --permission-mode bypassPermissions {prompt}"
+DEFAULT_AGENT_COMMAND = "claude --print --permission-mode bypassPermissions"  # prompt: stdin
 
 
 AGENTS_PER_CPU = 4
@@ -47,6 +47,15 @@ def automatic_limit() -> int:
 
 
 CLAUDE_INSTALL = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
+
+
+class StdinMode(StrEnum):
+    """What a run reads on stdin: the prompt (``auto``: when no argument carries it), or
+    nothing."""
+
+    AUTO = "auto"
+    PROMPT = "prompt"
+    NULL = "null"
 
 
 class WorktreeMode(StrEnum):
@@ -96,6 +105,10 @@ class Settings:
         DEFAULT_AGENT_COMMAND,
         AGENT_COMMAND,
         "the agent command template, split into words like a shell would, never run by one")
+    AGENT_STDIN: StdinMode = setting(  # noqa: RUF009 (setting() is a field())
+        StdinMode.AUTO, choice(StdinMode),
+        "a run's stdin: auto: the prompt unless {prompt} or {prompt_file} hands it over; "
+        "prompt: the prompt; null: /dev/null")
     MAX_TRIGGER_BYTES: int = setting(
         1024 * 1024, whole_number(64), "larger trigger files are rejected without being read")
     TRIGGER_SETTLE_SECONDS: float = setting(
@@ -137,6 +150,13 @@ class Settings:
     @property
     def command_words(self) -> list[str]:
         return shlex.split(self.AGENT_COMMAND)
+
+    @property
+    def prompt_on_stdin(self) -> bool:
+        if self.AGENT_STDIN is StdinMode.AUTO:
+            words = self.command_words
+            return not (uses_placeholder(words, "prompt") or uses_placeholder(words, "prompt_file"))
+        return self.AGENT_STDIN is StdinMode.PROMPT
 
     @property
     def agent_program_problem(self) -> str | None:
