@@ -99,7 +99,7 @@ def assert_safe_to_run(trigger: Trigger) -> None:
               timeout=60, ticket=trigger.ticket_text, action=trigger.action,
               from_agent=trigger.from_agent)
     assert Run.from_dict(json.loads(json.dumps(run.to_dict()))) == run
-    values = placeholder_values(run, trigger, run.trigger_path)
+    values = placeholder_values(run, trigger, run.trigger_path, "/p/.claude/daemon/runs/r.prompt")
     argv = render_argv(["prog", *(f"{{{name}}}" for name in PLACEHOLDERS)], values)
     env = run_environment({}, values, "/p")
     for word in [*argv, *env.values()]:
