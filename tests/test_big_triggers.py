@@ -76,3 +76,13 @@ def test_a_trigger_too_big_for_one_argument_is_rejected_and_the_daemon_goes_on(
     assert not project.journal("start") or all(
         start["trigger"] != "huge.trigger" for start in project.journal("start")), "never ran"
     assert "Traceback" not in project.log()
+
+
+def test_agent_stdin_prompt_hands_any_command_the_prompt_on_stdin(project: Project) -> None:
+    project.start(AGENT_STDIN="prompt")
+    project.trigger("t.trigger", "agent-a", message="w" * 200_000)
+    assert project.wait_archived(1) == {"t.trigger": "done"}
+    [start] = project.journal("start")
+    assert start["stdin"].startswith("You are the StarForge agent 'agent-a'.")
+    assert "w" * 200_000 in start["stdin"]
+    assert not project.paths.prompt_file(start["run_id"]).exists()

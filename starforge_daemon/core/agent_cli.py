@@ -6,6 +6,17 @@ CLAUDE_BYPASS_FLAGS = ("--dangerously-skip-permissions", "bypassPermissions",
                        "--permission-mode=bypassPermissions")
 
 
+PROMPT_ON_STDIN = ("claude",)  # CLIs that take their prompt on stdin (``claude --print``)
+
+
+def program_name(words: list[str]) -> str:
+    return words[0].rsplit("/", 1)[-1] if words else ""
+
+
+def takes_prompt_on_stdin(words: list[str]) -> bool:
+    return program_name(words) in PROMPT_ON_STDIN
+
+
 def _bypasses_permissions(words: list[str]) -> bool:
     return any(word in CLAUDE_BYPASS_FLAGS for word in words[1:])
 
@@ -17,7 +28,7 @@ def root_bypass_refusal(words: list[str], uid: int, is_sandbox: str | None) -> s
     The daemon never sets ``IS_SANDBOX`` itself: declaring a machine a sandbox is the
     operator's choice.
     """
-    if uid != 0 or is_sandbox == "1" or not words or words[0].rsplit("/", 1)[-1] != "claude":
+    if uid != 0 or is_sandbox == "1" or program_name(words) != "claude":
         return None
     if not _bypasses_permissions(words):
         return None

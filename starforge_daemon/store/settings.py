@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from starforge_daemon.core.agent_cli import takes_prompt_on_stdin
 from starforge_daemon.core.command import placeholders_in, uses_placeholder
 from starforge_daemon.store.env_file import EnvValue, SettingsError, read_env_file
 from starforge_daemon.store.paths import ProjectPaths
@@ -50,8 +51,8 @@ CLAUDE_INSTALL = "install Claude Code (npm install -g @anthropic-ai/claude-code)
 
 
 class StdinMode(StrEnum):
-    """What a run reads on stdin: the prompt (``auto``: when no argument carries it), or
-    nothing."""
+    """What a run reads on stdin: the prompt (``auto``: for a CLI that takes it there, when no
+    argument carries it), or nothing."""
 
     AUTO = "auto"
     PROMPT = "prompt"
@@ -107,8 +108,8 @@ class Settings:
         "the agent command template, split into words like a shell would, never run by one")
     AGENT_STDIN: StdinMode = setting(  # noqa: RUF009 (setting() is a field())
         StdinMode.AUTO, choice(StdinMode),
-        "a run's stdin: auto: the prompt unless {prompt} or {prompt_file} hands it over; "
-        "prompt: the prompt; null: /dev/null")
+        "a run's stdin: auto: the prompt for Claude Code unless {prompt} or {prompt_file} "
+        "hands it over, else /dev/null; prompt: the prompt; null: /dev/null")
     MAX_TRIGGER_BYTES: int = setting(
         1024 * 1024, whole_number(64), "larger trigger files are rejected without being read")
     TRIGGER_SETTLE_SECONDS: float = setting(
@@ -155,7 +156,8 @@ class Settings:
     def prompt_on_stdin(self) -> bool:
         if self.AGENT_STDIN is StdinMode.AUTO:
             words = self.command_words
-            return not (uses_placeholder(words, "prompt") or uses_placeholder(words, "prompt_file"))
+            return takes_prompt_on_stdin(words) and not (
+                uses_placeholder(words, "prompt") or uses_placeholder(words, "prompt_file"))
         return self.AGENT_STDIN is StdinMode.PROMPT
 
     @property

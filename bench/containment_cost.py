@@ -1,0 +1,100 @@
+"""What containing a run costs the keeper: a run of ``true`` started and ended three ways.
+
+    python3 bench/containment_cost.py [RUNS]     (needs a writable cgroup2 hierarchy: root here)
+
+- ``plain``: ``posix_spawn`` and ``wait4``, no container (the baseline);
+- ``cgroup per run``: a cgroup made, entered for the spawn, emptied, read and removed per run;
+- ``agent's cgroup``: 16 agents' cgroups made once, each run entering and emptying its agent's
+  (what the keeper does where no memory controller measures each run's peak).
+
+The three alternate in rounds; prints the medians of wall and CPU time (this process's user and
+system) per run, and the difference from the baseline, as a markdown table.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "starforge_daemon" / "runtime"
+                       / "local"))
+import containment  # the keeper imports it the same way, as a sibling module
+
+TRUE = shutil.which("true") or "/bin/true"
+AGENTS = 16
+ROUNDS = 5
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # µs resolution; os.times() has ticks
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(runs: int) -> None:
+    host = containment.detect(Path.cwd())
+    if host.root is None:
+        sys.exit(f"no cgroup here: {host.text}")
+    root = os.path.join(os.path.dirname(host.root), f"starforge-cost-{uuid.uuid4().hex[:8]}")
+    os.mkdir(root)
+    found = containment.prepare(containment.detect(Path.cwd(), root=root))
+    shared = [found.run(f"run-{n}", f"agent-{n:02d}") for n in range(AGENTS)]
+    for container in shared:
+        container.create()
+
+    def plain(_: int) -> None:
+        os.wait4(os.posix_spawnp(TRUE, [TRUE], os.environ), 0)
+
+    def per_run(number: int) -> None:
+        container = found.run(f"run-{uuid.uuid4().hex[:12]}")
+        container.create()
+        pid = container.spawn([TRUE], os.environ)
+        _, _, usage = os.wait4(pid, 0)
+        container.end(session=pid, rusage=usage, remove=False)
+        container.remove()
+
+    def agents(number: int) -> None:
+        container = shared[number % AGENTS]
+        container.create()
+        mark = container.cpu_mark()
+        pid = container.spawn([TRUE], os.environ)
+        _, _, usage = os.wait4(pid, 0)
+        container.end(session=pid, rusage=usage, remove=False, cpu_mark=mark)
+
+    ways: dict[str, Callable[[int], None]] = {"plain": plain, "cgroup per run": per_run,
+                                              "agent's cgroup": agents}
+    wall: dict[str, list[float]] = {name: [] for name in ways}
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    try:
+        for _ in range(ROUNDS):
+            for name, way in ways.items():
+                started, used = time.perf_counter(), _cpu()
+                for number in range(runs // ROUNDS):
+                    way(number)
+                wall[name].append((time.perf_counter() - started) / (runs // ROUNDS) * 1e6)
+                cpu[name].append((_cpu() - used) / (runs // ROUNDS) * 1e6)
+    finally:
+        for container in shared:
+            container.end()
+        containment.remove_stale(found, set())
+        for folder in (found.project, root):
+            os.rmdir(folder)
+    base_wall, base_cpu = statistics.median(wall["plain"]), statistics.median(cpu["plain"])
+    print(f"{runs} runs of `true` each way, medians of {ROUNDS} rounds; {found.text}\n")
+    print("| way | wall per run | CPU per run | CPU over plain |")
+    print("|---|---|---|---|")
+    for name in ways:
+        median_wall, median_cpu = statistics.median(wall[name]), statistics.median(cpu[name])
+        extra = "" if name == "plain" else f"+{median_cpu - base_cpu:.0f} µs"
+        print(f"| {name} | {median_wall:.0f} µs | {median_cpu:.0f} µs | {extra} |")
+    print(f"\n(plain: {base_wall:.0f} µs wall, {base_cpu:.0f} µs CPU)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
