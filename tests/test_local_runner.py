@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ from conftest import processes_of
 
 from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, Started
+from starforge_daemon.runtime.local import keeper
 from starforge_daemon.runtime.local.client import ProcessRunner
 from starforge_daemon.runtime.local.setup import local_runner
 from starforge_daemon.store.paths import ProjectPaths
@@ -61,3 +63,19 @@ def test_a_stop_asked_before_the_process_is_known_is_sent_once_it_is(backend) ->
     events = events_until(reactor, runner, lambda seen: any(isinstance(e, Exited) for e in seen))
     assert [type(event) for event in events] == [Started, Exited]
     assert events[1].exit is not None and events[1].exit.exit_code == -signal.SIGTERM
+
+
+def test_the_start_time_from_the_spawn_clock_is_the_one_psutil_reads() -> None:
+    """The keeper stamps a run's identity from CLOCK_BOOTTIME around its spawn; adoption
+    compares it with psutil's reading of /proc within 0.05 s."""
+    before = time.clock_gettime(time.CLOCK_BOOTTIME)
+    pid = os.posix_spawnp("sleep", ["sleep", "30"], os.environ)
+    after = time.clock_gettime(time.CLOCK_BOOTTIME)
+    try:
+        measured = psutil.Process(pid).create_time()
+        assert abs(keeper.spawned_create_time(pid, before, after) - measured) < 0.02
+        # a spawn that took long (preempted) reads /proc instead
+        assert keeper.spawned_create_time(pid, before, before + 1) == pytest.approx(measured)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

@@ -121,7 +121,6 @@ def read_words(path: str) -> tuple[str, ...]:
         return ()
 
 
-
 def _folders(cgroup: str) -> Iterator[str]:
     """``cgroup`` and the cgroups a run made inside it, deepest first."""
     for folder, _, _ in os.walk(cgroup, topdown=False):
@@ -149,23 +148,43 @@ def create_run_cgroup(cgroup: str, limits: Mapping[str, str] | None = None, *,
     return skipped
 
 
-def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str], **spawn: Any) -> int:
+class HeldFiles:
+    """The files of a cgroup that every run uses, opened once: an open in cgroupfs costs more
+    than the read or write after it, and an agent's shared cgroup serves run after run. Reads
+    re-read from the start (``pread``)."""
+
+    def __init__(self, cgroup: str) -> None:
+        self.procs = os.open(child(cgroup, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        self.events = os.open(child(cgroup, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+        self.stat = os.open(child(cgroup, "cpu.stat"), os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        for fd in (self.procs, self.events, self.stat):
+            os.close(fd)
+
+
+def _enter(cgroup: str, held: HeldFiles | None, pid: bytes) -> None:
+    os.write(held.procs, pid) if held else write(child(cgroup, "cgroup.procs"), pid.decode())
+
+
+def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
+             held: HeldFiles | None = None, **spawn: Any) -> int:
     """``os.posix_spawnp`` with the child inside ``cgroup`` before it execs anything.
 
     posix_spawn has no pre-exec hook, so the (single-threaded) caller moves itself into the
-    cgroup, spawns (the child inherits it) and moves back. Measured with
-    ``tests/containment_bench.py``: 0.3-0.4 ms more than a plain spawn (0.8 ms), where fork,
-    a write to ``cgroup.procs`` in the child and exec take 2.2-2.5 ms from Python. A
-    multi-threaded caller would take its other threads along while it is inside.
+    cgroup, spawns (the child inherits it) and moves back: two migrations, about 25 µs of CPU
+    (``bench/containment_cost.py``), where a fork from Python, a write to ``cgroup.procs``
+    in the child and exec took milliseconds. A multi-threaded caller would take its other
+    threads along while it is inside.
     """
     home_procs = _home_procs(os.path.dirname(cgroup), _own_cgroup_of(os.getpid()))
-    me = str(os.getpid())
-    write(child(cgroup, "cgroup.procs"), me)
+    me = str(os.getpid()).encode()
+    _enter(cgroup, held, me)
     try:
         pid = os.posix_spawnp(argv[0], list(argv), env, **spawn)
     finally:
         try:
-            write(home_procs, me)
+            os.write(home_procs, me)
         except OSError as error:  # never stay inside: the run's kill would take this one along
             os.write(2, f"containment: cannot leave {cgroup} ({error.strerror}); exiting\n".encode())
             os.kill(os.getpid(), signal.SIGKILL)
@@ -180,15 +199,16 @@ def _own_cgroup_of(pid: int) -> str | None:
 
 
 @functools.lru_cache(maxsize=16)
-def _home_procs(project: str, home: str | None) -> str:
+def _home_procs(project: str, home: str | None) -> int:
     """The ``cgroup.procs`` file of the caller's own cgroup ``home``, seen through the mount
-    that holds ``project``; looked up once per place."""
+    that holds ``project``, opened for writing once per place (and kept open)."""
     if home is None:
         raise OSError(errno.ENOENT, "this process is in no cgroup2 hierarchy")
     mount = _project_mount(project)
     if mount is None:
         raise OSError(errno.EINVAL, "not in a cgroup2 mount", project)
-    return child(os.path.join(mount.point, os.path.relpath(home, mount.root)), "cgroup.procs")
+    path = child(os.path.join(mount.point, os.path.relpath(home, mount.root)), "cgroup.procs")
+    return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
 
 
 def cgroup_members(cgroup: str) -> list[int]:
@@ -201,8 +221,10 @@ def cgroup_members(cgroup: str) -> list[int]:
     return pids
 
 
-def populated(cgroup: str) -> bool:
+def populated(cgroup: str, held: HeldFiles | None = None) -> bool:
     """Whether any process is left in ``cgroup`` or below (False when it is gone)."""
+    if held is not None:
+        return b"populated 1" in os.pread(held.events, 4096, 0)
     try:
         return "populated 1" in read(child(cgroup, "cgroup.events"))
     except FileNotFoundError:
@@ -259,19 +281,20 @@ def _wait_empty(cgroup: str, deadline: float) -> bool:
         os.close(fd)
 
 
-def _stat_fields(path: str) -> dict[str, int]:
+def _stat_fields(path: str, fd: int | None = None) -> dict[str, int]:
     try:
-        return {key: int(value) for key, value in
-                (line.split() for line in read(path).splitlines())}
+        text = read(path) if fd is None else os.pread(fd, 4096, 0).decode("ascii")
+        return {key: int(value) for key, value in (line.split() for line in text.splitlines())}
     except (OSError, ValueError):
         return {}
 
 
-def cgroup_usage(cgroup: str, memory: bool = True) -> processes.Usage:
+def cgroup_usage(cgroup: str, memory: bool = True, held: HeldFiles | None = None,
+                 ) -> processes.Usage:
     """CPU (``cpu.stat``, there without the cpu controller), peak memory and OOM kills
     (``memory.peak``, ``memory.events``: only with the memory controller, not looked for
     without ``memory``) of a run."""
-    cpu = _stat_fields(child(cgroup, "cpu.stat")).get("usage_usec")
+    cpu = _stat_fields(child(cgroup, "cpu.stat"), None if held is None else held.stat).get("usage_usec")
     if not memory:
         return processes.Usage(None if cpu is None else cpu / 1e6, None, None, approximate=False,
                                note="no memory.peak: memory controller not enabled for runs")

@@ -184,13 +184,13 @@ class ProcessRunner:
         if self._channel is None:
             self.connect()
         assert self._channel is not None
+        container = self._container(spec.run_id)
         self._channel.send({"op": "spawn", "run_id": spec.run_id, "argv": spec.argv,
                             "env": spec.env, "cwd": spec.cwd,
                             "stdin": None if spec.stdin is None else str(spec.stdin),
                             "log": str(spec.log_path),
                             "log_cap": spec.log_cap, "journal": str(spec.journal),
-                            "cgroup": self._container(spec.run_id).cgroup,
-                            "shared_cgroup": self._container(spec.run_id).shared,
+                            "cgroup": container.cgroup, "shared_cgroup": container.shared,
                             "limits": self._limits})
         self._inflight[spec.run_id] = None
         self._watch_keeper()

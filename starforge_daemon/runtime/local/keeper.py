@@ -16,11 +16,13 @@ exit is recorded.
 Messages are JSON objects, each framed by a 4-byte big-endian length:
 
     daemon -> keeper  {"op": "spawn", "run_id", "argv", "env", "cwd", "stdin", "log", "log_cap",
-                       "journal", "cgroup", "shared_cgroup", "limits"}
+                       "journal", "cgroup", "shared_cgroup", "limits", "output"}
     keeper -> daemon  {"ev": "hello", "pid", "running": [{"run_id", "pid", "create_time"}]}
                       {"ev": "started", "run_id", "pid", "create_time"}
+                      {"ev": "progress", "run_id", <core.streams.Progress>, "last_event_at",
+                       "result_at"}  (runs read as events: at most once a second)
                       {"ev": "exited", "run_id", "ended_at", "exit_code", "error", "cpu_seconds",
-                       "peak_memory_bytes", "oom_kills"}
+                       "peak_memory_bytes", "oom_kills", "stream": <core.streams.Summary>}
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ import struct
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 if __package__:
-    from . import run_container
-else:  # run as a script with -I, which leaves this folder off sys.path
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from . import run_container, stream_reader
+else:  # run as a script with -I, which leaves this folder (and the package's) off sys.path
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, _HERE)
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))))
     import run_container
+    import stream_reader
 
 _HEADER = struct.Struct(">I")
 _CHUNK = 1 << 16
@@ -112,6 +117,7 @@ def _boot_time() -> int:
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_SPAWN_CLOCK_SPREAD = 0.02  # seconds; with a tick's rounding, within the 0.05 s tolerance
 
 
 def process_create_time(pid: int) -> float:
@@ -122,6 +128,17 @@ def process_create_time(pid: int) -> float:
     finally:
         os.close(fd)
     return _boot_time() + int(fields[19]) / _CLOCK_TICKS
+
+
+def spawned_create_time(pid: int, before: float, after: float) -> float:
+    """The start time of a child spawned between the ``CLOCK_BOOTTIME`` readings ``before``
+    and ``after``, without reading /proc (which cost the keeper a sixth of its time per run):
+    the kernel stamps a new process with that clock, in ticks. Where the two readings are far
+    apart (a preempted spawn) the identity check's 0.05 s tolerance could be missed, so /proc
+    is read then."""
+    if after - before > _SPAWN_CLOCK_SPREAD:
+        return process_create_time(pid)
+    return _boot_time() + int(before * _CLOCK_TICKS) / _CLOCK_TICKS
 
 
 class CappedLog:
@@ -160,6 +177,7 @@ class _Run:
     journal: str
     container: run_container.RunContainer
     cpu_mark: float  # the shared cgroup's CPU seconds before the spawn
+    stream: stream_reader.RunStream | None  # its output read as its CLI's events
 
 
 def _open_log(path: str) -> int:
@@ -175,19 +193,25 @@ def _append(journal: str, record: dict[str, Any]) -> None:
             os.close(fd)
 
 
-def _end_container(run: _Run, rusage: Any) -> dict[str, Any]:
-    """Kill what the run left, remove its container; what it used, for its exit record."""
+def _keep(run: _Run, chunk: bytes) -> None:
+    """A chunk of the run's output: into its log, and to its stream reader."""
+    run.log.write(chunk)
+    if run.stream is not None:
+        run.stream.feed(chunk, time.time())
+
+
+def _end_container(run: _Run, rusage: Any) -> run_container.RunEnd | None:
+    """Kill what the run left, remove its container; None when that failed (said in its log)."""
     try:
         end = run.container.end(session=run.pid, rusage=rusage, remove=False,
                                 cpu_mark=run.cpu_mark)
     except OSError as error:
         run.log.write(f"starforge: cannot end the run's container: {error}\n".encode())
-        return {}
+        return None
     if end.left:
         run.log.write(f"starforge: {len(end.left)} processes of the run outlived its end: "
                       f"{' '.join(map(str, end.left))}\n".encode())
-    return {"cpu_seconds": end.usage.cpu_seconds, "peak_memory_bytes": end.usage.peak_memory,
-            "oom_kills": end.usage.oom_kills}
+    return end
 
 
 class Keeper:
@@ -198,7 +222,10 @@ class Keeper:
         self._poll.register(listener, select.POLLIN)
         self._client: Channel | None = None
         self._runs: dict[int, _Run] = {}  # by pidfd and by output fd
+        self._streams: dict[str, stream_reader.RunStream] = {}  # of the runs read as events
         self._served = False
+        # an agent's shared cgroup, empty now: its files held open and the CPU seconds counted
+        self._shared: dict[str | None, tuple[run_container.cgroups.HeldFiles, float]] = {}
 
     def serve(self) -> None:
         """Until no daemon is connected and no run is left (after the first daemon came)."""
@@ -206,8 +233,22 @@ class Keeper:
         while self._client is not None or self._runs or not self._served:
             self._update_client_interest()
             # a departed daemon's last requests are handled before a new daemon is greeted
-            for fd, _ in sorted(self._poll.poll(), key=lambda event: event[0] == listener):
+            for fd, _ in sorted(self._poll.poll(self._tell_progress()),
+                                key=lambda event: event[0] == listener):
                 self._handle(fd)
+
+    def _tell_progress(self) -> int | None:
+        """Tell the daemon of the runs whose progress is due; milliseconds until the next."""
+        if self._client is None:
+            return None
+        now, wait = time.monotonic(), None
+        for run_id, stream in self._streams.items():
+            due = stream.due_in(now)
+            if due == 0.0:
+                self._tell({"ev": "progress", "run_id": run_id, **stream.progress(now)})
+            elif due is not None:
+                wait = due if wait is None else min(wait, due)
+        return None if wait is None else max(1, int(wait * 1000))
 
     def _update_client_interest(self) -> None:
         if self._client is not None:
@@ -236,6 +277,7 @@ class Keeper:
             self._read_client()
             self._drop_client()
         self._served = True
+        self._forget_shared()  # a new daemon removes the cgroups no run uses
         self._client = Channel(sock)
         self._poll.register(sock, select.POLLIN)
         running = {id(run): run for run in self._runs.values()}.values()
@@ -265,25 +307,51 @@ class Keeper:
             except OSError:
                 self._drop_client()
 
-    def _container(self, request: dict[str, Any]) -> tuple[run_container.RunContainer, list[str]]:
-        """The run's container, made; notes on what it lacks (limits not set, no cgroup)."""
+    def _container(self, request: dict[str, Any],
+                   ) -> tuple[run_container.RunContainer, list[str], float]:
+        """The run's container, made; notes on what it lacks (limits not set, no cgroup); the
+        CPU seconds its shared cgroup counted before the run."""
         run_id = request["run_id"]
         container = run_container.RunContainer(run_id, request.get("cgroup"),
                                                bool(request.get("shared_cgroup")))
+        if container.cgroup in self._shared:  # made, and left empty by its previous run
+            held, cpu_mark = self._shared.pop(container.cgroup)
+            return replace(container, held=held), [], cpu_mark
         try:
-            return container, container.create(request.get("limits"))
+            notes = container.create(request.get("limits"))
+            if container.shared:
+                container = replace(container, held=run_container.cgroups.HeldFiles(
+                    container.cgroup))
         except OSError as error:  # contained by the sweep instead: still nothing is left
             return (run_container.RunContainer(run_id),
-                    [f"cannot make the run's cgroup ({error.strerror}); the sweep contains it"])
+                    [f"cannot make the run's cgroup ({error.strerror}); the sweep contains it"],
+                    0.0)
+        return container, notes, container.cpu_mark()
+
+    def _keep_shared(self, container: run_container.RunContainer,
+                     end: run_container.RunEnd | None, cpu_mark: float) -> None:
+        """Keep an agent's shared cgroup, emptied by its run's ``end``, open for its next run,
+        with the CPU seconds it has counted; let it go when the end went wrong."""
+        if container.held is None:
+            return
+        if end is None or end.left or end.usage.cpu_seconds is None:
+            container.held.close()
+        else:
+            self._shared[container.cgroup] = (container.held, cpu_mark + end.usage.cpu_seconds)
+
+    def _forget_shared(self) -> None:
+        for held, _ in self._shared.values():
+            held.close()
+        self._shared.clear()
 
     def _spawn(self, request: dict[str, Any]) -> None:
         run_id, journal = request["run_id"], request["journal"]
-        container, notes = self._container(request)
-        cpu_mark = container.cpu_mark()
+        container, notes, cpu_mark = self._container(request)
         output, agent_output = os.pipe()
         try:
             os.chdir(request["cwd"])
             argv = request["argv"]
+            before = time.clock_gettime(time.CLOCK_BOOTTIME)
             pid = container.spawn(
                 argv, request["env"],
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, request.get("stdin") or os.devnull,
@@ -291,6 +359,7 @@ class Keeper:
                               (os.POSIX_SPAWN_DUP2, agent_output, 1),
                               (os.POSIX_SPAWN_DUP2, agent_output, 2)],
                 setsid=True, setsigdef=_SPAWN_DEFAULT_SIGNALS, setsigmask=())
+            after = time.clock_gettime(time.CLOCK_BOOTTIME)
         except (OSError, ValueError) as error:
             reason = f"could not start {argv[0]!r}: {getattr(error, 'strerror', None) or error}"
             with contextlib.suppress(OSError):
@@ -299,7 +368,10 @@ class Keeper:
                 os.close(log_fd)
             os.close(output)
             os.close(agent_output)
-            container.end()
+            try:
+                self._keep_shared(container, container.end(cpu_mark=cpu_mark), cpu_mark)
+            except OSError:
+                self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
             _append(journal, {"run_id": run_id, "exit": ended})
             self._tell({"ev": "exited", "run_id": run_id, **ended})
@@ -307,15 +379,17 @@ class Keeper:
         finally:
             os.chdir("/")
         os.close(agent_output)
+        create_time = spawned_create_time(pid, before, after)
         # the agent is running; its output waits in the pipe while its log is created
         log = CappedLog(_open_log(request["log"]), int(request["log_cap"]))
         for note in notes:
             log.write(f"starforge: {note}\n".encode())
-        create_time = process_create_time(pid)
         _append(journal, {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
         run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal, container,
-                   cpu_mark)
+                   cpu_mark, stream_reader.open_stream(request.get("output")))
         self._runs[run.pidfd] = self._runs[output] = run
+        if run.stream is not None:
+            self._streams[run_id] = run.stream
         self._poll.register(run.pidfd, select.POLLIN)
         self._poll.register(output, select.POLLIN)
         self._tell({"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time})
@@ -324,7 +398,7 @@ class Keeper:
         assert run.output is not None
         chunk = os.read(run.output, _CHUNK)
         if chunk:
-            run.log.write(chunk)
+            _keep(run, chunk)
         else:
             self._close_output(run)
 
@@ -346,15 +420,22 @@ class Keeper:
                     chunk = os.read(run.output, _CHUNK)
                     if not chunk:
                         break
-                    run.log.write(chunk)
+                    _keep(run, chunk)
             self._close_output(run)
-        usage = _end_container(run, rusage)
+        end = _end_container(run, rusage)
+        usage = {} if end is None else {"cpu_seconds": end.usage.cpu_seconds,
+                                        "peak_memory_bytes": end.usage.peak_memory,
+                                        "oom_kills": end.usage.oom_kills}
+        self._keep_shared(run.container, end, run.cpu_mark)
         self._poll.unregister(run.pidfd)
         del self._runs[run.pidfd]
         os.close(run.pidfd)
         os.close(run.log.fd)
         ended = {"ended_at": ended_at, "exit_code": os.waitstatus_to_exitcode(status),
                  "error": None, **usage}
+        if run.stream is not None:
+            ended["stream"] = run.stream.finish()
+            del self._streams[run.run_id]
         _append(run.journal, {"run_id": run.run_id, "exit": ended})
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
         with contextlib.suppress(OSError):  # emptied already; a daemon's start removes it else

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if __package__:
@@ -46,6 +46,7 @@ class RunContainer:
     run_id: str
     cgroup: str | None = None
     shared: bool = False
+    held: cgroups.HeldFiles | None = field(default=None, compare=False)  # its files, open
 
     def create(self, limits: Mapping[str, str] | None = None) -> list[str]:
         """Make the run's cgroup (nothing to do for a sweep); notes on limits not set."""
@@ -63,7 +64,7 @@ class RunContainer:
         """Start the run's first process (``os.posix_spawnp`` arguments) in the container."""
         if self.cgroup is None:
             return os.posix_spawnp(argv[0], list(argv), env, **spawn)
-        return cgroups.spawn_in(self.cgroup, argv, env, **spawn)
+        return cgroups.spawn_in(self.cgroup, argv, env, self.held, **spawn)
 
     def members(self, session: int | None = None) -> list[int]:
         if self.cgroup is None:
@@ -87,10 +88,10 @@ class RunContainer:
         if self.cgroup is None:
             usage = sweep.sweep_usage(sweep.sweep_members(self.run_id, session), rusage)
             return RunEnd(usage, sweep.sweep_kill(self.run_id, session, timeout), True)
-        if not os.path.isdir(self.cgroup):
+        if self.held is None and not os.path.isdir(self.cgroup):
             return RunEnd(processes.Usage(None, None, None, False, "the run's cgroup was gone"), (), True)
         deadline = time.monotonic() + timeout
-        if cgroups.populated(self.cgroup):
+        if cgroups.populated(self.cgroup, self.held):
             # without the memory controller, peak memory is sampled before the kill, as the
             # sweep does
             sampled = sweep.sweep_usage(cgroups.cgroup_members(self.cgroup), rusage).peak_memory
@@ -100,7 +101,7 @@ class RunContainer:
         else:  # the common end: nothing left behind
             sampled = sweep.sweep_usage((), rusage).peak_memory
         # before the removal; a shared cgroup is never one with the memory controller
-        usage = _with_peak(cgroups.cgroup_usage(self.cgroup, memory=not self.shared), sampled)
+        usage = _with_peak(cgroups.cgroup_usage(self.cgroup, not self.shared, self.held), sampled)
         if cpu_mark and usage.cpu_seconds is not None:
             usage = replace(usage, cpu_seconds=max(0.0, usage.cpu_seconds - cpu_mark))
         if not remove or self.shared:
