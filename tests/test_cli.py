@@ -356,7 +356,8 @@ def test_status_table_queue_and_daemon_lines(project: Project) -> None:
     wait_until(lambda: project.archived("invalid"), what="bad.trigger archived")
     text = project.cli("daemon", "status").stdout
     header = text.splitlines()[0].split()
-    assert header == ["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "LAST", "LOG", "LINE"]
+    assert header == ["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "DOING", "/", "LAST", "LOG",
+                      "LINE"]
     assert "queue: 0 pending, 1 running, 0 done, 0 failed, 1 invalid" in text
     assert re.search(rf"daemon: running, pid {pid}, up [\dhms]+, parallel mode, limit 3", text)
     containment = json.loads(project.paths.state_file.read_text())["containment"]

@@ -122,7 +122,9 @@ def test_dispatch_holds_busy_agent_and_respects_limit(setup) -> None:
     write(paths, "c1.trigger", "c", 4)
     engine = make(PARALLEL_DAEMON=True, MAX_CONCURRENT_AGENTS=2)
     first = runner.launched[0]
-    assert first.argv == ["claude", "--print", "--permission-mode", "bypassPermissions"]
+    assert first.argv == ["claude", "--print", "--permission-mode", "bypassPermissions",
+                          "--output-format", "stream-json", "--verbose"]
+    assert first.output == "claude"
     assert first.stdin == paths.prompt_file(first.run_id), "the default hands the prompt on stdin"
     prompt = first.stdin.read_text()
     assert "'a'" in prompt and '{"to_agent":"a"}' in prompt, "the prompt names agent and trigger"

@@ -31,7 +31,9 @@ __all__ = ["setup"]  # the fixture, shared with test_engine
 
 RESULT_KEYS = ["trigger", "outcome", "reason", "exit_code", "run_id", "agent", "pool", "attempt",
                "ticket", "action", "from_agent", "pid", "started_at", "ended_at", "duration_s",
-               "log", "cpu_seconds", "peak_memory_bytes"]
+               "log", "cpu_seconds", "peak_memory_bytes", "session_id", "model", "turns",
+               "tokens_in", "tokens_out", "cache_read_tokens", "cache_creation_tokens", "cost_usd",
+               "result_text", "permission_denials", "api_error_status", "terminal_reason"]
 
 
 def names(runner: FakeRunner) -> list[str]:

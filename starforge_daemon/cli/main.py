@@ -183,12 +183,16 @@ def restart(ctx: click.Context) -> None:
 
 
 def _status_text(doc: dict[str, Any]) -> str:
+    from starforge_daemon.client.progress import activity_text
     from starforge_daemon.client.table import text_table
 
     rows = [[slot["agent"], slot["status"], slot["pid"] or "-", slot["ticket"] or "-",
-             duration_text(slot["elapsed_s"]), (slot["last_log_line"] or "")[:60]]
+             duration_text(slot["elapsed_s"]),
+             activity_text(slot["progress"]) if slot["progress"] else
+             (slot["last_log_line"] or "")[:60]]
             for slot in doc["slots"]]
-    lines = [text_table(["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "LAST LOG LINE"], rows)
+    lines = [text_table(["AGENT", "STATUS", "PID", "TICKET", "ELAPSED", "DOING / LAST LOG LINE"],
+                        rows)
              if rows else "(no agent has run yet)"]
     queue = doc["queue"]
     lines.append("")

@@ -88,6 +88,7 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
             "last_outcome": slot.last_outcome,
             "log": log,
             "last_log_line": last_line(log),
+            "progress": slot.progress if slot.busy else None,
         })
     return {
         "running": pid is not None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from starforge_daemon.core.models import ProcessIdentity, Run
+from starforge_daemon.core.streams.reports import LiveProgress
 
 Handle = ProcessIdentity  # what the runner reported for a run: opaque to the engine, which
 # shows only its pid (slots, SPAWNED); signals and sessions stay inside runtime/local/
@@ -70,6 +71,7 @@ class Ledger:
     def __init__(self) -> None:
         self._runs: dict[str, RunState] = {}
         self._by_agent: dict[str, str] = {}
+        self._live: dict[str, LiveProgress] = {}  # what runs read as events report of themselves
         self.version = 0  # bumped on every change: the slot file is saved when it moved
 
     def __len__(self) -> int:
@@ -137,8 +139,18 @@ class Ledger:
         state = self._runs.pop(run_id, None)
         if state is not None:
             del self._by_agent[state.run.agent]
+            self._live.pop(run_id, None)
             self.version += 1
         return state
+
+    def report(self, run_id: str, live: LiveProgress) -> None:
+        """The run's latest progress (a run no longer here is ignored)."""
+        if run_id in self._runs:
+            self._live[run_id] = live
+            self.version += 1
+
+    def live(self, run_id: str) -> LiveProgress | None:
+        return self._live.get(run_id)
 
     def _put(self, state: RunState) -> None:
         self._runs[state.run.run_id] = state

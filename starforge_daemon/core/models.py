@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from starforge_daemon.core.streams import Summary
+from starforge_daemon.core.streams.reports import summary_from_dict
+
 AGENT_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -207,10 +210,14 @@ class RunExit:
     cpu_seconds: float | None = None  # the whole container's, where the host accounts for it
     peak_memory_bytes: int | None = None
     oom_kills: int | None = None  # processes the kernel killed for the run's memory limit
+    stream: Summary | None = None  # the run's own account, where its output was read as events
 
     @classmethod
     def from_dict(cls, data: Any) -> RunExit:
-        return cls(**_fields_from_json(cls, data))
+        plain = {key: value for key, value in data.items() if key != "stream"} \
+            if isinstance(data, dict) else data
+        return cls(**_fields_from_json(cls, plain),
+                   stream=summary_from_dict(data.get("stream")))
 
 
 class SlotStatus(StrEnum):

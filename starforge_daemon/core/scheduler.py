@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from starforge_daemon.core.ledger import Killing, Launching, Running, RunState, StopReason, stop_reason
 from starforge_daemon.core.models import Outcome, OutcomeKind, Run, RunExit
+from starforge_daemon.core.streams import Summary
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,22 @@ def outcome_of(state: RunState, ended: RunExit | None) -> Outcome:
     if stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at >= run.deadline):
         return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
                        reason=f"timed out after {run.timeout:g}s (exit {code})")
-    return Outcome.from_exit_code(code)
+    return _by_its_own_account(ended.stream, code) or Outcome.from_exit_code(code)
+
+
+def _by_its_own_account(stream: Summary | None, code: int) -> Outcome | None:
+    """A run whose CLI reported failing failed, whatever its exit status (Claude Code exits 0
+    after an API error); one that exited 0 without the result line it always ends with did not
+    finish its work."""
+    if stream is None:
+        return None
+    if stream.failure:
+        return Outcome(kind=OutcomeKind.FAILED, exit_code=code,
+                       reason=f"the agent reported: {stream.failure} (exit {code})")
+    if code == 0 and not stream.got_result:
+        return Outcome(kind=OutcomeKind.FAILED, exit_code=code,
+                       reason="no result: the agent exited 0 without its final result")
+    return None
 
 
 @dataclass(frozen=True)

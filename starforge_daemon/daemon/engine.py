@@ -39,7 +39,7 @@ from starforge_daemon.daemon.recovery import recover_runs, take_over
 from starforge_daemon.daemon.starter import Gauge, Starter
 from starforge_daemon.intake.reader import Inbox, TriggerReader
 from starforge_daemon.intake.triggers import Accepted
-from starforge_daemon.runtime.api import Exited, RunEvent, Runner, Started
+from starforge_daemon.runtime.api import Exited, Progressed, RunEvent, Runner, Started
 from starforge_daemon.store.control_socket import Reply
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import Settings
@@ -155,6 +155,8 @@ class Engine:
                 self._on_started(event)
             elif isinstance(event, Exited):
                 self._on_exited(event, now)
+            elif isinstance(event, Progressed):
+                self.ledger.report(event.run_id, event.live)
         if self.stop_request and self.stop_mode is None:
             self._begin_stop(self.stop_request, now)
         self.operator.serve(now)

@@ -59,6 +59,7 @@ class Starter:
         self.base_env = base_env
         self.command = settings.command_words
         self.prompt_on_stdin = settings.prompt_on_stdin
+        self.output = settings.output_kind
         self.writes_prompt = self.prompt_on_stdin or uses_placeholder(self.command, "prompt_file")
         self.held_back: str | None = None
 
@@ -133,7 +134,8 @@ class Starter:
                               cwd=workspace.directory, log_path=log_path,
                               log_cap=self.settings.LOG_MAX_BYTES,
                               journal=self.stores.journal.create(run),
-                              stdin=prompt_file if self.prompt_on_stdin else None)
+                              stdin=prompt_file if self.prompt_on_stdin else None,
+                              output=self.output)
             self.runner.launch(spec)
         except (OSError, RunnerError) as error:
             self.stores.journal.done(run_id)

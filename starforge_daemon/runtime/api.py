@@ -15,6 +15,7 @@ from typing import Protocol
 
 from starforge_daemon.core.ledger import Handle
 from starforge_daemon.core.models import RunExit
+from starforge_daemon.core.streams.reports import LiveProgress
 
 
 class RunnerError(Exception):
@@ -31,6 +32,7 @@ class LaunchSpec:
     log_cap: int
     journal: Path  # where the backend appends what becomes of the run
     stdin: Path | None = None  # the file the agent reads as stdin; None: /dev/null
+    output: str = "text"  # how its output is read: text, or a core.streams adapter's kind
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,15 @@ class Exited:
     exit: RunExit | None
 
 
-RunEvent = Started | Exited
+@dataclass(frozen=True)
+class Progressed:
+    """What a run whose output is read as events is doing now (at most once a second)."""
+
+    run_id: str
+    live: LiveProgress
+
+
+RunEvent = Started | Exited | Progressed
 
 
 class Watcher(Protocol):

@@ -20,6 +20,7 @@ from starforge_daemon.core.models import (
     folder_for,
     iso_utc,
 )
+from starforge_daemon.core.streams import Summary
 from starforge_daemon.store.atomic import (
     candidate_names,
     read_json_object,
@@ -92,6 +93,18 @@ class RunResult:
     log: str
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    session_id: str | None = None  # the rest: the run's own account, read from its output
+    model: str | None = None
+    turns: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    cost_usd: float | None = None
+    result_text: str | None = None
+    permission_denials: int | None = None
+    api_error_status: int | None = None
+    terminal_reason: str | None = None
 
     @classmethod
     def of(cls, run: Run, agent: ProcessIdentity | None, outcome: Outcome, ended_at: float,
@@ -104,7 +117,8 @@ class RunResult:
                    ended_at=iso_utc(ended_at, precise=True),
                    duration_s=round(max(0.0, ended_at - run.started_at), 3), log=run.log_path,
                    cpu_seconds=ended.cpu_seconds if ended else None,
-                   peak_memory_bytes=ended.peak_memory_bytes if ended else None)
+                   peak_memory_bytes=ended.peak_memory_bytes if ended else None,
+                   **_own_account(ended.stream if ended else None))
 
     def to_dict(self) -> dict[str, Any]:
         return flat_dict(self)
@@ -112,6 +126,18 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         return cls(**{field.name: data.get(field.name) for field in fields(cls)})
+
+
+def _own_account(stream: Summary | None) -> dict[str, Any]:
+    """The result's fields from what the run reported of itself (none for plain output)."""
+    if stream is None:
+        return {}
+    return {name: getattr(stream, name) for name in _OWN_ACCOUNT}
+
+
+_OWN_ACCOUNT = ("session_id", "model", "turns", "tokens_in", "tokens_out", "cache_read_tokens",
+                "cache_creation_tokens", "cost_usd", "result_text", "permission_denials",
+                "api_error_status", "terminal_reason")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from starforge_daemon.core.agent_cli import takes_prompt_on_stdin
 from starforge_daemon.core.command import placeholders_in, uses_placeholder
+from starforge_daemon.core.streams import OUTPUT_KINDS, adapter_kind
 from starforge_daemon.store.env_file import EnvValue, SettingsError, read_env_file
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.setting_kinds import (
@@ -33,7 +34,8 @@ from starforge_daemon.store.setting_kinds import (
     whole_number,
 )
 
-DEFAULT_AGENT_COMMAND = "claude --print --permission-mode bypassPermissions"  # prompt: stdin
+DEFAULT_AGENT_COMMAND = ("claude --print --permission-mode bypassPermissions "
+                         "--output-format stream-json --verbose")  # prompt: stdin
 
 
 AGENTS_PER_CPU = 4
@@ -57,6 +59,9 @@ class StdinMode(StrEnum):
     AUTO = "auto"
     PROMPT = "prompt"
     NULL = "null"
+
+
+OutputKind = StrEnum("OutputKind", {kind.upper(): kind for kind in OUTPUT_KINDS})  # type: ignore[misc]
 
 
 class WorktreeMode(StrEnum):
@@ -110,6 +115,10 @@ class Settings:
         StdinMode.AUTO, choice(StdinMode),
         "a run's stdin: auto: the prompt for Claude Code unless {prompt} or {prompt_file} "
         "hands it over, else /dev/null; prompt: the prompt; null: /dev/null")
+    AGENT_OUTPUT: OutputKind = setting(  # noqa: RUF009 (setting() is a field())
+        OutputKind("auto"), choice(OutputKind),
+        "how a run's output is read: auto: by the command's program (claude, codex, gemini: "
+        "their JSON-lines events), else text; or text, claude, codex, gemini")
     MAX_TRIGGER_BYTES: int = setting(
         1024 * 1024, whole_number(64), "larger trigger files are rejected without being read")
     TRIGGER_SETTLE_SECONDS: float = setting(
@@ -186,6 +195,11 @@ class Settings:
         if os.path.isfile(program) and os.access(program, os.X_OK):
             return os.path.abspath(program)
         return None
+
+    @property
+    def output_kind(self) -> str:
+        """The adapter that reads a run's output (``text``: none)."""
+        return adapter_kind(self.AGENT_OUTPUT.value, self.command_words[0])
 
     @property
     def concurrency_limit(self) -> int:

@@ -15,10 +15,22 @@ from typing import Any
 
 from starforge_daemon.core.ledger import Ledger, RunState
 from starforge_daemon.core.models import OutcomeKind, Run, SlotHistory, SlotStatus, iso_utc, parse_iso_utc
+from starforge_daemon.core.streams.reports import LiveProgress
 from starforge_daemon.store.atomic import read_json_object, write_json_atomic
 
 
-def slot_to_json(history: SlotHistory, state: RunState | None) -> dict[str, Any]:
+def progress_to_json(live: LiveProgress) -> dict[str, Any]:
+    """A busy slot's ``progress``: what its run reports doing (runs read as events only)."""
+    progress = live.progress
+    return {"phase": progress.phase, "tool": progress.tool, "tool_input": progress.tool_input,
+            "turns": progress.turns, "tokens_in": progress.tokens_in,
+            "tokens_out": progress.tokens_out, "cost_usd": progress.cost_usd,
+            "last_text": progress.last_text, "last_event_at": iso_utc(live.last_event_at),
+            "rate_limited_until": iso_utc(progress.rate_limit_until)}
+
+
+def slot_to_json(history: SlotHistory, state: RunState | None,
+                 live: LiveProgress | None = None) -> dict[str, Any]:
     run = state.run if state else None
     entry: dict[str, Any] = {
         "status": (SlotStatus.BUSY if run else SlotStatus.IDLE).value,
@@ -29,6 +41,8 @@ def slot_to_json(history: SlotHistory, state: RunState | None) -> dict[str, Any]
     if run:
         entry.update(run_id=run.run_id, trigger=run.trigger_name, log=run.log_path,
                      deadline=iso_utc(run.deadline))
+        if live is not None:
+            entry["progress"] = progress_to_json(live)
     entry.update(last_run_id=history.last_run_id,
                  last_outcome=history.last_outcome.value if history.last_outcome else None,
                  last_log=history.last_log, last_finished_at=iso_utc(history.last_finished_at))
@@ -62,11 +76,14 @@ class SlotView:
     last_run_id: str | None = None
     last_outcome: str | None = None
     last_log: str | None = None
+    progress: dict[str, Any] | None = None  # see progress_to_json
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> SlotView:
+        progress = entry.get("progress")
         return cls(**{field.name: value if isinstance(value := entry.get(field.name), str) else None
-                      for field in fields(cls)})
+                      for field in fields(cls) if field.name != "progress"},
+                   progress=progress if isinstance(progress, dict) else None)
 
     @property
     def busy(self) -> bool:
@@ -123,8 +140,9 @@ class SlotTable:
 
     def to_json(self, ledger: Ledger) -> dict[str, Any]:
         busy = ledger.busy_agents()
-        return {agent: slot_to_json(self._histories.get(agent, SlotHistory()), busy.get(agent))
-                for agent in sorted({*self._histories, *busy})}
+        return {agent: slot_to_json(self._histories.get(agent, SlotHistory()), state,
+                                    ledger.live(state.run.run_id) if state else None)
+                for agent in sorted({*self._histories, *busy}) for state in [busy.get(agent)]}
 
     def save(self, ledger: Ledger) -> None:
         write_json_atomic(self._path, self.to_json(ledger))

@@ -29,7 +29,16 @@ import psutil
 
 from starforge_daemon.core.models import ProcessIdentity, RunExit
 from starforge_daemon.core.runids import parse_run_id
-from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, RunnerError, Started, Watcher
+from starforge_daemon.core.streams.reports import LiveProgress
+from starforge_daemon.runtime.api import (
+    Exited,
+    LaunchSpec,
+    Progressed,
+    RunEvent,
+    RunnerError,
+    Started,
+    Watcher,
+)
 from starforge_daemon.runtime.local import containment, keeper
 from starforge_daemon.runtime.local.run_container import RunContainer
 
@@ -191,6 +200,7 @@ class ProcessRunner:
                             "log": str(spec.log_path),
                             "log_cap": spec.log_cap, "journal": str(spec.journal),
                             "cgroup": container.cgroup, "shared_cgroup": container.shared,
+                            "output": spec.output,
                             "limits": self._limits})
         self._inflight[spec.run_id] = None
         self._watch_keeper()
@@ -280,6 +290,8 @@ class ProcessRunner:
                     self.stop(run_id, self._stops[run_id])
             elif message["ev"] == "exited":
                 self._ended(run_id, RunExit.from_dict(message))
+            elif message["ev"] == "progress" and (live := LiveProgress.from_dict(message)):
+                self._events.append(Progressed(run_id, live))
 
     def _ended(self, run_id: str, ended: RunExit | None) -> None:
         """``ended`` None: the keeper did not see the end, so it did not empty the container."""
