@@ -22,9 +22,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 
-from scratch_cgroup import cgroups, containment, scratch_containment
+from scratch_cgroup import containment, scratch_containment
 
 TRUE = shutil.which("true") or "/bin/true"
 AGENTS = 16
@@ -58,8 +57,7 @@ def _measure(found: containment.Containment, runs: int,
         container = shared[agent]
         if agent not in marks:
             container.create()
-            container = shared[agent] = replace(container,
-                                                held=cgroups.HeldFiles(str(container.cgroup)))
+            container = shared[agent] = container.hold()
         mark = marks.pop(agent, None) or container.cpu_mark()
         pid = container.spawn([TRUE], os.environ)
         _, _, usage = os.wait4(pid, 0)

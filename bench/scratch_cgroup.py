@@ -11,10 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "starforge_daemon" / "runtime"
                        / "local"))
-import cgroups  # the keeper imports them the same way, as sibling modules
-import containment
+import containment  # the keeper imports it the same way, as a sibling module
 
-__all__ = ["cgroups", "containment", "scratch_containment"]
+__all__ = ["containment", "scratch_containment"]
 
 
 @contextlib.contextmanager

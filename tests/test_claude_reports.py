@@ -39,7 +39,9 @@ def test_a_claude_run_shows_its_tool_call_in_the_slot_and_records_its_cost(
     assert str(started) in progress["tool_input"], progress
     assert progress["tokens_in"] == DEFAULT_USAGE["input_tokens"], progress
     status = json.loads(claude.project.cli("daemon", "status", "--json").stdout)
-    assert "progress" in json.dumps(status), "status --json carries the slot's progress"
+    [slot] = [slot for slot in status["slots"] if slot["agent"] == "junior-dev-a"]
+    assert slot["progress"]["tool"] == "Bash", slot
+    assert "tool Bash: touch" in claude.project.cli("daemon", "status").stdout
     gate.touch()
 
     claude.project.wait_archived(1, timeout=60)

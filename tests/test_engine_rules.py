@@ -33,7 +33,8 @@ RESULT_KEYS = ["trigger", "outcome", "reason", "exit_code", "run_id", "agent", "
                "ticket", "action", "from_agent", "pid", "started_at", "ended_at", "duration_s",
                "log", "cpu_seconds", "peak_memory_bytes", "session_id", "model", "turns",
                "tokens_in", "tokens_out", "cache_read_tokens", "cache_creation_tokens", "cost_usd",
-               "result_text", "permission_denials", "api_error_status", "terminal_reason"]
+               "result_text", "permission_denials", "api_error_status", "terminal_reason",
+               "skipped_lines"]
 
 
 def names(runner: FakeRunner) -> list[str]:

@@ -89,14 +89,14 @@ def outcome_of(state: RunState, ended: RunExit | None) -> Outcome:
 
 def _by_its_own_account(stream: Summary | None, code: int) -> Outcome | None:
     """A run whose CLI reported failing failed, whatever its exit status (Claude Code exits 0
-    after an API error); one that exited 0 without the result line it always ends with did not
-    finish its work."""
+    after an API error); one that exited 0 without the result line its CLI always ends with
+    did not finish its work."""
     if stream is None:
         return None
     if stream.failure:
         return Outcome(kind=OutcomeKind.FAILED, exit_code=code,
                        reason=f"the agent reported: {stream.failure} (exit {code})")
-    if code == 0 and not stream.got_result:
+    if code == 0 and stream.expects_result and not stream.got_result:
         return Outcome(kind=OutcomeKind.FAILED, exit_code=code,
                        reason="no result: the agent exited 0 without its final result")
     return None

@@ -3,6 +3,7 @@ the same record (plus where it went) as a line of the run history."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, fields
@@ -105,6 +106,7 @@ class RunResult:
     permission_denials: int | None = None
     api_error_status: int | None = None
     terminal_reason: str | None = None
+    skipped_lines: int | None = None
 
     @classmethod
     def of(cls, run: Run, agent: ProcessIdentity | None, outcome: Outcome, ended_at: float,
@@ -129,15 +131,16 @@ class RunResult:
 
 
 def _own_account(stream: Summary | None) -> dict[str, Any]:
-    """The result's fields from what the run reported of itself (none for plain output)."""
+    """The result's fields from what the run reported of itself (none for plain output): the
+    fields the two records share."""
     if stream is None:
         return {}
-    return {name: getattr(stream, name) for name in _OWN_ACCOUNT}
+    return {name: getattr(stream, name) for name in _shared_fields()}
 
 
-_OWN_ACCOUNT = ("session_id", "model", "turns", "tokens_in", "tokens_out", "cache_read_tokens",
-                "cache_creation_tokens", "cost_usd", "result_text", "permission_denials",
-                "api_error_status", "terminal_reason")
+@functools.cache
+def _shared_fields() -> tuple[str, ...]:
+    return tuple(name for name in Summary.__annotations__ if name in RunResult.__annotations__)
 
 
 @dataclass(frozen=True)

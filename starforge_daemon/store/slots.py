@@ -140,9 +140,12 @@ class SlotTable:
 
     def to_json(self, ledger: Ledger) -> dict[str, Any]:
         busy = ledger.busy_agents()
-        return {agent: slot_to_json(self._histories.get(agent, SlotHistory()), state,
-                                    ledger.live(state.run.run_id) if state else None)
-                for agent in sorted({*self._histories, *busy}) for state in [busy.get(agent)]}
+        slots = {}
+        for agent in sorted({*self._histories, *busy}):
+            state = busy.get(agent)
+            live = ledger.live(state.run.run_id) if state else None
+            slots[agent] = slot_to_json(self._histories.get(agent, SlotHistory()), state, live)
+        return slots
 
     def save(self, ledger: Ledger) -> None:
         write_json_atomic(self._path, self.to_json(ledger))

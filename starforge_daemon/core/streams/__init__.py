@@ -68,6 +68,8 @@ class Summary:
     api_error_status: int | None
     terminal_reason: str | None
     subtype: str | None
+    expects_result: bool  # the CLI always ends with a result: one missing means it did not finish
+    skipped_lines: int  # unreadable or over MAX_LINE_BYTES
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,7 @@ class StreamAdapter:
             "tokens_in": usage.input, "tokens_out": usage.output,
             "cache_read_tokens": usage.cache_read, "cache_creation_tokens": usage.cache_creation,
             "cost_usd": self.cost_usd, "result_text": None, "permission_denials": 0,
-            "api_error_status": None, "terminal_reason": None, "subtype": None}
+            "api_error_status": None, "terminal_reason": None, "subtype": None,
+            "expects_result": self.expects_result, "skipped_lines": self.skipped}
         values.update(fields)
         return Summary(**values)

@@ -163,10 +163,6 @@ class HeldFiles:
             os.close(fd)
 
 
-def _enter(cgroup: str, held: HeldFiles | None, pid: bytes) -> None:
-    os.write(held.procs, pid) if held else write(child(cgroup, "cgroup.procs"), pid.decode())
-
-
 def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
              held: HeldFiles | None = None, **spawn: Any) -> int:
     """``os.posix_spawnp`` with the child inside ``cgroup`` before it execs anything.
@@ -179,7 +175,10 @@ def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
     """
     home_procs = _home_procs(os.path.dirname(cgroup), _own_cgroup_of(os.getpid()))
     me = str(os.getpid()).encode()
-    _enter(cgroup, held, me)
+    if held is None:
+        write(child(cgroup, "cgroup.procs"), me.decode())
+    else:
+        os.write(held.procs, me)
     try:
         pid = os.posix_spawnp(argv[0], list(argv), env, **spawn)
     finally:

@@ -320,8 +320,7 @@ class Keeper:
         try:
             notes = container.create(request.get("limits"))
             if container.shared:
-                container = replace(container, held=run_container.cgroups.HeldFiles(
-                    container.cgroup))
+                container = container.hold()
         except OSError as error:  # contained by the sweep instead: still nothing is left
             return (run_container.RunContainer(run_id),
                     [f"cannot make the run's cgroup ({error.strerror}); the sweep contains it"],

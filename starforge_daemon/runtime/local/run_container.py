@@ -54,6 +54,11 @@ class RunContainer:
             return [f"{name}={value}: no cgroup" for name, value in (limits or {}).items()]
         return cgroups.create_run_cgroup(self.cgroup, limits, exist_ok=self.shared)
 
+    def hold(self) -> RunContainer:
+        """This container with its cgroup's files open, for a shared cgroup's run after run."""
+        assert self.cgroup is not None
+        return replace(self, held=cgroups.HeldFiles(self.cgroup))
+
     def cpu_mark(self) -> float:
         """CPU seconds the cgroup has used so far (0 for a cgroup of this run alone)."""
         if not self.shared or self.cgroup is None:

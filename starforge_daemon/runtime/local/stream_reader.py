@@ -77,6 +77,4 @@ class RunStream:
         elif self._dropping:
             self._adapter.skip()
         self._partial, self._dropping = b"", False
-        return {**asdict(self._adapter.summary()), "output": self._adapter.kind,
-                "expects_result": self._adapter.expects_result,
-                "skipped_lines": self._adapter.progress().skipped}
+        return asdict(self._adapter.summary())
