@@ -174,7 +174,7 @@ class _Run:
     pidfd: int
     output: int | None
     log: CappedLog
-    journal: str
+    journal: int | None  # its journal, open for appending (None: it could not be opened)
     container: run_container.RunContainer
     cpu_mark: float  # the shared cgroup's CPU seconds before the spawn
     stream: stream_reader.RunStream | None  # its output read as its CLI's events
@@ -184,13 +184,17 @@ def _open_log(path: str) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
 
-def _append(journal: str, record: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError):  # a lost line costs precision at recovery, not the run
-        fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        try:
-            os.write(fd, json.dumps(record, separators=(",", ":")).encode() + b"\n")
-        finally:
-            os.close(fd)
+def _open_journal(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _append(journal: int | None, record: dict[str, Any]) -> None:
+    if journal is not None:
+        with contextlib.suppress(OSError):  # a lost line costs precision at recovery, not the run
+            os.write(journal, json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
 
 def _keep(run: _Run, chunk: bytes) -> None:
@@ -344,7 +348,7 @@ class Keeper:
         self._shared.clear()
 
     def _spawn(self, request: dict[str, Any]) -> None:
-        run_id, journal = request["run_id"], request["journal"]
+        run_id = request["run_id"]
         container, notes, cpu_mark = self._container(request)
         output, agent_output = os.pipe()
         try:
@@ -372,7 +376,10 @@ class Keeper:
             except OSError:
                 self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
+            journal = _open_journal(request["journal"])
             _append(journal, {"run_id": run_id, "exit": ended})
+            if journal is not None:
+                os.close(journal)
             self._tell({"ev": "exited", "run_id": run_id, **ended})
             return
         finally:
@@ -383,6 +390,7 @@ class Keeper:
         log = CappedLog(_open_log(request["log"]), int(request["log_cap"]))
         for note in notes:
             log.write(f"starforge: {note}\n".encode())
+        journal = _open_journal(request["journal"])
         _append(journal, {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
         run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal, container,
                    cpu_mark, stream_reader.open_stream(request.get("output")))
@@ -436,6 +444,8 @@ class Keeper:
             ended["stream"] = run.stream.finish()
             del self._streams[run.run_id]
         _append(run.journal, {"run_id": run.run_id, "exit": ended})
+        if run.journal is not None:
+            os.close(run.journal)
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
         with contextlib.suppress(OSError):  # emptied already; a daemon's start removes it else
             run.container.remove()
