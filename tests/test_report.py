@@ -153,7 +153,7 @@ def test_cpu_adds_up_and_peak_memory_is_the_highest_of_the_runs_that_recorded_th
         assert (agents[agent]["cpu_seconds"], agents[agent]["peak_memory_bytes"]) == (None, None)
     assert (doc["total"]["cpu_seconds"], doc["total"]["peak_memory_bytes"]) == (3.25, 312 * mib)
     assert json.loads(render_json(doc))["agents"][0]["peak_memory_bytes"] == 312 * mib
-    table = render_markdown(doc).split("## Per agent")[1].split("## Slowest")[0]
+    table = render_markdown(doc).split("## Per agent")[1].split("## Cost")[0]
     rows = {row.split("|")[1].strip(): [cell.strip() for cell in row.split("|")[2:-1]]
             for row in table.splitlines() if row.startswith("| ")}
     assert rows["agent"][-2:] == ["CPU", "peak memory"]

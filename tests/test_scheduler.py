@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from starforge_daemon.core.holds import DAY, HoldRules, Holds, utc_day_start
 from starforge_daemon.core.ledger import Launching, Ledger, StopReason
 from starforge_daemon.core.models import ProcessIdentity, Run
-from starforge_daemon.core.scheduler import Kill, Terminate, enforce, free_capacity, next_deadline
+from starforge_daemon.core.scheduler import (
+    REPORT_DELAY,
+    Kill,
+    Terminate,
+    Watchdogs,
+    enforce,
+    free_capacity,
+    next_deadline,
+)
+from starforge_daemon.core.streams import Progress
+from starforge_daemon.core.streams.reports import LiveProgress
 
 
 def run(run_id: str, started: float, timeout: float, agent: str = "a") -> Run:
@@ -43,3 +54,58 @@ def test_capacity() -> None:
     assert free_capacity(4, 1, accepting=True) == 3
     assert free_capacity(4, 6, accepting=True) == 0
     assert free_capacity(4, 0, accepting=False) == 0
+
+
+def live(last_event: float | None, result_at: float | None = None,
+         cost: float | None = None) -> LiveProgress:
+    progress = Progress(phase="thinking", tool=None, tool_input=None, turns=0, tokens_in=0,
+                        tokens_out=0, cache_read_tokens=0, cache_creation_tokens=0,
+                        cost_usd=cost, last_text=None, events=1, skipped=0,
+                        rate_limit_until=None)
+    return LiveProgress(progress, last_event, result_at)
+
+
+def test_the_watchdogs_read_the_runs_latest_progress() -> None:
+    ledger = Ledger()
+    ledger.add(Launching(run("r", started=100.0, timeout=1000.0)))
+    dogs = Watchdogs(first_output=5.0, stall=10.0, result_grace=3.0, max_cost=1.0)
+    reports: dict[str, LiveProgress] = {}
+
+    def decide(now: float) -> list[Kill | Terminate]:
+        return enforce(ledger, now, 2.0, reports.get, dogs)
+
+    assert next_deadline(ledger, 2.0, reports.get, dogs) == 105.0  # no event yet
+    assert decide(105.0) == [Terminate("r", StopReason.NO_OUTPUT)]
+    reports["r"] = live(last_event=104.0)
+    assert decide(105.0) == []
+    assert next_deadline(ledger, 2.0, reports.get, dogs) == 104.0 + 10.0 + REPORT_DELAY
+    assert decide(115.0) == [Terminate("r", StopReason.STALLED)]
+    reports["r"] = live(last_event=110.0, result_at=110.0)
+    assert decide(113.0) == [Terminate("r", StopReason.LINGERING)]
+    reports["r"] = live(last_event=110.0, cost=1.5)
+    assert decide(110.5) == [Terminate("r", StopReason.OVER_BUDGET)]
+    assert enforce(ledger, 500.0, 2.0, reports.get, None) == []  # a text run: only its timeout
+
+
+def test_a_rate_limit_holds_until_its_reset_within_the_cap() -> None:
+    holds = Holds(HoldRules(rate_limit_hold=60.0, rate_limit_max_hold=600.0,
+                            daily_cost_limit=None))
+    assert holds.reason(1000.0) is None
+    assert holds.rate_limited(None, 1000.0) == 1060.0  # no reset time: RATE_LIMIT_HOLD
+    assert holds.rate_limited(5000.0, 1000.0) == 1600.0  # never past RATE_LIMIT_MAX_HOLD
+    assert (holds.reason(1000.0) or "").startswith("rate-limited until")
+    assert holds.ends_at(1000.0) == 1600.0
+    assert holds.reason(1600.0) is None and holds.ends_at(1600.0) is None
+
+
+def test_the_daily_budget_holds_until_midnight_utc() -> None:
+    holds = Holds(HoldRules(60.0, 600.0, daily_cost_limit=1.0))
+    day = utc_day_start(1_770_000_000.0)
+    holds.spent(0.6, day + 100)
+    assert holds.reason(day + 200) is None
+    holds.spent(0.5, day + 300)
+    assert "DAILY_COST_LIMIT_USD=1" in (holds.reason(day + 400) or "")
+    assert holds.ends_at(day + 400) == day + DAY
+    assert holds.reason(day + DAY) is None  # a new day
+    holds.spent(0.1, day + DAY + 5)
+    assert holds.day_cost == 0.1

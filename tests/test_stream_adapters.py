@@ -11,12 +11,14 @@ from starforge_daemon.core.streams import (
     MAX_LINE_BYTES,
     Progress,
     Summary,
+    Tokens,
     adapter_kind,
     cut_utf8,
     epoch_seconds,
     new_adapter,
     summarise_input,
 )
+from starforge_daemon.core.streams.prices import estimated_cost
 
 DATA = Path(__file__).resolve().parent / "data"
 MANIFEST = json.loads((DATA / "claude" / "manifest.json").read_text())
@@ -80,6 +82,18 @@ def test_bash_tool_is_seen_mid_stream_then_finishes() -> None:
     assert summary.result_text == "done" and summary.failure is None
 
 
+def test_live_cost_is_the_reported_cost_plus_an_estimate_since_the_last_result() -> None:
+    seen, summary = run("claude", "background-bash")
+    # mid-stream a message shows 1 output token; opus list prices
+    one_turn = (1234 * 5 + 1 * 25 + 789 * 6.25 + 4321 * 0.5) / 1e6
+    assert seen[1].cost_usd == pytest.approx(one_turn)  # before any result: the estimate
+    first_result = next(p for p in seen if p.phase == "finishing")
+    assert first_result.cost_usd == pytest.approx(0.0217304)  # then claude's own figure
+    assert seen[-2].cost_usd == pytest.approx(0.0217304 + one_turn)  # a second turn on top
+    assert seen[-1].cost_usd == summary.cost_usd == pytest.approx(0.0325956)
+    assert estimated_cost("gpt-5", Tokens(1000, 1000)) is None  # no family: no guess
+
+
 def test_background_bash_the_last_result_counts_for_the_whole_session() -> None:
     seen, summary = run("claude", "background-bash")
     assert [p.phase for p in seen].count("finishing") == 5  # the first result, its tail, the last
@@ -124,7 +138,9 @@ def test_sigint_while_streaming_takes_tokens_from_model_usage() -> None:
 
 def test_sigterm_leaves_no_result_and_no_failure() -> None:
     seen, summary = run("claude", "sigterm-during-bash")
-    assert not summary.got_result and summary.failure is None and summary.cost_usd is None
+    assert not summary.got_result and summary.failure is None
+    # no reported cost: the estimate at the opus list price (5 / 25 $ per million tokens)
+    assert summary.cost_usd == pytest.approx((1234 * 5 + 1 * 25 + 789 * 6.25 + 4321 * 0.5) / 1e6)
     assert seen[1].tool_input == "touch started; sleep 30; touch finished"
     assert (summary.tokens_in, summary.tokens_out, summary.turns) == (1234, 1, 1)
 

@@ -68,8 +68,9 @@ def _note(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _follow(paths: ProjectPaths, path: Path, offset: int, write: Callable[[bytes], None]) -> None:
-    """Follow ``path``; a run's log until the run ends, then say how it ended."""
+def _follow(paths: ProjectPaths, path: Path, offset: int, write: Callable[[bytes], None],
+            finish: Callable[[], None]) -> None:
+    """Follow ``path``; a run's log until the run ends, then ``finish()`` and say how it ended."""
     from starforge_daemon.client import runlogs
     from starforge_daemon.core.runids import log_run_id
 
@@ -87,6 +88,7 @@ def _follow(paths: ProjectPaths, path: Path, offset: int, write: Callable[[bytes
         return end is not None
 
     runlogs.follow(path, write, offset, note=_note, done=done)
+    finish()
     _note(f"==> run {run_id.text} ended: {ends[0]} <==")
 
 
@@ -101,19 +103,27 @@ def _follow(paths: ProjectPaths, path: Path, offset: int, write: Callable[[bytes
 @click.option("--daemon", "daemon_log", is_flag=True,
               help="The daemon's event log (.claude/logs/daemon.log) instead.")
 @click.option("-n", "--lines", type=click.IntRange(min=0),
-              help="Only the last LINES lines (default: the whole log).")
+              help="Only the last LINES lines of the log file (default: the whole log).")
+@click.option("--raw", is_flag=True,
+              help="Print the log's bytes as they are: the JSON lines of a Claude Code, Codex "
+                   "or Gemini run are not rendered.")
 @pass_project
 def logs(paths: ProjectPaths, agent: str | None, follow: bool, ticket: str | None,
-         run_id: str | None, daemon_log: bool, lines: int | None) -> None:
+         run_id: str | None, daemon_log: bool, lines: int | None, raw: bool) -> None:
     """Show the log of AGENT's latest run (or of a chosen run, or the daemon's event log).
 
     The log goes to stdout and its path to stderr. A compressed log (.log.gz) is shown
-    decompressed. With -f the file chosen at the start is followed, through rotation and
-    truncation, until its run ends; then how it ended goes to stderr
-    ("==> run RUN_ID ended: failed (exited with status 3) <==") and logs exits 0. The
-    daemon's log is followed until Ctrl-C (which exits 0).
+    decompressed. A run log of JSON events (Claude Code's stream-json, Codex's exec --json,
+    Gemini's stream-json) is shown as readable text: the model's words, each tool call
+    ("→ Bash: make test") with the first lines of its output, and the result ("[result]
+    success · 3 turns · $0.0217 · 2.1 s"); other lines (stderr, a text agent's output) are
+    printed as they are, and --raw prints the whole log so. With -f the file chosen at the
+    start is followed, through rotation and truncation, until its run ends; then how it ended
+    goes to stderr ("==> run RUN_ID ended: failed (exited with status 3) <==") and logs exits
+    0. The daemon's log is followed until Ctrl-C (which exits 0).
     """
     from starforge_daemon.client import runlogs
+    from starforge_daemon.client.stream_render import LogRenderer
 
     try:
         path = _choose_log(paths, agent, ticket, run_id, daemon_log)
@@ -121,19 +131,30 @@ def logs(paths: ProjectPaths, agent: str | None, follow: bool, ticket: str | Non
         raise click.ClickException(str(error)) from None
     click.echo(f"==> {path} <==", err=True)
     out = click.get_binary_stream("stdout")
+    renderer = None if raw or daemon_log else LogRenderer()
+
+    def put(data: bytes) -> None:
+        if data:
+            out.write(data)
+            out.flush()
 
     def write(data: bytes) -> None:
-        out.write(data)
-        out.flush()
+        put(renderer.feed(data) if renderer else data)
+
+    def finish() -> None:
+        """Print what the renderer still holds: the log's last line if it has no newline."""
+        if renderer:
+            put(renderer.finish())
 
     try:
         offset = runlogs.show(path, write, lines)
-        if not follow:
+        if not follow or path.name.endswith(".gz"):
+            finish()
+            if follow:
+                click.echo("(a compressed log belongs to a finished run: nothing to follow)",
+                           err=True)
             return
-        if path.name.endswith(".gz"):
-            click.echo("(a compressed log belongs to a finished run: nothing to follow)", err=True)
-            return
-        _follow(paths, path, offset, write)
+        _follow(paths, path, offset, write, finish)
     except KeyboardInterrupt:
         if not follow:
             raise
@@ -185,11 +206,15 @@ def runs(paths: ProjectPaths, failed: bool, agent: str | None, as_json: bool) ->
 def report(paths: ProjectPaths, since: tuple[str, float] | None, fmt: str,
            output: Path | None) -> None:
     """Runs per agent from .claude/daemon/runs.jsonl: runs, successes, failures, timeouts,
-    median and p95 duration, runs per hour; then the slowest and the failed runs with their logs.
+    median and p95 duration, runs per hour; what the runs cost (USD and tokens, per agent, per
+    ticket and in total) and the most expensive runs; then the slowest and the failed runs with
+    their logs.
 
-    "failed" counts runs that failed, were killed or were lost. "runs/h" divides an agent's
+    "failed" counts runs that failed, stalled, went over budget or out of memory, were killed
+    or were lost. "runs/h" divides an agent's
     runs by the hours from the first selected run's start to the last one's end (the same span
-    for every agent). p95 is the nearest-rank percentile.
+    for every agent). p95 is the nearest-rank percentile. Cost and tokens add up what the runs
+    reported of themselves; an attempt that was tried again counts too.
     """
     import time
 

@@ -11,11 +11,13 @@ import math
 import re
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from starforge_daemon.client.costs import render_costs, spending
+from starforge_daemon.client.markdown import cell, code
 from starforge_daemon.client.table import markdown_table
 from starforge_daemon.core.durations import duration_text
 from starforge_daemon.core.models import OutcomeKind, iso_utc
@@ -24,7 +26,8 @@ from starforge_daemon.store.results import ResultRecord
 
 SLOWEST_LIMIT = 5
 FAILED_LIMIT = 20
-FAILED_KINDS = (OutcomeKind.FAILED, OutcomeKind.KILLED, OutcomeKind.LOST)
+FAILED_KINDS = (OutcomeKind.FAILED, OutcomeKind.KILLED, OutcomeKind.LOST, OutcomeKind.OOM,
+                OutcomeKind.STALLED, OutcomeKind.OVER_BUDGET)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _BYTE_UNITS = ("KiB", "MiB", "GiB", "TiB")
@@ -41,7 +44,9 @@ def parse_duration(text: str) -> float:
 @dataclass(frozen=True)
 class HistoryRecord:
     """A finished run of the history, as the report counts it: ``started`` and ``ended`` are
-    unix seconds; CPU and peak memory are None on lines older than their accounting."""
+    unix seconds; CPU and peak memory are None on lines older than their accounting, and
+    ``account`` is the record itself, for what the run reported of itself (cost, turns,
+    tokens: ``costs.ACCOUNT``)."""
 
     run_id: str
     agent: str
@@ -55,6 +60,7 @@ class HistoryRecord:
     log: str | None = None
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    account: ResultRecord = field(default_factory=ResultRecord)
 
     @classmethod
     def of(cls, record: ResultRecord) -> HistoryRecord:
@@ -64,7 +70,7 @@ class HistoryRecord:
         return cls(record.run_id, record.agent, OutcomeKind(record.outcome),
                    _moment(record.started_at), _moment(record.ended_at), record.duration_s,
                    record.ticket, record.reason, record.exit_code, record.log,
-                   record.cpu_seconds, record.peak_memory_bytes)
+                   record.cpu_seconds, record.peak_memory_bytes, record)
 
 
 def _moment(text: str | None) -> float:
@@ -176,6 +182,7 @@ def summarize(records: list[HistoryRecord], *, now: float, since_s: float | None
         "slowest": [_run_entry(record) for record in slowest[:SLOWEST_LIMIT]],
         "failed": [_run_entry(record) for record in failed[:FAILED_LIMIT]],
         "failed_total": len(failed),
+        "costs": spending(chosen),
     }
 
 
@@ -203,16 +210,9 @@ def bytes_text(count: int | None) -> str:
     return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
 
 
-def _code(text: str | None) -> str:
-    return f"`{text}`" if text else "-"
-
-
-def _cell(text: str | None) -> str:
-    return (text or "-").replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(doc: dict[str, Any]) -> str:
-    """The report as Markdown: a table per agent, then the slowest and the failed runs."""
+    """The report as Markdown: a table per agent, what the runs cost, then the slowest and
+    the failed runs."""
     lines = ["# starforge report", ""]
     total = doc["total"]
     window = (f" that ended in the last {doc['since']} (since {doc['since_at']})"
@@ -236,8 +236,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
               "runs by the hours from the first run's start to the last run's end; *CPU* adds "
               "up the runs' CPU time and *peak memory* is the highest of their peaks, both from "
               "the runs that recorded them (\"-\": none did)."]
-    slow = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]),
-             duration_text(run["duration_s"], tenths=True), run["outcome"], _code(run["log"])]
+    lines += render_costs(doc["costs"])
+    slow = [[code(run["run_id"]), run["agent"], cell(run["ticket"]),
+             duration_text(run["duration_s"], tenths=True), run["outcome"], code(run["log"])]
             for run in doc["slowest"]]
     lines += ["", "## Slowest runs", "",
               markdown_table(["run", "agent", "ticket", "duration", "outcome", "log"], slow)]
@@ -245,8 +246,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if not doc["failed"]:
         lines.append("None.")
     else:
-        failed = [[_code(run["run_id"]), run["agent"], _cell(run["ticket"]), run["ended_at"],
-                   run["outcome"], _cell(run["reason"]), _code(run["log"])]
+        failed = [[code(run["run_id"]), run["agent"], cell(run["ticket"]), run["ended_at"],
+                   run["outcome"], cell(run["reason"]), code(run["log"])]
                   for run in doc["failed"]]
         lines.append(markdown_table(["run", "agent", "ticket", "ended", "outcome", "reason",
                                      "log"], failed))

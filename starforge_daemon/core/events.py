@@ -132,6 +132,16 @@ class TimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class Watched:
+    """A watchdog of the run's output, or its budget, asked it to stop."""
+
+    agent: str
+    run: str
+    reason: str  # the StopReason: no_output, stalled, lingering, over_budget
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
 class KillEscalated:
     """Still running after the grace period: killed."""
 
@@ -223,7 +233,7 @@ class Problem:
 Event = (DaemonStarted | Mode | Contained | LimitUnavailable | Ready | StateDamaged
          | RecoveryNote | Requeued | Adopted
          | Recovered | Queued | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
-         | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
+         | Watched | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
          | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem)
 Observer = Callable[[Event], None]
 

@@ -22,6 +22,10 @@ Handle = ProcessIdentity  # what the runner reported for a run: opaque to the en
 
 class StopReason(StrEnum):
     TIMEOUT = "timeout"
+    NO_OUTPUT = "no_output"  # AGENT_FIRST_OUTPUT_TIMEOUT
+    STALLED = "stalled"  # AGENT_STALL_TIMEOUT
+    LINGERING = "lingering"  # still running AGENT_RESULT_GRACE after its result
+    OVER_BUDGET = "over_budget"
     SHUTDOWN = "shutdown"
     OPERATOR = "operator"
 

@@ -70,6 +70,9 @@ class OutcomeKind(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    STALLED = "stalled"  # its output stopped (AGENT_STALL_TIMEOUT, AGENT_FIRST_OUTPUT_TIMEOUT)
+    OVER_BUDGET = "over_budget"
+    RATE_LIMITED = "rate_limited"  # queued again without counting an attempt
     KILLED = "killed"
     OOM = "oom"
     LOST = "lost"
@@ -79,7 +82,7 @@ class OutcomeKind(StrEnum):
     @property
     def retryable(self) -> bool:
         """Worth another attempt: the agent failed, not the operator or the daemon's bookkeeping."""
-        return self in (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)
+        return self in (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT, OutcomeKind.STALLED)
 
 
 class ArchiveFolder(StrEnum):

@@ -7,12 +7,13 @@ later tick turns that into a SIGKILL once the grace period has passed. Nothing h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from starforge_daemon.core.ledger import Killing, Launching, Running, RunState, StopReason, stop_reason
+from starforge_daemon.core.ledger import Killing, RunState, Stopping, StopReason, stop_reason
 from starforge_daemon.core.models import Outcome, OutcomeKind, Run, RunExit
 from starforge_daemon.core.streams import Summary
+from starforge_daemon.core.streams.reports import LiveProgress
 
 
 @dataclass(frozen=True)
@@ -28,36 +29,77 @@ class Kill:
 
 Decision = Terminate | Kill
 
-
-def _due(state: RunState, grace: float) -> float | None:
-    """When ``state`` next calls for a decision: its deadline, or the end of its grace."""
-    if isinstance(state, Launching | Running):
-        return state.run.deadline
-    return None if isinstance(state, Killing) else state.since + grace
+REPORT_DELAY = 1.0  # a run's progress reaches the daemon up to a second after its event
 
 
-def enforce(runs: Iterable[RunState], now: float, grace: float) -> list[Decision]:
+@dataclass(frozen=True)
+class Watchdogs:
+    """What stops a run read as events besides its timeout (None: off): no first event, no
+    event for a while, still running after its result, its cost over the budget. Also how
+    such a run's own account is judged."""
+
+    first_output: float | None = None
+    stall: float | None = None
+    result_grace: float | None = None
+    max_cost: float | None = None
+    fail_on_denial: bool = False
+
+
+Progressions = Callable[[str], LiveProgress | None]  # a run's latest progress, by run id
+
+
+def _due(state: RunState, grace: float, live: LiveProgress | None,
+         dogs: Watchdogs | None) -> tuple[float, StopReason | None] | None:
+    """When ``state`` next calls for a decision, and which: a stop for a reason, or (None) the
+    kill at the end of its grace."""
+    if isinstance(state, Killing):
+        return None
+    if isinstance(state, Stopping):
+        return state.since + grace, None
+    run = state.run
+    moments: list[tuple[float, StopReason | None]] = [(run.deadline, StopReason.TIMEOUT)]
+    if dogs is not None:
+        last_event = live.last_event_at if live else None
+        if last_event is None and dogs.first_output is not None:
+            moments.append((run.started_at + dogs.first_output, StopReason.NO_OUTPUT))
+        if last_event is not None and dogs.stall is not None:
+            moments.append((last_event + dogs.stall + REPORT_DELAY, StopReason.STALLED))
+        if live is not None and live.result_at is not None and dogs.result_grace is not None:
+            moments.append((live.result_at + dogs.result_grace, StopReason.LINGERING))
+        cost = live.progress.cost_usd if live else None
+        if dogs.max_cost is not None and cost is not None and cost > dogs.max_cost:
+            moments.append((run.started_at, StopReason.OVER_BUDGET))
+    return min(moments, key=lambda moment: moment[0])
+
+
+def enforce(runs: Iterable[RunState], now: float, grace: float,
+            live: Progressions = lambda run_id: None,
+            dogs: Watchdogs | None = None) -> list[Decision]:
     decisions: list[Decision] = []
     for state in runs:
-        due = _due(state, grace)
-        if due is None or now < due:
+        due = _due(state, grace, live(state.run.run_id), dogs)
+        if due is None or now < due[0]:
             continue
-        run_id = state.run.run_id
-        decisions.append(Terminate(run_id, StopReason.TIMEOUT)
-                         if isinstance(state, Launching | Running) else Kill(run_id))
+        run_id, reason = state.run.run_id, due[1]
+        decisions.append(Kill(run_id) if reason is None else Terminate(run_id, reason))
     return decisions
 
 
-def next_deadline(runs: Iterable[RunState], grace: float) -> float | None:
+def next_deadline(runs: Iterable[RunState], grace: float,
+                  live: Progressions = lambda run_id: None,
+                  dogs: Watchdogs | None = None) -> float | None:
     """The earliest moment at which :func:`enforce` would decide something new."""
-    return min((due for state in runs if (due := _due(state, grace)) is not None), default=None)
+    return min((due[0] for state in runs
+                if (due := _due(state, grace, live(state.run.run_id), dogs)) is not None),
+               default=None)
 
 
 def free_capacity(limit: int, running: int, accepting: bool) -> int:
     return max(0, limit - running) if accepting else 0
 
 
-def outcome_of(state: RunState, ended: RunExit | None) -> Outcome:
+def outcome_of(state: RunState, ended: RunExit | None,
+               dogs: Watchdogs | None = None) -> Outcome:
     """How a run ended, from what the keeper recorded and why the daemon was stopping it.
 
     A run that failed after its deadline timed out even when the daemon that sent the SIGTERM
@@ -71,6 +113,7 @@ def outcome_of(state: RunState, ended: RunExit | None) -> Outcome:
     if ended.error is not None or ended.exit_code is None:
         return Outcome(kind=OutcomeKind.FAILED, reason=ended.error or "no exit status")
     code = ended.exit_code
+    dogs = dogs or Watchdogs()
     if stop is StopReason.SHUTDOWN:
         return Outcome(kind=OutcomeKind.KILLED, exit_code=code,
                        reason=f"killed by daemon shutdown (exit {code})")
@@ -84,21 +127,47 @@ def outcome_of(state: RunState, ended: RunExit | None) -> Outcome:
     if stop is StopReason.TIMEOUT or (code != 0 and ended.ended_at >= run.deadline):
         return Outcome(kind=OutcomeKind.TIMED_OUT, exit_code=code,
                        reason=f"timed out after {run.timeout:g}s (exit {code})")
-    return _by_its_own_account(ended.stream, code) or Outcome.from_exit_code(code)
+    if stop is StopReason.NO_OUTPUT:
+        return Outcome(kind=OutcomeKind.STALLED, exit_code=code,
+                       reason=f"stalled: no event in the first {dogs.first_output:g}s "
+                              f"(AGENT_FIRST_OUTPUT_TIMEOUT) (exit {code})")
+    if stop is StopReason.STALLED:
+        return Outcome(kind=OutcomeKind.STALLED, exit_code=code,
+                       reason=f"stalled: no event for {dogs.stall:g}s (AGENT_STALL_TIMEOUT) "
+                              f"(exit {code})")
+    if stop is StopReason.OVER_BUDGET:
+        cost = ended.stream.cost_usd if ended.stream else None
+        spent = f"${cost:.4f}" if cost is not None else "its cost"
+        return Outcome(kind=OutcomeKind.OVER_BUDGET, exit_code=code,
+                       reason=f"over budget: {spent} passed MAX_RUN_COST_USD={dogs.max_cost:g} "
+                              f"(exit {code})")
+    if stop is StopReason.LINGERING:  # judged by its result, as if it had exited then
+        return _by_its_own_account(ended.stream, 0, dogs) or Outcome(
+            kind=OutcomeKind.SUCCEEDED, exit_code=code,
+            reason=f"succeeded by its result; stopped {dogs.result_grace:g}s after it "
+                   f"(AGENT_RESULT_GRACE) (exit {code})")
+    return _by_its_own_account(ended.stream, code, dogs) or Outcome.from_exit_code(code)
 
 
-def _by_its_own_account(stream: Summary | None, code: int) -> Outcome | None:
+def _by_its_own_account(stream: Summary | None, code: int, dogs: Watchdogs) -> Outcome | None:
     """A run whose CLI reported failing failed, whatever its exit status (Claude Code exits 0
     after an API error); one that exited 0 without the result line its CLI always ends with
-    did not finish its work."""
+    did not finish its work. A rate limit is not the work's failure: it is tried again."""
     if stream is None:
         return None
+    if stream.rate_limited:
+        return Outcome(kind=OutcomeKind.RATE_LIMITED, exit_code=code,
+                       reason=f"rate-limited: {stream.failure or 'the API refused'} (exit {code})")
     if stream.failure:
         return Outcome(kind=OutcomeKind.FAILED, exit_code=code,
                        reason=f"the agent reported: {stream.failure} (exit {code})")
     if code == 0 and stream.expects_result and not stream.got_result:
         return Outcome(kind=OutcomeKind.FAILED, exit_code=code,
                        reason="no result: the agent exited 0 without its final result")
+    if dogs.fail_on_denial and stream.permission_denials:
+        return Outcome(kind=OutcomeKind.FAILED, exit_code=code,
+                       reason=f"permission denied {stream.permission_denials} time(s) "
+                              f"(FAIL_ON_PERMISSION_DENIAL) (exit {code})")
     return None
 
 
@@ -123,10 +192,12 @@ def retry_delay(kind: OutcomeKind, attempts_made: int, max_retries: int,
 
 @dataclass(frozen=True)
 class Requeue:
-    """Run the trigger again, from where it is, not before ``not_before``."""
+    """Run the trigger again, from where it is, not before ``not_before``; a run held back by
+    a rate limit is not ``counted`` as an attempt."""
 
     run_id: str
     not_before: float
+    counted: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,8 +207,10 @@ class Archive:
 
 
 def after_run(run: Run, outcome: Outcome, attempts_made: int, backoff: Backoff,
-              now: float) -> Requeue | Archive:
+              now: float, held_until: float | None = None) -> Requeue | Archive:
     """What becomes of a trigger whose run ended: another attempt after its backoff, or the
-    archive."""
+    archive. A rate-limited run waits for the hold to end and is tried again uncounted."""
+    if outcome.kind is OutcomeKind.RATE_LIMITED and held_until is not None:
+        return Requeue(run.run_id, held_until, counted=False)
     delay = retry_delay(outcome.kind, attempts_made, run.max_retries, backoff)
     return Archive(run.run_id, outcome) if delay is None else Requeue(run.run_id, now + delay)

@@ -24,11 +24,14 @@ from starforge_daemon.core.events import (
     Spawned,
     StateDamaged,
     TimedOut,
+    Watched,
 )
+from starforge_daemon.core.holds import HoldRules, Holds, utc_day_start
 from starforge_daemon.core.ledger import Killing, Ledger, Stopping, StopReason
-from starforge_daemon.core.models import iso_utc
+from starforge_daemon.core.models import iso_utc, parse_iso_utc
 from starforge_daemon.core.queue import TriggerQueue
 from starforge_daemon.core.scheduler import Kill, Terminate
+from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.daemon.finisher import Finisher
 from starforge_daemon.daemon.load import MemoryGauge
 from starforge_daemon.daemon.operator import Operator
@@ -42,7 +45,7 @@ from starforge_daemon.intake.triggers import Accepted
 from starforge_daemon.runtime.api import Exited, Progressed, RunEvent, Runner, Started
 from starforge_daemon.store.control_socket import Reply
 from starforge_daemon.store.paths import ProjectPaths
-from starforge_daemon.store.settings import Settings
+from starforge_daemon.store.settings import ResumeMode, Settings
 from starforge_daemon.store.slots import SlotTable
 from starforge_daemon.store.state import DaemonState
 from starforge_daemon.workspaces.base import Workspaces
@@ -74,6 +77,16 @@ class Engine:
         self.ledger = Ledger()
         self.queue = TriggerQueue(settings.pools, self.ledger.is_busy)
         self.inbox = Inbox(reactor.wake)
+        self.holds = Holds(HoldRules(settings.RATE_LIMIT_HOLD, settings.RATE_LIMIT_MAX_HOLD,
+                                     settings.DAILY_COST_LIMIT_USD))
+        self.dogs = scheduler.Watchdogs(
+            first_output=settings.AGENT_FIRST_OUTPUT_TIMEOUT, stall=settings.AGENT_STALL_TIMEOUT,
+            result_grace=settings.AGENT_RESULT_GRACE, max_cost=settings.MAX_RUN_COST_USD,
+            fail_on_denial=settings.FAIL_ON_PERMISSION_DENIAL)
+        self.watched = self.dogs if settings.output_kind != "text" else None
+        self.sessions = TicketSessions() if settings.RESUME_SESSIONS is ResumeMode.PER_TICKET \
+            and settings.output_kind == "claude" \
+            else None
         self.reader = TriggerReader(paths.triggers, self.inbox,
                                     max_bytes=settings.MAX_TRIGGER_BYTES,
                                     allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS,
@@ -84,11 +97,12 @@ class Engine:
         self.finisher = Finisher(
             queue=self.queue, ledger=self.ledger, saved=self.saved, stores=stores,
             workspaces=workspaces, events=events,
-            backoff=scheduler.Backoff(settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX))
+            backoff=scheduler.Backoff(settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX),
+            dogs=self.dogs, holds=self.holds, sessions=self.sessions)
         self.starter = Starter(settings=settings, paths=paths, ledger=self.ledger, runner=runner,
                                stores=stores, workspaces=workspaces, gauge=gauge,
                                finisher=self.finisher, saved=self.saved, events=events,
-                               base_env=base_env)
+                               base_env=base_env, holds=self.holds, sessions=self.sessions)
         self.operator = Operator(paths, self.queue, self.ledger, stores.archive, stores.attempts,
                                  self.saved, events, reactor.wake, self._terminate)
         self.started_at = clock()
@@ -113,6 +127,7 @@ class Engine:
                                  self.settings.AGENT_TIMEOUT))
         self.events.publish(Contained(self.runner.containment))
         self.operator.restore_pauses()
+        self._read_history()
         self.runner.connect()
         for note in self.workspaces.start():
             self.events.publish(RecoveryNote(note))
@@ -126,6 +141,26 @@ class Engine:
         self._dispatch(now)
         self.finisher.archive_finished(now)
         self.saved.save(now, self.state, force=True)
+
+    def _read_history(self) -> None:
+        """What the budget and the resumed sessions need from the runs before this daemon."""
+        if self.settings.DAILY_COST_LIMIT_USD is None and self.sessions is None:
+            return
+        today = utc_day_start(self.clock())
+        try:
+            records = self.stores.history.records()
+        except OSError as error:
+            self.events.publish(Problem(msg="cannot read the run history", error=str(error)))
+            return
+        for record in records:
+            try:
+                ended = parse_iso_utc(record.ended_at)
+            except ValueError:  # a damaged line
+                continue
+            if ended is not None and ended >= today:
+                self.holds.spent(record.cost_usd, ended)
+            if self.sessions is not None:
+                self.sessions.ended(record.ticket, record.session_id)
 
     def run(self, on_ready: Callable[[], None]) -> None:
         self.prepare()
@@ -156,7 +191,7 @@ class Engine:
             elif isinstance(event, Exited):
                 self._on_exited(event, now)
             elif isinstance(event, Progressed):
-                self.ledger.report(event.run_id, event.live)
+                self._on_progress(event, now)
         if self.stop_request and self.stop_mode is None:
             self._begin_stop(self.stop_request, now)
         self.operator.serve(now)
@@ -173,7 +208,9 @@ class Engine:
         if (self.stop_request and self.stop_mode is None) or self.operator.pending:
             return now
         moments = [self._next_sweep, self.reader.next_wakeup(now), self.queue.next_due(),
-                   scheduler.next_deadline(self.ledger, self.settings.AGENT_KILL_GRACE)]
+                   scheduler.next_deadline(self.ledger, self.settings.AGENT_KILL_GRACE,
+                                           self.ledger.live, self.watched),
+                   self.holds.ends_at(now)]
         if self.starter.held_back and len(self.queue):
             moments.append(now + MemoryGauge.INTERVAL)
         moments.extend(self.upkeep.due())
@@ -220,18 +257,40 @@ class Engine:
         if state is not None:
             self.finisher.finish(state, event.exit, now)
 
+    def _on_progress(self, event: Progressed, now: float) -> None:
+        self.ledger.report(event.run_id, event.live)
+        reset = event.live.progress.rate_limit_until
+        if reset is not None and reset > now and reset != self.holds.rate_limited_until:
+            self.holds.rate_limited(reset, now)  # the run itself waits; new ones wait with it
+            self.starter.holding_back(now, len(self.queue))  # said now, queue or not
+
     def _enforce(self, now: float) -> None:
-        for decision in scheduler.enforce(self.ledger, now, self.settings.AGENT_KILL_GRACE):
+        for decision in scheduler.enforce(self.ledger, now, self.settings.AGENT_KILL_GRACE,
+                                          self.ledger.live, self.watched):
             run = self.ledger[decision.run_id].run
             if isinstance(decision, Terminate):
-                self.events.publish(TimedOut(run.agent, run.run_id, run.timeout,
-                                             self.settings.AGENT_STOP_SIGNAL))
+                if decision.reason is StopReason.TIMEOUT:
+                    self.events.publish(TimedOut(run.agent, run.run_id, run.timeout,
+                                                 self.settings.AGENT_STOP_SIGNAL))
+                else:
+                    self.events.publish(Watched(run.agent, run.run_id, decision.reason.value,
+                                                self._watch_text(decision.reason)))
                 self._terminate(run.run_id, decision.reason, now)
             else:
                 assert isinstance(decision, Kill)
                 self.ledger.kill(run.run_id)
                 self.events.publish(KillEscalated(run.agent, run.run_id))
                 self.runner.stop(run.run_id, force=True)
+
+    def _watch_text(self, reason: StopReason) -> str:
+        stop = f"sending {self.settings.AGENT_STOP_SIGNAL}"
+        dogs = self.dogs
+        return {StopReason.NO_OUTPUT: f"no event in the first {dogs.first_output}s; {stop}",
+                StopReason.STALLED: f"no event for {dogs.stall}s; {stop}",
+                StopReason.LINGERING: f"still running {dogs.result_grace}s after its result; "
+                                      f"{stop}",
+                StopReason.OVER_BUDGET: f"its cost passed MAX_RUN_COST_USD={dogs.max_cost}; "
+                                        f"{stop}"}[reason]
 
     def _terminate(self, run_id: str, reason: StopReason, now: float) -> None:
         """Ask a run to stop (once); ``_enforce`` has it killed after the grace period."""

@@ -9,9 +9,12 @@ from typing import Any
 
 from starforge_daemon.core import scheduler
 from starforge_daemon.core.events import Finished, Problem, Publisher, Retried, WorkspaceReleased
+from starforge_daemon.core.holds import Holds
 from starforge_daemon.core.ledger import Ledger, RunState
-from starforge_daemon.core.models import QueuedTrigger, Run, RunExit, iso_utc
+from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit, iso_utc
 from starforge_daemon.core.queue import TriggerQueue
+from starforge_daemon.core.sessions import TicketSessions
+from starforge_daemon.core.streams import Summary
 from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.store.attempts import AttemptsRecord
 from starforge_daemon.store.results import RunResult
@@ -20,7 +23,9 @@ from starforge_daemon.workspaces.base import Workspaces
 
 class Finisher:
     def __init__(self, *, queue: TriggerQueue, ledger: Ledger, saved: Persistence, stores: Stores,
-                 workspaces: Workspaces, backoff: scheduler.Backoff, events: Publisher) -> None:
+                 workspaces: Workspaces, backoff: scheduler.Backoff, events: Publisher,
+                 dogs: scheduler.Watchdogs, holds: Holds,
+                 sessions: TicketSessions | None) -> None:
         self.queue = queue
         self.ledger = ledger
         self.saved = saved
@@ -31,20 +36,30 @@ class Finisher:
         self.workspaces = workspaces
         self.backoff = backoff
         self.events = events
+        self.dogs = dogs
+        self.holds = holds
+        self.sessions = sessions
         self._unarchived: list[tuple[Run, dict[str, Any]]] = []
 
     def finish(self, state: RunState, ended: RunExit | None, now: float) -> None:
         """Record how the run ended, free its agent, and requeue or (later) archive it."""
         run = state.run
-        outcome = scheduler.outcome_of(state, ended)
+        outcome = scheduler.outcome_of(state, ended, self.dogs)
         ended_at = ended.ended_at if ended else now
         result = RunResult.of(run, state.handle, outcome, ended_at, ended)
+        stream = ended.stream if ended else None
+        if stream is not None:
+            self.holds.spent(stream.cost_usd, ended_at)
+            if self.sessions is not None:
+                self.sessions.ended(run.ticket, stream.session_id)
+        held_until = self._hold(stream, now) if outcome.kind is OutcomeKind.RATE_LIMITED else None
         earlier = [attempt for attempt in self.attempts.load(run.trigger_name).attempts
                    if attempt.run_id != run.run_id]  # saved before a crash: once only
         attempts = [*earlier, result]
-        decision = scheduler.after_run(run, outcome, len(attempts), self.backoff, now)
-        if isinstance(decision, scheduler.Archive) or not self._retry(run, attempts,
-                                                                       decision.not_before, now):
+        decision = scheduler.after_run(run, outcome, len(attempts), self.backoff, now,
+                                       held_until)
+        if isinstance(decision, scheduler.Archive) or not self._retry(
+                run, attempts if decision.counted else earlier, result, decision.not_before, now):
             record = result.to_dict()
             if len(attempts) > 1:
                 record["attempts"] = [attempt.to_dict() for attempt in attempts]
@@ -86,7 +101,12 @@ class Finisher:
         except OSError as error:
             self.events.publish(Problem(msg="cannot append run history", error=str(error)))
 
-    def _retry(self, run: Run, attempts: list[RunResult], not_before: float, now: float) -> bool:
+    def _hold(self, stream: Summary | None, now: float) -> float:
+        """New runs wait for the rate limit this run met; it waits with them."""
+        return self.holds.rate_limited(stream.rate_limit_until if stream else None, now)
+
+    def _retry(self, run: Run, attempts: list[RunResult], result: RunResult, not_before: float,
+               now: float) -> bool:
         """Queue the trigger again where it is, in ``running/``, to wait out its backoff behind
         the work already waiting; its attempts record is what recovery finds it by."""
         path = Path(run.trigger_path)
@@ -100,8 +120,7 @@ class Finisher:
                                         trigger=name, error=str(error)))
             return False
         self.journal.done(run.run_id)
-        self._record_history({**attempts[-1].to_dict(),
-                              "retry_at": iso_utc(not_before, precise=True)})
+        self._record_history({**result.to_dict(), "retry_at": iso_utc(not_before, precise=True)})
         self.queue.add(QueuedTrigger(name, run.target, (-run.priority, stamp, name), not_before,
                                      claimed=True))
         self.events.publish(Retried(name, run.target, run.attempt, run.max_retries + 1,

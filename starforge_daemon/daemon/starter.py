@@ -19,9 +19,11 @@ from starforge_daemon.core.command import (
     uses_placeholder,
 )
 from starforge_daemon.core.events import Held, HoldLifted, Problem, Publisher, Rejected, Vanished
+from starforge_daemon.core.holds import Holds
 from starforge_daemon.core.ledger import Launching, Ledger
 from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit
 from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
+from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.daemon.finisher import Finisher
 from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.intake.triggers import load_trigger
@@ -45,7 +47,8 @@ class Gauge(Protocol):
 class Starter:
     def __init__(self, *, settings: Settings, paths: ProjectPaths, ledger: Ledger, runner: Runner,
                  stores: Stores, workspaces: Workspaces, gauge: Gauge, finisher: Finisher,
-                 saved: Persistence, events: Publisher, base_env: Mapping[str, str]) -> None:
+                 saved: Persistence, events: Publisher, base_env: Mapping[str, str],
+                 holds: Holds, sessions: TicketSessions | None) -> None:
         self.settings = settings
         self.paths = paths
         self.ledger = ledger
@@ -57,6 +60,8 @@ class Starter:
         self.saved = saved
         self.events = events
         self.base_env = base_env
+        self.holds = holds
+        self.sessions = sessions
         self.command = settings.command_words
         self.prompt_on_stdin = settings.prompt_on_stdin
         self.output = settings.output_kind
@@ -64,8 +69,9 @@ class Starter:
         self.held_back: str | None = None
 
     def holding_back(self, now: float, queued: int) -> bool:
-        """No new run while memory is short; said once per spell."""
-        reason = self.gauge.shortage(now)
+        """No new run while memory is short, a rate limit holds or the day's budget is spent;
+        said once per spell."""
+        reason = self.gauge.shortage(now) or self.holds.reason(now)
         if reason != self.held_back:
             self.held_back = reason
             self.saved.changed()
@@ -115,6 +121,8 @@ class Starter:
         prompt_file = self.paths.prompt_file(run_id)
         values = placeholder_values(run, trigger, str(claimed), str(prompt_file))
         argv = render_argv(self.command, values)
+        if self.sessions is not None:
+            argv = self.sessions.resuming(argv, run.ticket)
         environment = run_environment(self.base_env, values, str(self.paths.root))
         too_big = argv_problem(argv, environment, ARG_LIMIT)
         if too_big:  # the kernel would refuse it: the trigger is what does not fit

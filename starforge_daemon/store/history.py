@@ -20,6 +20,9 @@ class History:
     def append(self, record: dict[str, Any]) -> None:
         append_json_line(self._path, record)
 
+    def records(self) -> list[ResultRecord]:
+        return read_history(self._path)[0]
+
 
 def parse_history_line(line: str | bytes) -> ResultRecord | None:
     """One line of the history; None when it is not a JSON object (a torn last line, say)."""

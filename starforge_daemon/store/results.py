@@ -71,10 +71,28 @@ class Archive:
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """What is recorded about a finished run: its result file, its attempts record and its
-    history line (the archive and the history add a few keys of their own). Field order is
-    the order of the JSON keys."""
+class RunAccount:
+    """A run's own account, read from its output (all None for a run that gave none): the last
+    keys of a result, as :class:`RunResult` writes them and :class:`ResultRecord` reads them."""
+
+    session_id: str | None = None
+    model: str | None = None
+    turns: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    cost_usd: float | None = None
+    result_text: str | None = None
+    permission_denials: int | None = None
+    api_error_status: int | None = None
+    terminal_reason: str | None = None
+    skipped_lines: int | None = None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the daemon knows of a finished run: the first keys of a result."""
 
     trigger: str
     outcome: str
@@ -94,19 +112,13 @@ class RunResult:
     log: str
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
-    session_id: str | None = None  # the rest: the run's own account, read from its output
-    model: str | None = None
-    turns: int | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    cost_usd: float | None = None
-    result_text: str | None = None
-    permission_denials: int | None = None
-    api_error_status: int | None = None
-    terminal_reason: str | None = None
-    skipped_lines: int | None = None
+
+
+@dataclass(frozen=True)
+class RunResult(RunAccount, RunFacts):
+    """What is recorded about a finished run: its result file, its attempts record and its
+    history line (the archive and the history add a few keys of their own). Field order is
+    the order of the JSON keys: the facts, then the account."""
 
     @classmethod
     def of(cls, run: Run, agent: ProcessIdentity | None, outcome: Outcome, ended_at: float,
@@ -140,7 +152,7 @@ def _own_account(stream: Summary | None) -> dict[str, Any]:
 
 @functools.cache
 def _shared_fields() -> tuple[str, ...]:
-    return tuple(name for name in Summary.__annotations__ if name in RunResult.__annotations__)
+    return tuple(name for name in Summary.__annotations__ if name in RunAccount.__annotations__)
 
 
 @dataclass(frozen=True)
@@ -157,11 +169,9 @@ class NoRun:
 
 
 @dataclass(frozen=True)
-class ResultRecord:
-    """A result file or a line of the run history as a client reads it: the keys of
-    :class:`RunResult` (a trigger that never ran has only the first four, see :class:`NoRun`)
-    and those the archive and the history add, each as saved, or None when it is missing or of
-    another type. Never raises: the file may be of another version, or damaged."""
+class ResultFacts:
+    """The keys of :class:`RunFacts` as a client reads them (a trigger that never ran has only
+    the first four, see :class:`NoRun`)."""
 
     trigger: str | None = None
     outcome: str | None = None
@@ -181,6 +191,15 @@ class ResultRecord:
     log: str | None = None
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ResultRecord(RunAccount, ResultFacts):
+    """A result file or a line of the run history as a client reads it: the keys of
+    :class:`RunResult` and those the archive and the history add, each as saved, or None when
+    it is missing or of another type. Never raises: the file may be of another version, or
+    damaged."""
+
     archived_at: str | None = None  # result files: when the trigger was archived
     archived_as: str | None = None  # history lines of archived runs: where the trigger went
     retry_at: str | None = None  # history lines of runs tried again: the next attempt's time

@@ -200,3 +200,16 @@ def _optional_count(text: str) -> int | None:
 
 
 OPTIONAL_COUNT = Kind("a whole number of at least 1, or empty for no limit", _optional_count)
+
+
+def _optional_amount(text: str) -> float | None:
+    word = text.strip()
+    if word.lower() in ("", "none", "off"):
+        return None
+    value = NUMBER_ABOVE_ZERO.parse(word)
+    assert isinstance(value, float)
+    return value
+
+
+NUMBER_ABOVE_ZERO = number(0, above=True)
+OPTIONAL_AMOUNT = Kind("a number greater than 0, or empty for none", _optional_amount)

@@ -22,6 +22,7 @@ from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.setting_kinds import (
     AGENT_COMMAND,
     BYTE_SIZE,
+    OPTIONAL_AMOUNT,
     OPTIONAL_COUNT,
     POOLS,
     REVISION,
@@ -62,6 +63,13 @@ class StdinMode(StrEnum):
 
 
 OutputKind = StrEnum("OutputKind", {kind.upper(): kind for kind in OUTPUT_KINDS})  # type: ignore[misc]
+
+
+class ResumeMode(StrEnum):
+    """Whether a run continues the agent session of the ticket's previous run."""
+
+    OFF = "off"
+    PER_TICKET = "per-ticket"
 
 
 class WorktreeMode(StrEnum):
@@ -119,6 +127,34 @@ class Settings:
         OutputKind("auto"), choice(OutputKind),
         "how a run's output is read: auto: by the command's program (claude, codex, gemini: "
         "their JSON-lines events), else text; or text, claude, codex, gemini")
+    AGENT_FIRST_OUTPUT_TIMEOUT: float | None = setting(
+        None, OPTIONAL_AMOUNT,
+        "runs read as events: stopped as stalled when no event came this many seconds after "
+        "the start")
+    AGENT_STALL_TIMEOUT: float | None = setting(
+        None, OPTIONAL_AMOUNT,
+        "runs read as events: stopped as stalled after this many seconds without an event")
+    AGENT_RESULT_GRACE: float | None = setting(
+        30.0, OPTIONAL_AMOUNT,
+        "runs read as events: stopped this many seconds after their result line if still "
+        "running; the outcome is the result's")
+    FAIL_ON_PERMISSION_DENIAL: bool = setting(
+        False, SWITCH, "a run whose agent reports a denied tool permission fails")
+    MAX_RUN_COST_USD: float | None = setting(
+        None, OPTIONAL_AMOUNT, "a run whose cost passes this many US dollars is stopped "
+                               "(outcome over_budget)")
+    DAILY_COST_LIMIT_USD: float | None = setting(
+        None, OPTIONAL_AMOUNT,
+        "no new run starts once the runs of the day (UTC) have cost this many US dollars")
+    RATE_LIMIT_HOLD: float = setting(
+        60.0, number(0, above=True),
+        "seconds new runs wait after a rate limit whose CLI gave no reset time")
+    RATE_LIMIT_MAX_HOLD: float = setting(
+        3600.0, number(0, above=True), "the longest a rate limit holds new runs, in seconds")
+    RESUME_SESSIONS: ResumeMode = setting(  # noqa: RUF009 (setting() is a field())
+        ResumeMode.OFF, choice(ResumeMode),
+        "per-ticket: a Claude Code run resumes the session of its ticket's previous run "
+        "(--resume)")
     MAX_TRIGGER_BYTES: int = setting(
         1024 * 1024, whole_number(64), "larger trigger files are rejected without being read")
     TRIGGER_SETTLE_SECONDS: float = setting(

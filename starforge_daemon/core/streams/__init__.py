@@ -70,6 +70,7 @@ class Summary:
     subtype: str | None
     expects_result: bool  # the CLI always ends with a result: one missing means it did not finish
     skipped_lines: int  # unreadable or over MAX_LINE_BYTES
+    rate_limit_until: float | None  # the reset time of the last rate limit that bit
 
 
 @dataclass(frozen=True)
@@ -311,9 +312,13 @@ class StreamAdapter:
                         tool_input=self.tool_input if self.phase == "tool" else None, turns=turns,
                         tokens_in=usage.input, tokens_out=usage.output,
                         cache_read_tokens=usage.cache_read,
-                        cache_creation_tokens=usage.cache_creation, cost_usd=self.cost_usd,
+                        cache_creation_tokens=usage.cache_creation, cost_usd=self.live_cost(),
                         last_text=self.last_text, events=self.events, skipped=self.skipped,
                         rate_limit_until=self.rate_limit_until)
+
+    def live_cost(self) -> float | None:
+        """The cost so far, as the CLI reported it (an adapter may add an estimate)."""
+        return self.cost_usd
 
     def summary(self) -> Summary:
         raise NotImplementedError
@@ -328,6 +333,7 @@ class StreamAdapter:
             "cache_read_tokens": usage.cache_read, "cache_creation_tokens": usage.cache_creation,
             "cost_usd": self.cost_usd, "result_text": None, "permission_denials": 0,
             "api_error_status": None, "terminal_reason": None, "subtype": None,
-            "expects_result": self.expects_result, "skipped_lines": self.skipped}
+            "expects_result": self.expects_result, "skipped_lines": self.skipped,
+            "rate_limit_until": self.rate_limit_until}
         values.update(fields)
         return Summary(**values)

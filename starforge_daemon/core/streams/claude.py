@@ -33,6 +33,7 @@ from starforge_daemon.core.streams import (
     is_rate_limit,
     one_line,
 )
+from starforge_daemon.core.streams.prices import estimated_cost
 
 RATE_LIMIT_STATUSES = (429, 529)
 
@@ -160,11 +161,19 @@ class ClaudeAdapter(StreamAdapter):
     def totals(self) -> tuple[Tokens, int]:
         return self.usage + self._pending_tokens(), self.turns + len(self._since_result)
 
+    def live_cost(self) -> float | None:
+        """The reported cost, plus an estimate for the tokens used since the last result."""
+        pending = self._pending_tokens()
+        if not pending.nonzero():
+            return self.cost_usd
+        estimate = estimated_cost(self.model, pending)
+        return self.cost_usd if estimate is None else (self.cost_usd or 0.0) + estimate
+
     def summary(self) -> Summary:
         result = self._result
         turns = self.totals()[1]
         if result is None:
-            return self.make_summary(turns=turns if turns else None)
+            return self.make_summary(turns=turns if turns else None, cost_usd=self.live_cost())
         failure = failure_of(result)
         status = as_int(result.get("api_error_status"))
         denials = result.get("permission_denials")

@@ -1,0 +1,74 @@
+"""Why new runs wait besides memory: a rate limit of the agents' CLI until its reset, and the
+day's spending once it reaches ``DAILY_COST_LIMIT_USD``, until midnight UTC.
+
+Pure bookkeeping: the engine tells it what runs report and finish with, the starter asks it
+for a reason to hold. Every agent shares one command, so a rate limit holds them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DAY = 86400.0
+
+
+def utc_day_start(moment: float) -> float:
+    day = datetime.fromtimestamp(moment, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day.timestamp()
+
+
+def clock_text(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%H:%M UTC")
+
+
+@dataclass(frozen=True)
+class HoldRules:
+    rate_limit_hold: float  # seconds, when the CLI gave no reset time
+    rate_limit_max_hold: float
+    daily_cost_limit: float | None
+
+
+class Holds:
+    def __init__(self, rules: HoldRules) -> None:
+        self.rules = rules
+        self.rate_limited_until: float | None = None
+        self._day = 0.0  # the start of the UTC day day_cost counts
+        self.day_cost = 0.0
+
+    def rate_limited(self, reset: float | None, now: float) -> float:
+        """A rate limit bit: hold until its reset (``RATE_LIMIT_HOLD`` from now when unknown,
+        never past ``RATE_LIMIT_MAX_HOLD``). Returns when the hold ends."""
+        until = reset if reset is not None and reset > now else now + self.rules.rate_limit_hold
+        until = min(until, now + self.rules.rate_limit_max_hold)
+        if self.rate_limited_until is None or until > self.rate_limited_until:
+            self.rate_limited_until = until
+        return until
+
+    def spent(self, cost: float | None, at: float) -> None:
+        """A run that ended at ``at`` cost ``cost`` US dollars."""
+        if not cost:
+            return
+        day = utc_day_start(at)
+        if day > self._day:
+            self._day, self.day_cost = day, 0.0
+        if day == self._day:
+            self.day_cost += cost
+
+    def reason(self, now: float) -> str | None:
+        """Why new runs wait now, or None."""
+        if self.rate_limited_until is not None and now < self.rate_limited_until:
+            return f"rate-limited until {clock_text(self.rate_limited_until)}"
+        limit = self.rules.daily_cost_limit
+        if limit is not None and utc_day_start(now) == self._day and self.day_cost >= limit:
+            return (f"today's runs cost ${self.day_cost:.2f}, DAILY_COST_LIMIT_USD={limit:g}: "
+                    "until midnight UTC")
+        return None
+
+    def ends_at(self, now: float) -> float | None:
+        """When the current hold ends by itself; None without one."""
+        if self.rate_limited_until is not None and now < self.rate_limited_until:
+            return self.rate_limited_until
+        if self.reason(now) is not None:
+            return self._day + DAY
+        return None
