@@ -86,6 +86,10 @@ class Tokens:
         return Tokens(self.input + other.input, self.output + other.output,
                       self.cache_read + other.cache_read, self.cache_creation + other.cache_creation)
 
+    def __sub__(self, other: Tokens) -> Tokens:
+        return Tokens(self.input - other.input, self.output - other.output,
+                      self.cache_read - other.cache_read, self.cache_creation - other.cache_creation)
+
     def nonzero(self) -> bool:
         return any((self.input, self.output, self.cache_read, self.cache_creation))
 

@@ -78,6 +78,7 @@ class ClaudeAdapter(StreamAdapter):
     def __init__(self) -> None:
         super().__init__()
         self._since_result: dict[str, Tokens] = {}  # usage per assistant message id since a result
+        self._pending = Tokens()  # their sum
         self._anonymous = 0
         self._result: dict[str, Any] | None = None
 
@@ -106,7 +107,9 @@ class ClaudeAdapter(StreamAdapter):
             self._anonymous += 1
             key = f"#{self._anonymous}"
         if "usage" in message or key not in self._since_result:
-            self._since_result[key] = anthropic_tokens(message.get("usage"))
+            tokens = anthropic_tokens(message.get("usage"))
+            self._pending = self._pending - self._since_result.get(key, Tokens()) + tokens
+            self._since_result[key] = tokens
         model = as_str(message.get("model"))
         if self.model is None and model and not model.startswith("<"):  # not "<synthetic>"
             self.model = model
@@ -140,10 +143,11 @@ class ClaudeAdapter(StreamAdapter):
         elif this_result.nonzero():
             self.usage = before + this_result
         else:
-            self.usage = before + self._pending_tokens()
+            self.usage = before + self._pending
         turns = as_int(result.get("num_turns"))
         self.turns += turns if turns is not None and turns >= 0 else len(self._since_result)
         self._since_result.clear()
+        self._pending = Tokens()
         self.cost_usd = as_float(result.get("total_cost_usd"))
         if self.cost_usd is None and self._result is not None:
             self.cost_usd = as_float(self._result.get("total_cost_usd"))
@@ -152,18 +156,12 @@ class ClaudeAdapter(StreamAdapter):
         self.phase, self.tool, self.tool_input = "finishing", None, None
         self.said(result.get("result"))
 
-    def _pending_tokens(self) -> Tokens:
-        total = Tokens()
-        for tokens in self._since_result.values():
-            total += tokens
-        return total
-
     def totals(self) -> tuple[Tokens, int]:
-        return self.usage + self._pending_tokens(), self.turns + len(self._since_result)
+        return self.usage + self._pending, self.turns + len(self._since_result)
 
     def live_cost(self) -> float | None:
         """The reported cost, plus an estimate for the tokens used since the last result."""
-        pending = self._pending_tokens()
+        pending = self._pending
         if not pending.nonzero():
             return self.cost_usd
         estimate = estimated_cost(self.model, pending)
