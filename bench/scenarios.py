@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -387,9 +388,21 @@ def _share_rows(what: str, shares: dict[str, float], unit: str, limit: float) ->
 
 def idle(ctx: Context, result: ScenarioResult) -> None:
     """Nothing to do for a minute: the daemon's standing cost."""
+    _idle(ctx, result, "idle", {"AGENT_COMMAND": "true"})
+
+
+def idle_with_metrics(ctx: Context, result: ScenarioResult) -> None:
+    """The same with METRICS_ADDRESS: the heartbeat and the HTTP server's thread."""
+    with socket.socket() as probe:  # a free port, given back for the daemon to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _idle(ctx, result, "idle-metrics",
+          {"AGENT_COMMAND": "true", "METRICS_ADDRESS": f"127.0.0.1:{port}"})
+
+
+def _idle(ctx: Context, result: ScenarioResult, name: str, settings: dict[str, str]) -> None:
     seconds = ctx.sizes.idle_seconds
-    with fresh_project(ctx, result, "idle", {"AGENT_COMMAND": "true"}) as project, \
-            running(project) as daemon:
+    with fresh_project(ctx, result, name, settings) as project, running(project) as daemon:
         time.sleep(SETTLE_SECONDS)
         processes = daemon.processes()
         window = CpuWindow(processes)
@@ -415,4 +428,5 @@ SCENARIOS: dict[str, tuple[str, Callable[[Context, ScenarioResult], None]]] = {
     "backlog-scaling": ("backlog scaling", backlog_scaling),
     "many-at-once": ("many runs at once", many_at_once),
     "idle": ("idle", idle),
+    "idle-metrics": ("idle, metrics on", idle_with_metrics),
 }

@@ -532,7 +532,7 @@ def test_report_without_history_and_bad_options(project: Project, tmp_path: Path
     assert "No runs in `.claude/daemon/runs.jsonl`." in result.stdout
     assert json.loads(project.cli("report", "--format", "json").stdout)["total"]["runs"] == 0
     for args, message in ((["--since", "5x"], "not a duration"), (["--since", "0m"], "duration"),
-                          (["--format", "html"], "'html' is not one of"),
+                          (["--format", "pdf"], "'pdf' is not one of"),
                           (["--output", str(tmp_path)], "is a directory")):
         bad = project.cli("report", *args, check=False)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)

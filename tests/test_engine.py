@@ -24,6 +24,7 @@ from starforge_daemon.workspaces.base import SharedCheckout
 
 class FakeRunner:
     containment = "containment: none (scripted runs)"
+    reachable = True
 
     def __init__(self) -> None:
         self.launched: list[LaunchSpec] = []

@@ -48,7 +48,8 @@ def test_a_retry_waits_in_running_for_its_backoff_and_runs_again_from_there(setu
     first = runner.launched[0]
     engine.apply([started(first, 5), exited(first, 3, clock.now)], clock.now)
     record = json.loads((paths.attempts / "flaky.trigger.json").read_text())
-    assert list(record) == ["attempts", "not_before"] and list(record["attempts"][0]) == RESULT_KEYS
+    assert list(record) == ["trigger", "attempts", "not_before"]
+    assert list(record["attempts"][0]) == RESULT_KEYS
     assert list(paths.running.iterdir()) == [paths.running / "flaky.trigger"]
     assert not list(paths.triggers.glob("*.trigger")), "no trip through the trigger folder"
     assert len(runner.launched) == 1 and engine.queue.next_due() == clock.now + 30
@@ -153,7 +154,7 @@ def test_memory_short_holds_new_runs_once_per_spell_and_lets_them_go_after(setup
     clock.now += 1
     engine.apply([], clock.now)
     assert runner.launched == [] and engine.state(clock.now).held_back == gauge.reason
-    assert [event for event in seen if isinstance(event, Held)] == [Held(gauge.reason, 1)]
+    assert [event for event in seen if isinstance(event, Held)] == [Held(gauge.reason, 1, "memory")]
     assert engine._next_wakeup(clock.now) <= clock.now + 1, "the gauge is read again soon"
     gauge.reason = None
     clock.now += 1
@@ -221,8 +222,8 @@ def test_timeout_then_kill_are_events_and_the_finish_is_a_timeout_line(setup) ->
              if isinstance(event, Spawned | TimedOut | KillEscalated | Finished)]
     assert kinds == ["Spawned", "TimedOut", "KillEscalated", "Finished"]
     assert runner.stops == [(spec.run_id, False), (spec.run_id, True)]
-    finished = seen[-1] if isinstance(seen[-1], Finished) else None
-    assert finished is not None and finished.outcome == "timed_out"
+    finished = next(event for event in seen if isinstance(event, Finished))
+    assert finished.outcome == "timed_out"
     assert log_line(finished)[:2] == (Level.WARNING, "TIMEOUT")
 
 

@@ -74,7 +74,9 @@ def test_run_that_ended_while_no_daemon_ran_is_archived_with_its_status(project:
     assert project.all_archived() == {}
     project.start()
     project.wait_archived(1)
-    assert project.result("t.trigger")["exit_code"] == 4
+    result = project.result("t.trigger")
+    assert result["exit_code"] == 4
+    assert result["pid"] == project.journal("start")[0]["pid"]  # the journal knew the agent
     assert "RECOVERY" in project.log()
 
 

@@ -22,21 +22,20 @@ if TYPE_CHECKING:
 
 
 def _ask(paths: ProjectPaths, message: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    from starforge_daemon.store.control_socket import ControlError, request
+    from starforge_daemon.client.steer import Refused, ask
+    from starforge_daemon.store.control_socket import ControlError
 
     try:
-        answer = request(paths.control_socket, message)
+        answer = ask(paths, message)
+    except Refused as refusal:
+        if as_json:
+            click.echo(json.dumps(refusal.answer, indent=2))
+        raise click.ClickException(str(refusal)) from None
     except ControlError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(answer, indent=2))
-    if not answer.get("ok"):
-        raise _refusal(answer)
     return answer
-
-
-def _refusal(answer: dict[str, Any]) -> click.ClickException:
-    return click.ClickException(str(answer.get("error") or "the daemon refused"))
 
 
 def _agent_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -68,37 +67,18 @@ def pause_change(before: Pauses, after: Pauses, agent: str | None, paused: bool)
 
 def _set_pause(paths: ProjectPaths, agent: str | None, paused: bool, as_json: bool) -> None:
     """Through the daemon when it runs; else in paused.json, which it reads when it starts."""
-    from starforge_daemon.store.control_socket import ControlError, DaemonNotRunning, request
-    from starforge_daemon.store.pauses import Pauses, change_without_daemon, load_pauses
+    from starforge_daemon.client.steer import set_pause
+    from starforge_daemon.store.control_socket import ControlError
 
-    before = load_pauses(paths.paused_file)
     try:
-        answer = request(paths.control_socket,
-                         {"op": "pause" if paused else "resume", "agent": agent})
-    except DaemonNotRunning:
-        answer = None
+        change = set_pause(paths, agent, paused)
     except ControlError as error:
         raise click.ClickException(str(error)) from None
-    if answer is None:
-        try:
-            changed = change_without_daemon(paths, agent, paused)
-        except OSError as error:
-            raise click.ClickException(f"cannot change {paths.paused_file}: "
-                                       f"{error.strerror or error}") from None
-        if changed is None:
-            raise click.ClickException("the daemon is starting or stopping; try again")
-        before, after = changed
-        answer = {"ok": True, "paused": after.to_json(), "daemon_running": False}
-    elif not answer.get("ok"):
-        raise _refusal(answer)
-    else:
-        after = Pauses.from_json(answer.get("paused"))
-        answer = {**answer, "daemon_running": True}
     if as_json:
-        click.echo(json.dumps(answer, indent=2))
+        click.echo(json.dumps(change.answer, indent=2))
         return
-    said = pause_change(before, after, agent, paused)
-    if not answer["daemon_running"]:
+    said = pause_change(change.before, change.after, agent, paused)
+    if not change.daemon_running:
         said += " (the daemon is not running; it keeps to this when it starts)"
     click.echo(said)
 

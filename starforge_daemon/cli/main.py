@@ -61,13 +61,16 @@ def _stop_timeout(paths: ProjectPaths) -> float:
 LAZY_COMMANDS = {
     "agent": ("control", "agent", "Act on one agent's run."),
     "completion": ("completion", "completion", "Print the shell completion script (bash, zsh or fish)."),
+    "dashboard": ("dashboard", "top", "The live dashboard (same as top)."),
     "doctor": ("doctor", "doctor", "Check the project, its settings, agent program and daemon."),
+    "notify": ("notify", "notify", "Notifications: send a test message (notify test)."),
     "logs": ("runs", "logs", "Show or follow a run's log, or the daemon's."),
     "queue": ("queue", "queue", "Look at and steer the pending triggers."),
     "report": ("runs", "report", "Runs per agent: outcomes, durations, throughput."),
     "retry": ("control", "retry", "Put failed triggers back in the queue."),
     "runs": ("runs", "runs", "List the finished runs (--failed: the failed ones)."),
     "systemd": ("systemd", "systemd", "Run this project's daemon under systemd."),
+    "top": ("dashboard", "top", "A live, full-screen view of slots, queue, runs and events."),
     "trigger": ("queue", "trigger", "Queue a trigger for AGENT; prints its path."),
     "worktrees": ("worktrees", "worktrees", "List (or clean) the runs' git worktrees."),
 }
@@ -213,6 +216,8 @@ def _status_text(doc: dict[str, Any]) -> str:
     if doc["running"] and doc["containment"]:
         # the daemon's text may name itself already (it is also its MODE line)
         lines.append(f"containment: {doc['containment'].removeprefix('containment: ')}")
+    if doc["notify_error"]:
+        lines.append(f"notifications failing: {doc['notify_error']}")
     return "\n".join(lines)
 
 
@@ -244,8 +249,11 @@ def _watch(render: Callable[[], str], interval: float, title: str | None) -> Non
                    "(with --json, one document after another). Exits 0.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between refreshes with --watch.")
+@click.option("--check", is_flag=True,
+              help="Only say in one line whether the daemon is well (its loop answers within "
+                   "5s, its keeper is connected): exit 0 healthy, 1 not.")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> None:
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float, check: bool) -> None:
     """Show slots, queue and daemon; exit 0 when running, 3 when not, 4 outside a project."""
     from click.core import ParameterSource
 
@@ -254,6 +262,14 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> N
     paths = require_project(ctx, STATUS_UNKNOWN_EXIT)
     if not watch and ctx.get_parameter_source("interval") is not ParameterSource.DEFAULT:
         raise click.UsageError("--interval only goes with --watch")
+    if check:
+        from starforge_daemon.client.health import check_health
+
+        if as_json or watch:
+            raise click.UsageError("--check goes without --json and --watch")
+        health = check_health(paths)
+        click.echo(health.line)
+        sys.exit(0 if health.healthy else 1)
 
     def render(doc: dict[str, Any]) -> str:
         import json

@@ -198,10 +198,11 @@ def runs(paths: ProjectPaths, failed: bool, agent: str | None, as_json: bool) ->
 @click.command(short_help="Runs per agent: outcomes, durations, throughput.")
 @click.option("--since", type=Duration(), metavar="DURATION",
               help="Only runs that ended this long ago or less: 90s, 30m, 24h, 7d, 2w.")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json", "html"]),
+              default="markdown", show_default=True,
+              help="html: one page with a timeline of the runs and charts, that opens offline.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the report to this file.")
+              help="Also write the report to this file (html: only to this file).")
 @pass_project
 def report(paths: ProjectPaths, since: tuple[str, float] | None, fmt: str,
            output: Path | None) -> None:
@@ -214,22 +215,35 @@ def report(paths: ProjectPaths, since: tuple[str, float] | None, fmt: str,
     or were lost. "runs/h" divides an agent's
     runs by the hours from the first selected run's start to the last one's end (the same span
     for every agent). p95 is the nearest-rank percentile. Cost and tokens add up what the runs
-    reported of themselves; an attempt that was tried again counts too.
+    reported of themselves; an attempt that was tried again counts too. The html page adds a
+    timeline (one lane per agent, one bar per run, coloured by outcome) and bar charts.
     """
     import time
 
-    from starforge_daemon.client.report import read_history, render_json, render_markdown, summarize
+    from starforge_daemon.client.report import (
+        read_history,
+        render_json,
+        render_markdown,
+        select,
+        summarize,
+    )
 
     try:
         records, skipped = read_history(paths.history_file)
     except OSError as error:
         raise click.ClickException(f"cannot read {paths.history_file}: "
                                    f"{error.strerror or error}") from None
-    doc = summarize(records, now=time.time(), since_s=since[1] if since else None,
-                    since_text=since[0] if since else None, skipped=skipped,
-                    source=str(paths.history_file.relative_to(paths.root)))
-    text = render_json(doc) if fmt == "json" else render_markdown(doc)
-    click.echo(text, nl=False)
+    now, since_s = time.time(), since[1] if since else None
+    doc = summarize(records, now=now, since_s=since_s, since_text=since[0] if since else None,
+                    skipped=skipped, source=str(paths.history_file.relative_to(paths.root)))
+    if fmt == "html":
+        from starforge_daemon.client.report_html import render_html
+
+        text = render_html(doc, select(records, since_s, now))
+    else:
+        text = render_json(doc) if fmt == "json" else render_markdown(doc)
+    if fmt != "html" or output is None:  # a page goes to its file, not over the terminal
+        click.echo(text, nl=False)
     if output is not None:
         try:
             output.write_text(text, encoding="utf-8")

@@ -110,6 +110,7 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
         "counters": state.counters if pid else {},
         "paused": load_pauses(paths.paused_file).to_json(),
         "held_back": state.held_back if pid else None,
+        "notify_error": state.notify_error if pid else None,
     }
 
 

@@ -105,12 +105,17 @@ def tokens_text(count: int | None) -> str:
     return "-" if count is None else f"{count:,}"
 
 
-def _spend_row(name: str, spend: dict[str, Any]) -> list[str]:
+SPEND_HEADERS = ("runs", "with cost", "cost", "tokens in", "tokens out")
+
+
+def spend_row(name: str, spend: dict[str, Any]) -> list[str]:
+    """A group's spending as the cells of a table row, after its ``name``."""
     return [name, str(spend["runs"]), str(spend["runs_with_cost"]), cost_text(spend["cost_usd"]),
             tokens_text(spend["tokens_in"]), tokens_text(spend["tokens_out"])]
 
 
-def _total_line(total: dict[str, Any]) -> str:
+def total_line(total: dict[str, Any]) -> str:
+    """One sentence: what all the runs cost and the tokens they used."""
     cost = (f"{cost_text(total['cost_usd'])} in all, from the {total['runs_with_cost']} of "
             f"{total['runs']} runs that reported a cost" if total["runs_with_cost"]
             else f"None of the {total['runs']} runs reported a cost")
@@ -123,16 +128,15 @@ def _total_line(total: dict[str, Any]) -> str:
 def render_costs(costs: dict[str, Any]) -> list[str]:
     """The Markdown lines of the cost part: per agent with the total, per ticket, and the most
     expensive runs."""
-    headers = ["runs", "with cost", "cost", "tokens in", "tokens out"]
-    agents = [_spend_row(agent["agent"], agent) for agent in costs["agents"]]
-    agents.append(_spend_row("**all**", costs["total"]))
-    lines = ["", "## Cost", "", _total_line(costs["total"]), "",
-             markdown_table(["agent", *headers], agents), "",
+    agents = [spend_row(agent["agent"], agent) for agent in costs["agents"]]
+    agents.append(spend_row("**all**", costs["total"]))
+    lines = ["", "## Cost", "", total_line(costs["total"]), "",
+             markdown_table(["agent", *SPEND_HEADERS], agents), "",
              "*cost* and the tokens add up what the runs reported of themselves (\"-\": none "
              "did); a run tried again counts once per attempt."]
     if costs["tickets"]:
-        tickets = [_spend_row(cell(ticket["ticket"]), ticket) for ticket in costs["tickets"]]
-        lines += ["", "### Per ticket", "", markdown_table(["ticket", *headers], tickets)]
+        tickets = [spend_row(cell(ticket["ticket"]), ticket) for ticket in costs["tickets"]]
+        lines += ["", "### Per ticket", "", markdown_table(["ticket", *SPEND_HEADERS], tickets)]
         if costs["tickets_with_cost"] > len(tickets):
             lines += ["", f"...and {costs['tickets_with_cost'] - len(tickets)} cheaper tickets."]
     lines += ["", "## Most expensive runs", ""]

@@ -12,12 +12,12 @@ WIDTH = 72
 
 def activity_text(progress: dict[str, Any], now: float | None = None) -> str:
     """``tool Bash: make test · 3 turns · 12k in / 840 out · $0.0412 · 2s ago``."""
-    parts = [_doing(progress)]
+    parts = [doing_text(progress)]
     if progress.get("turns"):
         parts.append(f"{progress['turns']} turns")
     if progress.get("tokens_in") or progress.get("tokens_out"):
-        parts.append(f"{_count(progress.get('tokens_in'))} in / "
-                     f"{_count(progress.get('tokens_out'))} out")
+        parts.append(f"{count_text(progress.get('tokens_in'))} in / "
+                     f"{count_text(progress.get('tokens_out'))} out")
     if isinstance(progress.get("cost_usd"), int | float):
         parts.append(f"${progress['cost_usd']:.4f}")
     if progress.get("rate_limited_until"):
@@ -29,7 +29,8 @@ def activity_text(progress: dict[str, Any], now: float | None = None) -> str:
     return line if len(line) <= WIDTH else line[:WIDTH - 1] + "…"
 
 
-def _doing(progress: dict[str, Any]) -> str:
+def doing_text(progress: dict[str, Any]) -> str:
+    """What the run does now: its phase, or the tool and what it works on."""
     phase = progress.get("phase") or "?"
     if phase == "tool":
         tool_input = progress.get("tool_input")
@@ -38,6 +39,7 @@ def _doing(progress: dict[str, Any]) -> str:
     return phase
 
 
-def _count(value: Any) -> str:
+def count_text(value: Any) -> str:
+    """A token count, in thousands from 10,000 on."""
     number = value if isinstance(value, int) else 0
     return f"{number / 1000:.1f}k" if number >= 10_000 else str(number)

@@ -186,7 +186,12 @@ def summarize(records: list[HistoryRecord], *, now: float, since_s: float | None
     }
 
 
-def _agent_row(name: str, counts: dict[str, Any]) -> list[Any]:
+AGENT_HEADERS = ("agent", "runs", "ok", "failed", "timed out", "median", "p95", "runs/h", "CPU",
+                 "peak memory")
+
+
+def agent_row(name: str, counts: dict[str, Any]) -> list[Any]:
+    """One agent's numbers (or the total's) as the cells of a table row."""
     rate = counts["runs_per_hour"]
     return [name, counts["runs"], counts["succeeded"], counts["failed"], counts["timed_out"],
             duration_text(counts["median_s"], tenths=True),
@@ -227,11 +232,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines.append(f"{doc['skipped_lines']} unreadable line(s) skipped.")
     if not total["runs"]:
         return "\n".join(lines) + "\n"
-    rows = [_agent_row(agent["agent"], agent) for agent in doc["agents"]]
-    rows.append(_agent_row("**all**", total))
-    headers = ["agent", "runs", "ok", "failed", "timed out", "median", "p95", "runs/h", "CPU",
-               "peak memory"]
-    lines += ["", "## Per agent", "", markdown_table(headers, rows), "",
+    rows = [agent_row(agent["agent"], agent) for agent in doc["agents"]]
+    rows.append(agent_row("**all**", total))
+    lines += ["", "## Per agent", "", markdown_table(AGENT_HEADERS, rows), "",
               "*failed* counts runs that failed, were killed or were lost; *runs/h* divides the "
               "runs by the hours from the first run's start to the last run's end; *CPU* adds "
               "up the runs' CPU time and *peak memory* is the highest of their peaks, both from "

@@ -100,7 +100,7 @@ def ticket_log(paths: ProjectPaths, agent: str, ticket: str) -> Path:
     return _newest(found)
 
 
-def _tail_offset(file: BinaryIO, lines: int) -> int:
+def tail_offset(file: BinaryIO, lines: int) -> int:
     """Where the last ``lines`` lines of a seekable file begin."""
     end = file.seek(0, os.SEEK_END)
     if lines <= 0:
@@ -134,7 +134,7 @@ def show(path: Path, write: Callable[[bytes], None], lines: int | None = None) -
         return 0
     with open(path, "rb") as file:
         if lines is not None:
-            file.seek(_tail_offset(file, lines))
+            file.seek(tail_offset(file, lines))
         while chunk := file.read(CHUNK):
             write(chunk)
         return file.tell()

@@ -23,8 +23,8 @@ def placeholders_in(word: str) -> set[str]:
     return set(_PLACEHOLDER.findall(word))
 
 
-def unknown_placeholders(words: list[str]) -> list[str]:
-    return sorted({name for word in words for name in placeholders_in(word)} - set(PLACEHOLDERS))
+def unknown_placeholders(words: list[str], known: tuple[str, ...] = PLACEHOLDERS) -> list[str]:
+    return sorted({name for word in words for name in placeholders_in(word)} - set(known))
 
 
 def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:

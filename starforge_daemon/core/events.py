@@ -101,10 +101,12 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """No new runs while memory is short."""
+    """No new runs for now: memory is short, the files refuse writes, a rate limit bit or the
+    day's budget is spent."""
 
     reason: str
     queued: int
+    kind: str  # a core.holds.HoldKind: memory, disk, rate_limit, budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,57 @@ class Finished:
     attempt: int
     duration_s: float
     start_failed: bool  # the run could not even start
+    trigger: str | None = None
+    # the run's own account, when its output gave one (metrics count them)
+    model: str | None = None
+    cost_usd: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    log: str | None = None  # the run's log file
+    retry_at: str | None = None  # when the trigger is tried again; None: it is archived
+    dead_letter: bool = False  # archived in failed/ after the last of its retries
+
+
+@dataclass(frozen=True, slots=True)
+class StillRunning:
+    """A run going for longer than ``NOTIFY_PROGRESS_EVERY``, said that often."""
+
+    agent: str
+    ticket: str | None
+    run: str
+    elapsed_s: float
+    tool: str | None  # what its CLI reported doing last
+    cost_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """A finished run's trigger is in its archive, its result file beside it."""
+
+    agent: str
+    run: str
+    outcome: str
+    trigger: str  # where it is now
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """The last run ended with nothing queued: the daemon is idle."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyFailed:
+    """A notification URL or ``ON_FINISH_COMMAND`` failed; said once until it works again."""
+
+    target: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyWorks:
+    """A notification target that failed works again."""
+
+    target: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +287,8 @@ Event = (DaemonStarted | Mode | Contained | LimitUnavailable | Ready | StateDama
          | RecoveryNote | Requeued | Adopted
          | Recovered | Queued | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
          | Watched | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
-         | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem)
+         | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem
+         | StillRunning | Archived | Drained | NotifyFailed | NotifyWorks)
 Observer = Callable[[Event], None]
 
 

@@ -1,5 +1,6 @@
-"""Why new runs wait besides memory: a rate limit of the agents' CLI until its reset, and the
-day's spending once it reaches ``DAILY_COST_LIMIT_USD``, until midnight UTC.
+"""Why new runs wait besides memory: the project's files refusing writes (a full or read-only
+disk) until a probe succeeds, a rate limit of the agents' CLI until its reset, and the day's
+spending once it reaches ``DAILY_COST_LIMIT_USD``, until midnight UTC.
 
 Pure bookkeeping: the engine tells it what runs report and finish with, the starter asks it
 for a reason to hold. Every agent shares one command, so a rate limit holds them all.
@@ -9,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 DAY = 86400.0
+DISK_PROBE_FIRST = 1.0  # seconds before the first new try of a refused write; doubling
+DISK_PROBE_MAX = 30.0
 
 
 def utc_day_start(moment: float) -> float:
@@ -20,6 +24,15 @@ def utc_day_start(moment: float) -> float:
 
 def clock_text(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%H:%M UTC")
+
+
+class HoldKind(StrEnum):
+    """What holds new runs back (the starter's memory gauge, or one of :class:`Holds`)."""
+
+    MEMORY = "memory"
+    DISK = "disk"
+    RATE_LIMIT = "rate_limit"
+    BUDGET = "budget"
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,26 @@ class Holds:
         self.rate_limited_until: float | None = None
         self._day = 0.0  # the start of the UTC day day_cost counts
         self.day_cost = 0.0
+        self.disk_error: str | None = None
+        self._disk_wait = 0.0
+        self._disk_probe_at = 0.0
+
+    def disk_refused(self, error: str, now: float) -> bool:
+        """A write to the project's files failed; True when this begins a spell. The next try
+        is allowed after a backoff (``probe_due``)."""
+        began = self.disk_error is None
+        self.disk_error = error
+        self._disk_wait = DISK_PROBE_FIRST if began else min(2 * self._disk_wait, DISK_PROBE_MAX)
+        self._disk_probe_at = now + self._disk_wait
+        return began
+
+    def disk_accepted(self) -> None:
+        """A write went through: the files take writes again."""
+        self.disk_error = None
+
+    def probe_due(self, now: float) -> bool:
+        """Whether a write may be tried now, during a spell of refused writes."""
+        return self.disk_error is not None and now >= self._disk_probe_at
 
     def rate_limited(self, reset: float | None, now: float) -> float:
         """A rate limit bit: hold until its reset (``RATE_LIMIT_HOLD`` from now when unknown,
@@ -57,6 +90,8 @@ class Holds:
 
     def reason(self, now: float) -> str | None:
         """Why new runs wait now, or None."""
+        if self.disk_error is not None:
+            return f"the project's files refuse writes ({self.disk_error}); trying again"
         if self.rate_limited_until is not None and now < self.rate_limited_until:
             return f"rate-limited until {clock_text(self.rate_limited_until)}"
         limit = self.rules.daily_cost_limit
@@ -66,9 +101,19 @@ class Holds:
         return None
 
     def ends_at(self, now: float) -> float | None:
-        """When the current hold ends by itself; None without one."""
+        """When the current hold ends by itself, or may (a disk probe); None without one."""
+        if self.disk_error is not None:
+            return self._disk_probe_at
         if self.rate_limited_until is not None and now < self.rate_limited_until:
             return self.rate_limited_until
         if self.reason(now) is not None:
             return self._day + DAY
         return None
+
+    def kind(self, now: float) -> HoldKind | None:
+        """Which hold :meth:`reason` tells of now, or None."""
+        if self.disk_error is not None:
+            return HoldKind.DISK
+        if self.rate_limited_until is not None and now < self.rate_limited_until:
+            return HoldKind.RATE_LIMIT
+        return HoldKind.BUDGET if self.reason(now) is not None else None

@@ -96,6 +96,10 @@ class TriggerQueue:
                 return member
         return None
 
+    def waiting_by_target(self) -> dict[str, int]:
+        """How many triggers wait for each target (agent or pool name); O(targets)."""
+        return {target: len(heap) for target, heap in self._by_target.items()}
+
     def next_due(self) -> float | None:
         """When the earliest backing-off trigger may run."""
         return self._waiting[0][0] if self._waiting else None

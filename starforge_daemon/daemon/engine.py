@@ -39,7 +39,7 @@ from starforge_daemon.daemon.periodic import Upkeep
 from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.daemon.recovery import recover_runs, take_over
-from starforge_daemon.daemon.starter import Gauge, Starter
+from starforge_daemon.daemon.starter import Gauge, Start, Starter
 from starforge_daemon.intake.reader import Inbox, TriggerReader
 from starforge_daemon.intake.triggers import Accepted
 from starforge_daemon.runtime.api import Exited, Progressed, RunEvent, Runner, Started
@@ -104,7 +104,7 @@ class Engine:
                                finisher=self.finisher, saved=self.saved, events=events,
                                base_env=base_env, holds=self.holds, sessions=self.sessions)
         self.operator = Operator(paths, self.queue, self.ledger, stores.archive, stores.attempts,
-                                 self.saved, events, reactor.wake, self._terminate)
+                                 self.saved, events, reactor.wake, self._terminate, runner)
         self.started_at = clock()
         self.stop_request: StopMode | None = None
         self.stop_mode: StopMode | None = None
@@ -232,17 +232,23 @@ class Engine:
     def _dispatch(self, now: float) -> None:
         capacity = scheduler.free_capacity(self.settings.concurrency_limit, len(self.ledger),
                                            accepting=self.stop_mode is None)
-        if capacity and len(self.queue) and self.starter.holding_back(now, len(self.queue)):
-            return
+        if capacity and (len(self.queue) or self.starter.held_back) \
+                and self.starter.holding_back(now, len(self.queue)):
+            if not self.holds.probe_due(now):
+                return
+            capacity = 1  # one start tells whether the project's files take writes again
         while capacity > 0:
             taken = self.queue.take_next(now)
             if taken is None:
                 return
-            entry, agent = taken
-            if self.starter.start(entry, agent, now):
+            started, entry = self.starter.start(*taken, now)
+            if started is Start.USED:
                 capacity -= 1
+            elif started is Start.SKIPPED:
+                self.queue.offer(taken[1])
             else:
-                self.queue.offer(agent)
+                self.queue.add(entry)  # it waits for the disk, in its place
+                return
 
     def _on_started(self, event: Started) -> None:
         state = self.ledger.started(event.run_id, event.handle)
@@ -339,4 +345,4 @@ class Engine:
             held_back=self.starter.held_back,
             pools={pool: list(members) for pool, members in self.settings.pools.items()},
             counters=dict(sorted(self.saved.counters.items())),
-            containment=self.runner.containment)
+            containment=self.runner.containment, notify_error=self.saved.notify_error)

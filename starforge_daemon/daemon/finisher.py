@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from starforge_daemon.core import scheduler
-from starforge_daemon.core.events import Finished, Problem, Publisher, Retried, WorkspaceReleased
+from starforge_daemon.core.events import (
+    Archived,
+    Drained,
+    Finished,
+    Problem,
+    Publisher,
+    Retried,
+    WorkspaceReleased,
+)
 from starforge_daemon.core.holds import Holds
 from starforge_daemon.core.ledger import Ledger, RunState
 from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit, iso_utc
@@ -40,6 +48,8 @@ class Finisher:
         self.holds = holds
         self.sessions = sessions
         self._unarchived: list[tuple[Run, dict[str, Any]]] = []
+        self._untidy: list[Run] = []  # archived; journal entry and attempts record still open
+        self._drain_due = False  # a run ended since the daemon was last idle
 
     def finish(self, state: RunState, ended: RunExit | None, now: float) -> None:
         """Record how the run ended, free its agent, and requeue or (later) archive it."""
@@ -58,8 +68,9 @@ class Finisher:
         attempts = [*earlier, result]
         decision = scheduler.after_run(run, outcome, len(attempts), self.backoff, now,
                                        held_until)
-        if isinstance(decision, scheduler.Archive) or not self._retry(
-                run, attempts if decision.counted else earlier, result, decision.not_before, now):
+        archived = isinstance(decision, scheduler.Archive) or not self._retry(
+            run, attempts if decision.counted else earlier, result, decision.not_before, now)
+        if archived:
             record = result.to_dict()
             if len(attempts) > 1:
                 record["attempts"] = [attempt.to_dict() for attempt in attempts]
@@ -73,27 +84,68 @@ class Finisher:
         self.events.publish(Finished(
             run.agent, run.ticket, outcome.kind.value, outcome.exit_code, outcome.reason,
             run.run_id, run.attempt, result.duration_s,
-            start_failed=ended is not None and ended.error is not None))
+            start_failed=ended is not None and ended.error is not None,
+            trigger=run.trigger_name, model=result.model, cost_usd=result.cost_usd,
+            tokens_in=result.tokens_in, tokens_out=result.tokens_out, log=run.log_path,
+            retry_at=None if archived else iso_utc(decision.not_before, precise=True),
+            dead_letter=archived and outcome.kind is not OutcomeKind.SUCCEEDED
+            and 0 < run.max_retries < run.attempt))
+        self._drain_due = True
 
     def archive_finished(self, now: float) -> None:
         """Archive the runs finished this turn, after the dispatch: the next run of a freed
         agent does not wait for the file work. Until then the trigger stays in ``running/``
-        with its exit in the journal, so a crash in between finishes it again."""
+        with its exit in the journal, so a crash in between finishes it again. While the
+        project's files refuse writes they wait, and are tried again with the hold's probes."""
+        if self.holds.disk_error is not None and not self.holds.probe_due(now):
+            return
         while self._unarchived:
-            run, result = self._unarchived.pop(0)
-            self._archive(run, result, now)
+            run, result = self._unarchived[0]
+            if not self._archive(run, result, now):
+                return
+            self._unarchived.pop(0)
+        if self._drain_due and not self.ledger and not len(self.queue):
+            self._drain_due = False
+            self.events.publish(Drained())
+        while self._untidy:
+            run = self._untidy[0]
+            try:
+                self.journal.done(run.run_id)
+                self.attempts.remove(run.trigger_name)
+            except OSError as error:
+                self._refused(error, now, "cannot close an archived run's journal entry")
+                return
+            self._untidy.pop(0)
 
-    def _archive(self, run: Run, result: dict[str, Any], now: float) -> None:
+    def _archive(self, run: Run, result: dict[str, Any], now: float) -> bool:
+        """Archive one run's trigger with its result; False when the files refused."""
         try:
             archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
-        except OSError as error:
-            self.events.publish(Problem(msg="cannot archive finished trigger; it stays in "
-                                        "running/ until the next start",
+        except FileNotFoundError as error:
+            if Path(run.trigger_path).exists():
+                self._refused(error, now, "cannot archive a finished trigger; it waits in "
+                                          "running/")
+                return False
+            # someone took it out of running/: nothing to move
+            self.events.publish(Problem(msg="a finished trigger was gone from running/; its "
+                                        "result is in the run history only",
                                         trigger=run.trigger_name, error=str(error)))
-            return
-        self.journal.done(run.run_id)
-        self.attempts.remove(run.trigger_name)
+            self._untidy.append(run)
+            self._record_history(result)
+            return True
+        except OSError as error:
+            self._refused(error, now, "cannot archive a finished trigger; it waits in running/")
+            return False
+        self.holds.disk_accepted()
+        self._untidy.append(run)
         self._record_history({**result, "archived_as": str(archived)})
+        self.events.publish(Archived(run.agent, run.run_id, result["outcome"], str(archived)))
+        return True
+
+    def _refused(self, error: OSError, now: float, msg: str) -> None:
+        """A write failed: the hold that keeps new runs back until the files take writes."""
+        if self.holds.disk_refused(error.strerror or str(error), now):
+            self.events.publish(Problem(msg=f"{msg}; trying again", error=str(error)))
 
     def _record_history(self, record: dict[str, Any]) -> None:
         try:

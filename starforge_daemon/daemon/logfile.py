@@ -7,10 +7,12 @@ The file rotates by size, and is reopened when something else (logrotate) moved 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,7 +50,8 @@ class EventLogFile:
         self._file = self._open()
 
     def _open(self) -> TextIO:
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
         return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
 
     def write_line(self, line: str) -> None:
@@ -58,8 +61,10 @@ class EventLogFile:
                 self._file.flush()
                 if self._file.tell() >= self._max_bytes:
                     self._rotate()
-            except OSError:
-                pass  # a full disk must not stop the daemon; the next line tries again
+            except OSError:  # a full disk must not stop the daemon; the next line tries again
+                if self._echo is None:
+                    with contextlib.suppress(OSError, ValueError):
+                        print(line, file=sys.stderr, flush=True)  # journald, under systemd
             if self._echo is not None:
                 print(line, file=self._echo, flush=True)
 

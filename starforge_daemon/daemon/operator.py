@@ -1,4 +1,5 @@
-"""Operator requests from the control socket: pause, resume, stop-agent, cancel.
+"""Operator requests from the control socket: pause, resume, stop-agent, cancel, and health
+(answered from the loop, so an answer shows the loop turns; ``status --check`` asks it).
 
 The socket's thread only queues a request and wakes the loop; the loop serves it between
 events, so the queue and the ledger keep one writer.
@@ -16,6 +17,7 @@ from starforge_daemon.core.ledger import Ledger, StopReason
 from starforge_daemon.core.models import OutcomeKind
 from starforge_daemon.core.queue import TriggerQueue
 from starforge_daemon.daemon.persistence import Persistence
+from starforge_daemon.runtime.api import Runner
 from starforge_daemon.store.atomic import read_json_object, write_json_atomic
 from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.control_socket import Reply
@@ -29,7 +31,7 @@ Answer = dict[str, Any]
 class Operator:
     def __init__(self, paths: ProjectPaths, queue_: TriggerQueue, ledger: Ledger, archive: Archive,
                  attempts: Attempts, saved: Persistence, events: Publisher, wake: Callable[[], None],
-                 terminate: Callable[[str, StopReason, float], None]) -> None:
+                 terminate: Callable[[str, StopReason, float], None], runner: Runner) -> None:
         self.paths = paths
         self.queue = queue_
         self.ledger = ledger
@@ -39,6 +41,7 @@ class Operator:
         self.events = events
         self._wake = wake
         self._terminate = terminate
+        self._runner = runner
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
 
     def submit(self, request: dict[str, Any], reply: Reply) -> None:
@@ -54,7 +57,8 @@ class Operator:
         handlers: dict[str, Callable[[dict[str, Any], float], Answer]] = {
             "pause": lambda request, _now: self._set_pause(request, True),
             "resume": lambda request, _now: self._set_pause(request, False),
-            "stop-agent": self._stop_agent, "cancel": self._cancel}
+            "stop-agent": self._stop_agent, "cancel": self._cancel,
+            "health": lambda _request, _now: {"ok": True, "keeper": self._runner.reachable}}
         while not self.requests.empty():
             request, reply = self.requests.get_nowait()
             handler = handlers.get(str(request.get("op")))

@@ -52,6 +52,7 @@ class Persistence:
         self.ledger = ledger
         self.events = events
         self.counters: Counter[str] = Counter()
+        self.notify_error: str | None = None
         self._state_dirty = True
         self._next_state_save = 0.0
         self._next_slots_save = 0.0
@@ -65,6 +66,13 @@ class Persistence:
         """One more of ``word`` (``observers/counters.py`` says which events count)."""
         self.counters[word] += 1
         self._state_dirty = True
+
+    def notify_failing(self, error: str | None) -> None:
+        """The notifier's last failed delivery while it fails, None once it works
+        (``observers/notify.py``); the state file shows it."""
+        if error != self.notify_error:
+            self.notify_error = error
+            self._state_dirty = True
 
     def due(self) -> list[float]:
         """The moments at which a save is due (for the loop's wait)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from starforge_daemon.core.events import Adopted, Publisher, Recovered, RecoveryNote, Requeued
 from starforge_daemon.core.ledger import Launching, Ledger, Running
-from starforge_daemon.core.models import Run, RunExit
+from starforge_daemon.core.models import ProcessIdentity, Run, RunExit
 from starforge_daemon.core.queue import TriggerQueue
 from starforge_daemon.daemon.finisher import Finisher
 from starforge_daemon.daemon.starter import Starter
@@ -37,7 +37,8 @@ from starforge_daemon.store.journal import RunJournal
 @dataclass
 class RecoveryResult:
     adopted: list[Running] = field(default_factory=list)
-    to_finish: list[tuple[Run, RunExit | None]] = field(default_factory=list)
+    to_finish: list[tuple[Run, ProcessIdentity | None, RunExit | None]] = field(
+        default_factory=list)  # with the agent the journal knew, for the result's pid
     requeued: list[str] = field(default_factory=list)
     retries: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -60,7 +61,7 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folde
             continue
         claimed.add(trigger.name)
         if entry.ended is not None:
-            result.to_finish.append((entry.run, entry.ended))
+            result.to_finish.append((entry.run, entry.agent, entry.ended))
         elif entry.agent is None:
             result.requeued.append(move_unique(trigger, queue_folder).name)
             journal.done(run_id)
@@ -68,7 +69,7 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folde
             result.adopted.append(Running(entry.run, entry.agent))
         else:
             latest = journal.read(run_id)
-            result.to_finish.append((entry.run, latest.ended if latest else None))
+            result.to_finish.append((entry.run, entry.agent, latest.ended if latest else None))
     for path in sorted(running.iterdir()):
         if path.name in claimed:
             continue
@@ -92,9 +93,9 @@ def take_over(found: RecoveryResult, *, ledger: Ledger, queue: TriggerQueue, sta
     for state in found.adopted:
         ledger.add(state)
         events.publish(Adopted(state.run.agent, state.run.run_id, state.handle.pid))
-    for run, ended in found.to_finish:
+    for run, agent, ended in found.to_finish:
         events.publish(Recovered(run.agent, run.run_id, ended.exit_code if ended else None))
-        finisher.finish(Launching(run), ended, now)
+        finisher.finish(Launching(run) if agent is None else Running(run, agent), ended, now)
 
 
 def _requeue_retry(path: Path, queue: TriggerQueue, starter: Starter, now: float) -> None:

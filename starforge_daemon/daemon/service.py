@@ -32,7 +32,9 @@ from starforge_daemon.daemon.load import MemoryGauge
 from starforge_daemon.daemon.logfile import EventLogFile, configure
 from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep
 from starforge_daemon.daemon.observers.counters import CountersObserver
+from starforge_daemon.daemon.observers.delivery import NotifySetupError
 from starforge_daemon.daemon.observers.eventlog import EventLogObserver
+from starforge_daemon.daemon.observers.notify import install_notifications
 from starforge_daemon.daemon.persistence import Stores
 from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.intake.watcher import TriggerWatcher
@@ -42,6 +44,7 @@ from starforge_daemon.store.atomic import write_atomic
 from starforge_daemon.store.control_socket import ControlServer
 from starforge_daemon.store.instance import InstanceLock, read_pid
 from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.setting_kinds import is_loopback_host, split_address
 from starforge_daemon.store.settings import Settings, WorktreeMode, dotenv_extras
 from starforge_daemon.workspaces.base import SharedCheckout, Workspaces
 from starforge_daemon.workspaces.worktrees import GitWorktrees, WorktreeSetupError
@@ -156,11 +159,22 @@ def require_agent_program(paths: ProjectPaths, settings: Settings) -> None:
         raise StartError(problem)
 
 
+def require_local_metrics(settings: Settings) -> None:
+    """Refuse metrics on an address other machines reach, unless METRICS_ALLOW_REMOTE."""
+    address = settings.METRICS_ADDRESS
+    if address and not (settings.METRICS_ALLOW_REMOTE
+                        or is_loopback_host(split_address(address)[0])):
+        raise StartError(f"METRICS_ADDRESS={address} is not a loopback address, so other "
+                         "machines could read the metrics: use 127.0.0.1:PORT, or set "
+                         "METRICS_ALLOW_REMOTE=true")
+
+
 def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list[str]], None],
           echo: bool = False) -> StopMode | None:
     """Run the daemon in this process until it is told to stop; returns how it stopped.
     ``on_ready`` gets the daemon's pid and the notes for the operator."""
     require_agent_program(paths, settings)
+    require_local_metrics(settings)
     workspaces = build_workspaces(paths, settings)
     paths.ensure()
     lock = InstanceLock(paths.lock_file)
@@ -175,6 +189,15 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
     reactor = Reactor()
     engine, runner, notes = build_engine(paths, settings, workspaces, events, reactor)
     events.subscribe(CountersObserver(engine.saved.count))
+    metrics = None
+    if settings.METRICS_ADDRESS:  # prometheus_client is loaded only when asked for
+        from starforge_daemon.daemon.metrics_server import serve_metrics
+
+        metrics = serve_metrics(settings.METRICS_ADDRESS, engine, runner, events)
+    try:
+        notifications = install_notifications(paths, settings, engine, run_base_environment(paths))
+    except NotifySetupError as error:
+        raise StartError(str(error)) from None
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
     control = ControlServer(paths.control_socket, engine.submit)
     _install_signal_handlers(engine, reactor)
@@ -198,6 +221,10 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
         events.publish(Crashed(traceback.format_exc()))
         raise
     finally:
+        if metrics is not None:
+            metrics.close()
+        if notifications is not None:
+            notifications.close(engine)
         control.stop()
         watcher.stop()
         upkeep.join(timeout=10)
@@ -224,6 +251,7 @@ def start_in_background(paths: ProjectPaths, settings: Settings) -> Launched:
     import daemon  # only the starting client needs it
 
     require_agent_program(paths, settings)  # said here, before anything detaches
+    require_local_metrics(settings)
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:

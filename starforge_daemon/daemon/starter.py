@@ -4,10 +4,12 @@ command and environment, and ask the runner to launch it. Also the gate in front
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
+from enum import Enum, auto
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +21,7 @@ from starforge_daemon.core.command import (
     uses_placeholder,
 )
 from starforge_daemon.core.events import Held, HoldLifted, Problem, Publisher, Rejected, Vanished
-from starforge_daemon.core.holds import Holds
+from starforge_daemon.core.holds import HoldKind, Holds
 from starforge_daemon.core.ledger import Launching, Ledger
 from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit
 from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
@@ -36,6 +38,16 @@ from starforge_daemon.store.settings import Settings
 from starforge_daemon.workspaces.base import WorkspaceError, Workspaces
 
 ARG_LIMIT = os.sysconf("SC_ARG_MAX")  # what the kernel lets argv and the environment take
+
+
+class Start(Enum):
+    """What came of a start: the agent's turn was used (a run, or a run that could not start
+    and is recorded so), nothing was there to start (vanished, invalid), or the project's files
+    refused the writes a start needs (the trigger waits in the queue, a hold begins)."""
+
+    USED = auto()
+    SKIPPED = auto()
+    REFUSED = auto()
 
 
 class Gauge(Protocol):
@@ -71,11 +83,13 @@ class Starter:
     def holding_back(self, now: float, queued: int) -> bool:
         """No new run while memory is short, a rate limit holds or the day's budget is spent;
         said once per spell."""
-        reason = self.gauge.shortage(now) or self.holds.reason(now)
+        shortage = self.gauge.shortage(now)
+        reason = shortage or self.holds.reason(now)
         if reason != self.held_back:
             self.held_back = reason
             self.saved.changed()
-            self.events.publish(Held(reason, queued) if reason else HoldLifted())
+            kind = HoldKind.MEMORY if shortage else self.holds.kind(now)
+            self.events.publish(Held(reason, queued, str(kind)) if reason else HoldLifted())
         return reason is not None
 
     def reject(self, path: Path, name: str, reason: str, now: float) -> None:
@@ -91,21 +105,24 @@ class Starter:
             return
         self.events.publish(Rejected(name, reason))
 
-    def start(self, entry: QueuedTrigger, agent: str, now: float) -> bool:
-        """Start ``entry`` as ``agent``'s run; False when there was nothing to start after all
-        (the trigger vanished or was invalid), True when the agent's turn was used."""
+    def start(self, entry: QueuedTrigger, agent: str, now: float) -> tuple[Start, QueuedTrigger]:
+        """Start ``entry`` as ``agent``'s run; says what came of it, with the entry as it is now
+        (claimed into ``running/`` once the claim went through)."""
         try:
             claimed = self.paths.running / entry.name if entry.claimed \
                 else move_unique(self.paths.triggers / entry.name, self.paths.running)
         except FileNotFoundError:
             self.events.publish(Vanished(entry.name))
-            return False
+            return Start.SKIPPED, entry
+        except OSError as error:
+            return self._refused(error, now), entry
+        entry = replace(entry, name=claimed.name, claimed=True)
         try:
             trigger = load_trigger(claimed, self.settings.MAX_TRIGGER_BYTES,
                                    self.settings.ALLOW_FOREIGN_TRIGGERS)
         except (InvalidTrigger, OSError) as error:
             self.reject(claimed, entry.name, str(error), now)
-            return False
+            return Start.SKIPPED, entry
         run_id = new_run_id(agent, now, secrets.token_hex(TOKEN_BYTES))
         log_path = self.paths.logs / f"{run_id}.log"
         earlier = self.stores.attempts.load(entry.name).attempts
@@ -127,21 +144,27 @@ class Starter:
         too_big = argv_problem(argv, environment, ARG_LIMIT)
         if too_big:  # the kernel would refuse it: the trigger is what does not fit
             self.reject(claimed, entry.name, too_big, now)
-            return False
+            return Start.SKIPPED, entry
         try:
             workspace = self.workspaces.prepare(run)
         except WorkspaceError as error:
             self.finisher.finish(Launching(run), RunExit(ended_at=now, error=str(error)), now)
-            return True
+            return Start.USED, entry
         run = replace(run, workdir=workspace.directory)
-        self.ledger.add(Launching(run))
         try:
             if self.writes_prompt:
                 write_new(prompt_file, values["prompt"].encode(), mode=0o600)
+            journal = self.stores.journal.create(run)
+        except OSError as error:  # nothing started: the trigger waits, claimed, for the disk
+            with contextlib.suppress(OSError):
+                prompt_file.unlink(missing_ok=True)
+            return self._refused(error, now), entry
+        self.holds.disk_accepted()
+        self.ledger.add(Launching(run))
+        try:
             spec = LaunchSpec(run_id=run_id, argv=argv, env={**environment, **workspace.env},
                               cwd=workspace.directory, log_path=log_path,
-                              log_cap=self.settings.LOG_MAX_BYTES,
-                              journal=self.stores.journal.create(run),
+                              log_cap=self.settings.LOG_MAX_BYTES, journal=journal,
                               stdin=prompt_file if self.prompt_on_stdin else None,
                               output=self.output)
             self.runner.launch(spec)
@@ -151,4 +174,11 @@ class Starter:
                                         error=str(error)))
             self.finisher.finish(Launching(run), RunExit(ended_at=now,
                                                          error=f"cannot start: {error}"), now)
-        return True
+        return Start.USED, entry
+
+    def _refused(self, error: OSError, now: float) -> Start:
+        """A write a start needs failed: no new runs until the files take writes again."""
+        if self.holds.disk_refused(error.strerror or str(error), now):
+            self.events.publish(Problem(msg="the project's files refuse writes; no new run "
+                                        "starts until they take them again", error=str(error)))
+        return Start.REFUSED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _renameat2 = getattr(_libc, "renameat2", None)
 
 FILE_MODE = 0o644
+NAME_MAX = 255  # bytes in one file name, on every filesystem Linux mounts for a project
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a planted link
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
@@ -24,7 +27,8 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     On error the temporary file is removed and the old file is left as it was.
     """
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    temp.unlink(missing_ok=True)  # left by a crash, or planted: never written through
+    fd = os.open(temp, _NEW | os.O_EXCL, FILE_MODE)
     try:
         try:
             view = memoryview(data)
@@ -42,8 +46,8 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
 
 def write_new(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Write ``path`` in place, for files no reader trusts before a later rename publishes them
-    (or that only one reader, told of them, reads)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    (or that only one reader, told of them, reads). A symlink there is refused (``ELOOP``)."""
+    fd = os.open(path, _NEW | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:
@@ -54,13 +58,17 @@ def write_new(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
 
 def append_json_line(path: Path, record: Any) -> int:
     """Append ``record`` as one line with a single ``write``, so concurrent appenders never
-    interleave; returns the bytes written."""
+    interleave; returns the bytes written. A line cut short (the disk filled) raises ``ENOSPC``:
+    its reader skips a torn line."""
     line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, FILE_MODE)
+    fd = os.open(path, _NEW | os.O_APPEND, FILE_MODE)
     try:
-        return os.write(fd, line)
+        written = os.write(fd, line)
     finally:
         os.close(fd)
+    if written < len(line):
+        raise OSError(errno.ENOSPC, "line cut short", str(path))
+    return written
 
 
 def write_json_atomic(path: Path, value: Any, *, durable: bool = False) -> None:
@@ -96,14 +104,29 @@ def rename_noreplace(source: Path, target: Path) -> None:
     os.rename(source, target)
 
 
-def candidate_names(name: str) -> Iterator[str]:
-    """``name``, then ``name`` with a counter before its suffix (``a.trigger`` -> ``a.1.trigger``)."""
+def fitting_name(name: str, room: int = 0) -> str:
+    """``name``, or when it and ``room`` more bytes would pass ``NAME_MAX``, its start, a hash of
+    the whole and its suffix: the same name always gives the same short one."""
+    if len(os.fsencode(name)) + room <= NAME_MAX:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not stem or len(suffix) > 16:
+        stem, dot, suffix = name, "", ""
+    tag = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    keep = NAME_MAX - room - len(tag) - 1 - len(os.fsencode(dot + suffix))
+    start = os.fsdecode(os.fsencode(stem)[:max(0, keep)])
+    return f"{start}~{tag}{dot}{suffix}"
+
+
+def candidate_names(name: str, room: int = 0) -> Iterator[str]:
+    """``name``, then ``name`` with a counter before its suffix (``a.trigger`` -> ``a.1.trigger``),
+    each leaving ``room`` bytes for what follows it within ``NAME_MAX`` (see ``fitting_name``)."""
     stem, dot, suffix = name.rpartition(".")
     if not stem:
         stem, dot, suffix = name, "", ""
-    yield name
+    yield fitting_name(name, room)
     for attempt in range(1, 100_000):
-        yield f"{stem}.{attempt}{dot}{suffix}"
+        yield fitting_name(f"{stem}.{attempt}{dot}{suffix}", room)
 
 
 def move_unique(source: Path, folder: Path) -> Path:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from starforge_daemon.store.atomic import write_json_atomic
+from starforge_daemon.store.atomic import fitting_name, write_json_atomic
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.results import RunResult
+
+TEMP_ROOM = 32  # ".json" and write_atomic's ".<pid>.tmp" around the name
 
 
 @dataclass(frozen=True)
@@ -18,15 +20,18 @@ class AttemptsRecord:
 
     attempts: list[RunResult] = field(default_factory=list)
     not_before: float = 0.0
+    trigger: str | None = None  # the trigger's name (the file's may be shortened)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attempts": [attempt.to_dict() for attempt in self.attempts],
+        return {"trigger": self.trigger,
+                "attempts": [attempt.to_dict() for attempt in self.attempts],
                 "not_before": self.not_before}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttemptsRecord:
+        trigger = data.get("trigger")
         return cls([RunResult.from_dict(attempt) for attempt in data["attempts"]],
-                   float(data["not_before"]))
+                   float(data["not_before"]), trigger if isinstance(trigger, str) else None)
 
 
 class Attempts:
@@ -43,7 +48,9 @@ class Attempts:
         self._index: dict[str, AttemptsRecord] | None = None
 
     def _path(self, name: str) -> Path:
-        return self._folder / f"{name}.json"
+        """``<name>.json``, shortened where a long trigger name would not fit (the record keeps
+        the name), with room for the temporary name it is written under."""
+        return self._folder / f"{fitting_name(name, room=TEMP_ROOM)}.json"
 
     @property
     def _records(self) -> dict[str, AttemptsRecord]:
@@ -54,7 +61,7 @@ class Attempts:
                     record = AttemptsRecord.from_dict(json.loads(path.read_bytes()))
                 except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     continue  # unreadable: the trigger runs as if fresh
-                self._index[path.name[:-len(".json")]] = record
+                self._index[record.trigger or path.name[:-len(".json")]] = record
         return self._index
 
     def load(self, name: str) -> AttemptsRecord:
@@ -65,6 +72,7 @@ class Attempts:
         return self.load(name).not_before
 
     def save(self, name: str, record: AttemptsRecord) -> None:
+        record = replace(record, trigger=name)
         write_json_atomic(self._path(name), record.to_dict())
         self._records[name] = record
 

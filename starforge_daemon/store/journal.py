@@ -34,9 +34,21 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
         try:
             record = json.loads(line)
         except ValueError:
-            continue  # a line cut short by a crash
+            record = _after_a_torn_line(line)
         if isinstance(record, dict) and isinstance(record.get("run_id"), str):
             yield record
+
+
+def _after_a_torn_line(line: bytes) -> Any:
+    """The record appended right after a line cut short (a crash, a full disk): every writer
+    starts its records with ``{"run_id":``, so the last such start holds a whole one, if any."""
+    start = line.rfind(b'{"run_id":')
+    if start <= 0:
+        return None
+    try:
+        return json.loads(line[start:])
+    except ValueError:
+        return None
 
 
 def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEntry]:
@@ -97,8 +109,12 @@ class RunJournal:
         if self._current is None or self._current_bytes > self.ROTATE_BYTES:
             self._current = self._folder / f"{time.time_ns()}.jsonl"
             self._current_bytes = 0
-        self._current_bytes += append_json_line(self._current, {"run_id": run.run_id,
-                                                            "run": run.to_dict()})
+        try:
+            self._current_bytes += append_json_line(self._current, {"run_id": run.run_id,
+                                                                "run": run.to_dict()})
+        except OSError:
+            self._current = None  # the next run starts a file of its own
+            raise
         self._file_of[run.run_id] = self._current
         self._open_runs[self._current] += 1
         return self._current

@@ -55,11 +55,12 @@ class Archive:
         """Archive ``source`` (named ``name`` in the queue) with ``result`` beside it."""
         record = {**result, "archived_at": iso_utc(now, precise=True)}
         folder = self.folder(folder_for(OutcomeKind(record["outcome"])))
-        for candidate in candidate_names(name):
+        folder.mkdir(parents=True, exist_ok=True)  # removed by hand, say
+        for candidate in candidate_names(name, room=len(RESULT_SUFFIX)):
             target = folder / candidate
-            if os.path.lexists(target):
+            sidecar = result_path(target)  # a file left by a crash mid-archive is replaced
+            if os.path.lexists(target) or os.path.islink(sidecar):
                 continue
-            sidecar = result_path(target)  # one left by a crash mid-archive is replaced
             write_new(sidecar, json.dumps(record).encode() + b"\n")
             try:
                 rename_noreplace(source, target)

@@ -17,6 +17,7 @@ from typing import Any
 
 from starforge_daemon.core.command import PLACEHOLDERS, unknown_placeholders
 from starforge_daemon.core.models import AGENT_NAME_RULE, is_agent_name
+from starforge_daemon.core.notice_kinds import FINISH_PLACEHOLDERS, SELECTABLE, parse_kinds, split_urls
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +96,44 @@ def choice(options: type[StrEnum]) -> Kind:
     return Kind(", ".join(words[:-1]) + f" or {words[-1]}", parse)
 
 
-def _agent_command(text: str) -> str:
-    try:
-        words = shlex.split(text)
-    except ValueError as error:  # shlex says "No closing quotation" or "No escaped character"
-        raise ValueError(f"cannot be split into words: {str(error).lower()}") from None
-    if not words:
-        raise ValueError("is empty: it must name the program to run")
-    unknown = unknown_placeholders(words)
-    if unknown:
-        known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
-        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; the known ones are "
-                         f"{known}")
-    return text
+def command_template(known: tuple[str, ...], *, optional: bool = False) -> Kind:
+    """A command line split like a shell would, with only the ``known`` placeholders;
+    ``optional``: empty means none."""
+    names = ", ".join("{" + name + "}" for name in known)
+
+    def parse(text: str) -> str:
+        try:
+            words = shlex.split(text)
+        except ValueError as error:  # shlex says "No closing quotation" or "No escaped character"
+            raise ValueError(f"cannot be split into words: {str(error).lower()}") from None
+        if not words and not optional:
+            raise ValueError("is empty: it must name the program to run")
+        unknown = unknown_placeholders(words, known)
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; the known ones are {names}")
+        return text
+
+    return Kind(f"a command line with the placeholders {names}"
+                + (", or empty for none" if optional else ""), parse)
 
 
-AGENT_COMMAND = Kind("a command line with the placeholders "
-                     + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS), _agent_command)
+AGENT_COMMAND = command_template(PLACEHOLDERS)
+FINISH_COMMAND = command_template(FINISH_PLACEHOLDERS, optional=True)
+
+
+def _notify_urls(text: str) -> str:
+    split_urls(text)
+    return text.strip()
+
+
+def _notify_on(text: str) -> str:
+    parse_kinds(text)
+    return text.strip()
+
+
+APPRISE_URLS = Kind("Apprise URLs (json://host/path, mailto://..., slack://...) separated by "
+                   "spaces or commas, or empty for none", _notify_urls)
+NOTIFY_KINDS = Kind("a comma list of " + ", ".join(SELECTABLE), _notify_on)
 
 
 def parse_pools(text: str) -> dict[str, tuple[str, ...]]:
@@ -213,3 +235,38 @@ def _optional_amount(text: str) -> float | None:
 
 NUMBER_ABOVE_ZERO = number(0, above=True)
 OPTIONAL_AMOUNT = Kind("a number greater than 0, or empty for none", _optional_amount)
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6) as its host and port; raises ValueError."""
+    host, colon, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if (not colon or not host or any(ch.isspace() for ch in host) or not port.isdigit()
+            or not 0 < int(port) < 65536):
+        raise ValueError
+    return host, int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1): only this machine reaches it.
+    Other names are not resolved: they count as reachable from elsewhere."""
+    import ipaddress  # 2 ms that only a daemon start with metrics pays
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen_address(text: str) -> str | None:
+    if not text.strip():
+        return None
+    split_address(text)
+    return text.strip()
+
+
+LISTEN_ADDRESS = Kind("HOST:PORT like 127.0.0.1:9464 ([::1]:9464 for IPv6), or empty for none",
+                      _listen_address)

@@ -16,12 +16,17 @@ from typing import Any
 
 from starforge_daemon.core.agent_cli import takes_prompt_on_stdin
 from starforge_daemon.core.command import placeholders_in, uses_placeholder
+from starforge_daemon.core.notice_kinds import DEFAULT_NOTIFY_ON
 from starforge_daemon.core.streams import OUTPUT_KINDS, adapter_kind
 from starforge_daemon.store.env_file import EnvValue, SettingsError, read_env_file
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.setting_kinds import (
     AGENT_COMMAND,
+    APPRISE_URLS,
     BYTE_SIZE,
+    FINISH_COMMAND,
+    LISTEN_ADDRESS,
+    NOTIFY_KINDS,
     OPTIONAL_AMOUNT,
     OPTIONAL_COUNT,
     POOLS,
@@ -188,6 +193,19 @@ class Settings:
     WORKTREE_BASE: str = setting(
         "HEAD", REVISION,
         "the commit a new worktree branch starts from")
+    METRICS_ADDRESS: str | None = setting(
+        None, LISTEN_ADDRESS,
+        "serve Prometheus metrics (/metrics) and a health check (/healthz) on this HOST:PORT")
+    METRICS_ALLOW_REMOTE: bool = setting(
+        False, SWITCH, "let METRICS_ADDRESS be an address other machines can reach")
+    NOTIFY_URLS: str = setting("", APPRISE_URLS, "where to send notifications: Apprise URLs")
+    NOTIFY_ON: str = setting(DEFAULT_NOTIFY_ON, NOTIFY_KINDS, "what is notified")
+    NOTIFY_PROGRESS_EVERY: float | None = setting(
+        None, OPTIONAL_AMOUNT, "seconds between notices of each long run's progress")
+    NOTIFY_MIN_INTERVAL: float = setting(
+        60.0, number(0), "seconds between two messages of one kind; the rest wait, grouped")
+    ON_FINISH_COMMAND: str = setting(
+        "", FINISH_COMMAND, "a command run after each trigger's last run, without a shell")
 
     @property
     def pools(self) -> dict[str, tuple[str, ...]]:

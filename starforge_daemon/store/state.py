@@ -31,6 +31,7 @@ class DaemonState:
     pools: dict[str, list[str]]
     counters: dict[str, int]
     containment: str | None = None  # how runs are contained, in one line
+    notify_error: str | None = None  # the last failed notification, while it fails
 
     def to_dict(self) -> dict[str, Any]:
         return flat_dict(self)
@@ -65,6 +66,7 @@ class StateView:
     agent_program: str | None = None
     held_back: str | None = None
     containment: str | None = None
+    notify_error: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
 
     @classmethod

@@ -47,6 +47,11 @@ _PLAIN: dict[type, tuple[Level, str, str | None]] = {
     ev.Stopped: (Level.INFO, "SHUTDOWN", "daemon stopped"),
     ev.Crashed: (Level.CRITICAL, "CRITICAL", "daemon crashed"),
     ev.Problem: (Level.ERROR, "ERROR", None),
+    ev.StillRunning: (Level.INFO, "PROGRESS", None),
+    ev.Archived: (Level.INFO, "ARCHIVE", None),
+    ev.Drained: (Level.INFO, "QUEUE", "queue drained: nothing queued or running"),
+    ev.NotifyFailed: (Level.ERROR, "NOTIFY", "cannot notify; later messages try again"),
+    ev.NotifyWorks: (Level.INFO, "NOTIFY", "notifying again"),
 }
 
 
@@ -66,7 +71,7 @@ def log_line(event: ev.Event) -> tuple[Level, str, dict[str, Any]]:
             else:
                 level = Level.WARNING
             word = "TIMEOUT" if event.outcome == OutcomeKind.TIMED_OUT.value else "FINISH"
-            return level, word, _fields(event, "start_failed")
+            return level, word, _fields(event, "start_failed", "retry_at", "dead_letter")
         case ev.Held():
             return Level.WARNING, "HOLD", {"msg": f"not starting new runs: {event.reason}",
                                            "queued": event.queued}

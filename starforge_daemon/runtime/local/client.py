@@ -98,6 +98,11 @@ class ProcessRunner:
         """How runs are contained, in one line (for MODE and ``status``)."""
         return self._contained.text
 
+    @property
+    def reachable(self) -> bool:
+        """Connected to the keeper; after it died, the next launch starts a new one."""
+        return self._channel is not None
+
     def _container(self, run_id: str) -> RunContainer:
         parsed = parse_run_id(run_id)
         return self._contained.run(run_id, parsed.agent if parsed else None)

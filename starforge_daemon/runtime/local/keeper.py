@@ -156,14 +156,15 @@ class CappedLog:
         self._size = os.fstat(fd).st_size
 
     def write(self, data: bytes) -> None:
-        if self._size + len(data) > self._cap:
-            head = min(self._size, self._cap // 2)
-            os.ftruncate(self.fd, head)
-            os.write(self.fd, self.MARKER)
-            self._size = head + len(self.MARKER)
-            data = data[-(self._cap - self._size):]
-        os.write(self.fd, data)
-        self._size += len(data)
+        """Output that the disk refuses (full, read-only) is dropped: the run goes on."""
+        with contextlib.suppress(OSError):
+            if self._size + len(data) > self._cap:
+                head = min(self._size, self._cap // 2)
+                os.ftruncate(self.fd, head)
+                os.write(self.fd, self.MARKER)
+                self._size = head + len(self.MARKER)
+                data = data[-(self._cap - self._size):]
+            self._size += os.write(self.fd, data)
 
 
 @dataclass
@@ -181,7 +182,12 @@ class _Run:
 
 
 def _open_log(path: str) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    """The run's log; ``/dev/null`` when the disk refuses it (the run goes on, unlogged)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       0o644)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
 def _open_journal(path: str) -> int | None:
