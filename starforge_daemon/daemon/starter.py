@@ -106,8 +106,8 @@ class Starter:
         self.events.publish(Rejected(name, reason))
 
     def start(self, entry: QueuedTrigger, agent: str, now: float) -> tuple[Start, QueuedTrigger]:
-        """Start ``entry`` as ``agent``'s run; says what came of it, with the entry as it is now
-        (claimed into ``running/`` once the claim went through)."""
+        """Start ``entry`` as ``agent``'s run; says what came of it, with the entry to queue
+        again when the files refused (claimed into ``running/`` once the claim went through)."""
         try:
             claimed = self.paths.running / entry.name if entry.claimed \
                 else move_unique(self.paths.triggers / entry.name, self.paths.running)
@@ -116,7 +116,6 @@ class Starter:
             return Start.SKIPPED, entry
         except OSError as error:
             return self._refused(error, now), entry
-        entry = replace(entry, name=claimed.name, claimed=True)
         try:
             trigger = load_trigger(claimed, self.settings.MAX_TRIGGER_BYTES,
                                    self.settings.ALLOW_FOREIGN_TRIGGERS)
@@ -158,7 +157,7 @@ class Starter:
         except OSError as error:  # nothing started: the trigger waits, claimed, for the disk
             with contextlib.suppress(OSError):
                 prompt_file.unlink(missing_ok=True)
-            return self._refused(error, now), entry
+            return self._refused(error, now), replace(entry, name=claimed.name, claimed=True)
         self.holds.disk_accepted()
         self.ledger.add(Launching(run))
         try:

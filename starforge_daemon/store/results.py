@@ -55,13 +55,16 @@ class Archive:
         """Archive ``source`` (named ``name`` in the queue) with ``result`` beside it."""
         record = {**result, "archived_at": iso_utc(now, precise=True)}
         folder = self.folder(folder_for(OutcomeKind(record["outcome"])))
-        folder.mkdir(parents=True, exist_ok=True)  # removed by hand, say
         for candidate in candidate_names(name, room=len(RESULT_SUFFIX)):
             target = folder / candidate
             sidecar = result_path(target)  # a file left by a crash mid-archive is replaced
             if os.path.lexists(target) or os.path.islink(sidecar):
                 continue
-            write_new(sidecar, json.dumps(record).encode() + b"\n")
+            try:
+                write_new(sidecar, json.dumps(record).encode() + b"\n")
+            except FileNotFoundError:  # the folder was removed by hand
+                folder.mkdir(parents=True, exist_ok=True)
+                write_new(sidecar, json.dumps(record).encode() + b"\n")
             try:
                 rename_noreplace(source, target)
             except BaseException:

@@ -48,7 +48,6 @@ _PLAIN: dict[type, tuple[Level, str, str | None]] = {
     ev.Crashed: (Level.CRITICAL, "CRITICAL", "daemon crashed"),
     ev.Problem: (Level.ERROR, "ERROR", None),
     ev.StillRunning: (Level.INFO, "PROGRESS", None),
-    ev.Archived: (Level.INFO, "ARCHIVE", None),
     ev.Drained: (Level.INFO, "QUEUE", "queue drained: nothing queued or running"),
     ev.NotifyFailed: (Level.ERROR, "NOTIFY", "cannot notify; later messages try again"),
     ev.NotifyWorks: (Level.INFO, "NOTIFY", "notifying again"),
@@ -95,5 +94,7 @@ class EventLogObserver:
         self._log = log
 
     def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Archived):  # its FINISH line says it; a backlog pays per line
+            return
         level, word, keys = log_line(event)
         getattr(self._log, level.value)(word, **keys)
