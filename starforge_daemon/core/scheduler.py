@@ -57,18 +57,19 @@ def _due(state: RunState, grace: float, live: LiveProgress | None,
     if isinstance(state, Stopping):
         return state.since + grace, None
     run = state.run
+    if dogs is None:  # a run read as text: its timeout alone
+        return run.deadline, StopReason.TIMEOUT
     moments: list[tuple[float, StopReason | None]] = [(run.deadline, StopReason.TIMEOUT)]
-    if dogs is not None:
-        last_event = live.last_event_at if live else None
-        if last_event is None and dogs.first_output is not None:
-            moments.append((run.started_at + dogs.first_output, StopReason.NO_OUTPUT))
-        if last_event is not None and dogs.stall is not None:
-            moments.append((last_event + dogs.stall + REPORT_DELAY, StopReason.STALLED))
-        if live is not None and live.result_at is not None and dogs.result_grace is not None:
-            moments.append((live.result_at + dogs.result_grace, StopReason.LINGERING))
-        cost = live.progress.cost_usd if live else None
-        if dogs.max_cost is not None and cost is not None and cost > dogs.max_cost:
-            moments.append((run.started_at, StopReason.OVER_BUDGET))
+    last_event = live.last_event_at if live else None
+    if last_event is None and dogs.first_output is not None:
+        moments.append((run.started_at + dogs.first_output, StopReason.NO_OUTPUT))
+    if last_event is not None and dogs.stall is not None:
+        moments.append((last_event + dogs.stall + REPORT_DELAY, StopReason.STALLED))
+    if live is not None and live.result_at is not None and dogs.result_grace is not None:
+        moments.append((live.result_at + dogs.result_grace, StopReason.LINGERING))
+    cost = live.progress.cost_usd if live else None
+    if dogs.max_cost is not None and cost is not None and cost > dogs.max_cost:
+        moments.append((run.started_at, StopReason.OVER_BUDGET))
     return min(moments, key=lambda moment: moment[0])
 
 
@@ -77,7 +78,7 @@ def enforce(runs: Iterable[RunState], now: float, grace: float,
             dogs: Watchdogs | None = None) -> list[Decision]:
     decisions: list[Decision] = []
     for state in runs:
-        due = _due(state, grace, live(state.run.run_id), dogs)
+        due = _due(state, grace, live(state.run.run_id) if dogs else None, dogs)
         if due is None or now < due[0]:
             continue
         run_id, reason = state.run.run_id, due[1]
@@ -90,7 +91,8 @@ def next_deadline(runs: Iterable[RunState], grace: float,
                   dogs: Watchdogs | None = None) -> float | None:
     """The earliest moment at which :func:`enforce` would decide something new."""
     return min((due[0] for state in runs
-                if (due := _due(state, grace, live(state.run.run_id), dogs)) is not None),
+                if (due := _due(state, grace, live(state.run.run_id) if dogs else None, dogs))
+                is not None),
                default=None)
 
 

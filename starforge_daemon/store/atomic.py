@@ -27,8 +27,11 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     On error the temporary file is removed and the old file is left as it was.
     """
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.unlink(missing_ok=True)  # left by a crash, or planted: never written through
-    fd = os.open(temp, _NEW | os.O_EXCL, FILE_MODE)
+    try:
+        fd = os.open(temp, _NEW | os.O_EXCL, FILE_MODE)
+    except FileExistsError:  # left by a crash, or planted: removed, never written through
+        temp.unlink()
+        fd = os.open(temp, _NEW | os.O_EXCL, FILE_MODE)
     try:
         try:
             view = memoryview(data)

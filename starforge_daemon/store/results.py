@@ -3,6 +3,7 @@ the same record (plus where it went) as a line of the run history."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -55,16 +56,21 @@ class Archive:
         """Archive ``source`` (named ``name`` in the queue) with ``result`` beside it."""
         record = {**result, "archived_at": iso_utc(now, precise=True)}
         folder = self.folder(folder_for(OutcomeKind(record["outcome"])))
+        data = json.dumps(record).encode() + b"\n"
         for candidate in candidate_names(name, room=len(RESULT_SUFFIX)):
             target = folder / candidate
-            sidecar = result_path(target)  # a file left by a crash mid-archive is replaced
-            if os.path.lexists(target) or os.path.islink(sidecar):
+            if os.path.lexists(target):
                 continue
+            sidecar = result_path(target)  # a file left by a crash mid-archive is replaced
             try:
-                write_new(sidecar, json.dumps(record).encode() + b"\n")
+                write_new(sidecar, data)
             except FileNotFoundError:  # the folder was removed by hand
                 folder.mkdir(parents=True, exist_ok=True)
-                write_new(sidecar, json.dumps(record).encode() + b"\n")
+                write_new(sidecar, data)
+            except OSError as error:
+                if error.errno == errno.ELOOP:  # a link planted there: this name is taken
+                    continue
+                raise
             try:
                 rename_noreplace(source, target)
             except BaseException:
