@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,15 @@ import pytest
 from starforge_daemon.store.paths import ProjectPaths
 
 AGENT = Path(__file__).with_name("agent.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A base folder of this session's own, short: a daemon's socket paths under pytest-xdist's
+    default one pass AF_UNIX's 108 bytes, and a fixed one would be emptied under a session
+    that runs at the same time."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="sf-", dir="/tmp")
+        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
 AGENT_COMMAND = f"{shlex.quote(sys.executable)} {shlex.quote(str(AGENT))}"
 FOLDERS = {"done": "processed", "failed": "processed/failed", "invalid": "processed/invalid"}
 

@@ -8,12 +8,13 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Project, wait_until
+from conftest import Project, gone, wait_until
 
 
 def _mount(*args: str) -> None:
@@ -147,3 +148,24 @@ def test_a_planted_link_where_a_result_goes_is_never_written_through(project: Pr
     with pytest.raises(OSError) as refused:
         os.open(done / "x.trigger.result.json", os.O_WRONLY | os.O_NOFOLLOW)
     assert refused.value.errno == errno.ELOOP
+
+
+def test_an_exit_the_keeper_could_not_journal_waits_in_it_and_is_recovered(
+        project: Project, mounts_allowed: None) -> None:
+    project.trigger("t.trigger", context={"gate": "GATE", "exit": 4})
+    project.start()
+    wait_until(lambda: starts(project) == ["t.trigger"], 15, "the run")
+    daemon = project.daemon_pid()
+    os.kill(daemon, signal.SIGKILL)  # only the keeper is left to record the exit
+    wait_until(lambda: gone(daemon), 5, "the daemon gone")
+    runs = project.paths.runs
+    journals = lambda: "".join(path.read_text() for path in runs.glob("*.jsonl"))  # noqa: E731
+    with read_only(runs):
+        project.open_gate("GATE")
+        wait_until(lambda: project.journal("end"), 10, "the agent's end")
+        assert '"exit"' not in journals()  # the disk refused it
+    wait_until(lambda: '"exit"' in journals(), 10, "the exit written once the disk took it")
+    project.start()
+    project.wait_archived(1)
+    result = project.result("t.trigger")
+    assert (result["outcome"], result["exit_code"]) == ("failed", 4), result

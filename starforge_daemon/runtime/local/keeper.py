@@ -42,11 +42,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 if __package__:
-    from . import run_container, stream_reader
+    from . import journal_file, run_container, stream_reader
 else:  # run as a script with -I, which leaves this folder (and the package's) off sys.path
     _HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, _HERE)
     sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))))
+    import journal_file
     import run_container
     import stream_reader
 
@@ -175,7 +176,7 @@ class _Run:
     pidfd: int
     output: int | None
     log: CappedLog
-    journal: int | None  # its journal, open for appending (None: it could not be opened)
+    journal: journal_file.JournalFile
     container: run_container.RunContainer
     cpu_mark: float  # the shared cgroup's CPU seconds before the spawn
     stream: stream_reader.RunStream | None  # its output read as its CLI's events
@@ -188,19 +189,6 @@ def _open_log(path: str) -> int:
                        0o644)
     except OSError:
         return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-
-
-def _open_journal(path: str) -> int | None:
-    try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    except OSError:
-        return None
-
-
-def _append(journal: int | None, record: dict[str, Any]) -> None:
-    if journal is not None:
-        with contextlib.suppress(OSError):  # a lost line costs precision at recovery, not the run
-            os.write(journal, json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
 
 def _keep(run: _Run, chunk: bytes) -> None:
@@ -234,16 +222,22 @@ class Keeper:
         self._runs: dict[int, _Run] = {}  # by pidfd and by output fd
         self._streams: dict[str, stream_reader.RunStream] = {}  # of the runs read as events
         self._served = False
+        self._refused_journals: list[journal_file.JournalFile] = []  # lines wait in them
+        self._journal_retry_at = 0.0
         # an agent's shared cgroup, empty now: its files held open and the CPU seconds counted
         self._shared: dict[str | None, tuple[run_container.cgroups.HeldFiles, float]] = {}
 
     def serve(self) -> None:
-        """Until no daemon is connected and no run is left (after the first daemon came)."""
+        """Until no daemon is connected, no run is left and no journal line waits (after the
+        first daemon came)."""
         listener = self._listener.fileno()
-        while self._client is not None or self._runs or not self._served:
+        while (self._client is not None or self._runs or not self._served
+               or self._refused_journals):
             self._update_client_interest()
             # a departed daemon's last requests are handled before a new daemon is greeted
-            for fd, _ in sorted(self._poll.poll(self._tell_progress()),
+            waits = [wait for wait in (self._tell_progress(), self._retry_journals())
+                     if wait is not None]
+            for fd, _ in sorted(self._poll.poll(min(waits, default=None)),
                                 key=lambda event: event[0] == listener):
                 self._handle(fd)
 
@@ -348,6 +342,37 @@ class Keeper:
         else:
             self._shared[container.cgroup] = (container.held, cpu_mark + end.usage.cpu_seconds)
 
+    def _journal(self, path: str, record: dict[str, Any]) -> journal_file.JournalFile:
+        """A run's journal, with ``record`` appended (or waiting, when the disk refuses it)."""
+        journal = journal_file.JournalFile(path)
+        journal.append(record)
+        if journal.waiting:
+            self._refused_journals.append(journal)
+        return journal
+
+    def _done_with(self, journal: journal_file.JournalFile) -> None:
+        """The run has nothing more to append: close its journal once nothing waits."""
+        if not journal.waiting:
+            journal.close()
+        elif journal not in self._refused_journals:
+            self._refused_journals.append(journal)
+
+    def _retry_journals(self) -> int | None:
+        """Try the waiting journal lines again (at most every RETRY_INTERVAL); milliseconds
+        until the next try, None when nothing waits."""
+        if not self._refused_journals:
+            return None
+        now = time.monotonic()
+        if now >= self._journal_retry_at:
+            self._journal_retry_at = now + journal_file.RETRY_INTERVAL
+            for journal in list(self._refused_journals):
+                journal.flush()
+                if not journal.waiting:
+                    self._refused_journals.remove(journal)
+                    if not any(run.journal is journal for run in self._runs.values()):
+                        journal.close()
+        return max(1, int((self._journal_retry_at - now) * 1000))
+
     def _forget_shared(self) -> None:
         for held, _ in self._shared.values():
             held.close()
@@ -382,10 +407,7 @@ class Keeper:
             except OSError:
                 self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
-            journal = _open_journal(request["journal"])
-            _append(journal, {"run_id": run_id, "exit": ended})
-            if journal is not None:
-                os.close(journal)
+            self._done_with(self._journal(request["journal"], {"run_id": run_id, "exit": ended}))
             self._tell({"ev": "exited", "run_id": run_id, **ended})
             return
         finally:
@@ -396,8 +418,8 @@ class Keeper:
         log = CappedLog(_open_log(request["log"]), int(request["log_cap"]))
         for note in notes:
             log.write(f"starforge: {note}\n".encode())
-        journal = _open_journal(request["journal"])
-        _append(journal, {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
+        journal = self._journal(request["journal"],
+                                {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
         run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal, container,
                    cpu_mark, stream_reader.open_stream(request.get("output")))
         self._runs[run.pidfd] = self._runs[output] = run
@@ -449,9 +471,8 @@ class Keeper:
         if run.stream is not None:
             ended["stream"] = run.stream.finish()
             del self._streams[run.run_id]
-        _append(run.journal, {"run_id": run.run_id, "exit": ended})
-        if run.journal is not None:
-            os.close(run.journal)
+        run.journal.append({"run_id": run.run_id, "exit": ended})
+        self._done_with(run.journal)
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
         with contextlib.suppress(OSError):  # emptied already; a daemon's start removes it else
             run.container.remove()

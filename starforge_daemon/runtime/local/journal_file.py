@@ -1,0 +1,48 @@
+"""A run's journal as the keeper appends to it: a line the disk refuses (full, read-only) waits,
+in order, and is tried again until it is written, never dropped. A line written only in part is
+finished by the next try, so it is whole in the end.
+
+Imported by the keeper as a sibling module: stdlib only.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from typing import Any
+
+RETRY_INTERVAL = 1.0  # seconds between two tries of a journal's waiting lines
+
+
+class JournalFile:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.waiting: list[bytes] = []
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.waiting.append(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what waits, as far as the disk takes it."""
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW
+                                   | os.O_CLOEXEC)
+            while self.waiting:
+                line = self.waiting[0]
+                written = os.write(self._fd, line)
+                if written < len(line):
+                    self.waiting[0] = line[written:]
+                else:
+                    self.waiting.pop(0)
+        except OSError as error:
+            if error.errno == errno.ENOENT:  # the journal was removed: no one will read it
+                self.waiting.clear()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
