@@ -169,3 +169,26 @@ def test_an_exit_the_keeper_could_not_journal_waits_in_it_and_is_recovered(
     project.wait_archived(1)
     result = project.result("t.trigger")
     assert (result["outcome"], result["exit_code"]) == ("failed", 4), result
+
+
+def test_a_slots_file_replaced_by_a_folder_keeps_the_state_file_saved(project: Project) -> None:
+    project.trigger("a.trigger")
+    project.start()
+    project.wait_archived(1)
+    wait_until(lambda: "agent-a" in project.slots(), 10, "the slot saved")
+    slots = project.paths.slots_file
+    slots.unlink()
+    slots.mkdir()  # every save of the slots now fails
+    project.trigger("b.trigger", "agent-b")
+    project.wait_archived(2)
+    state = project.paths.state_file
+
+    def counted() -> bool:
+        return json.loads(state.read_text())["counters"].get("succeeded") == 2
+
+    wait_until(counted, 10, "daemon-state.json saved with both runs")
+    errors = [line for line in project.log().splitlines() if "cannot save state" in line]
+    assert len(errors) == 1, errors  # said once for the spell, not every second
+    slots.rmdir()
+    wait_until(lambda: slots.is_file() and "agent-b" in project.slots(), 10,
+               "the slots saved again")

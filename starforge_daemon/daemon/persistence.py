@@ -57,6 +57,7 @@ class Persistence:
         self._next_state_save = 0.0
         self._next_slots_save = 0.0
         self._next_retry = 0.0
+        self._save_problem: str | None = None  # the failure said last, while it lasts
 
     def changed(self) -> None:
         """Something the state file shows has changed."""
@@ -84,18 +85,29 @@ class Persistence:
         return moments
 
     def save(self, now: float, state: Callable[[float], DaemonState], force: bool = False) -> None:
-        """Save what changed and is due; ``force`` saves it now (start and stop)."""
+        """Save what changed and is due; ``force`` saves it now (start and stop). Each file
+        is saved on its own: one that cannot be written does not keep the other back, and its
+        failure is said once per spell."""
         if now < self._next_retry and not force:
             return
-        try:
-            if self.slots.dirty(self.ledger) and (force or now >= self._next_slots_save):
+        failures: list[str] = []
+        if self.slots.dirty(self.ledger) and (force or now >= self._next_slots_save):
+            try:
                 self.slots.save(self.ledger)
                 self._next_slots_save = now + SLOTS_SAVE_INTERVAL
-            if self._state_dirty and (force or now >= self._next_state_save):
+            except OSError as error:
+                failures.append(str(error))
+        if self._state_dirty and (force or now >= self._next_state_save):
+            try:
                 self.state_file.save(state(now))
                 self._state_dirty = False
                 self._next_state_save = now + STATE_SAVE_INTERVAL
-        except OSError as error:
+            except OSError as error:
+                failures.append(str(error))
+        if failures:
             self._next_retry = now + SAVE_RETRY_INTERVAL
+        problem = "; ".join(failures) or None
+        if problem is not None and problem != self._save_problem:
             self.events.publish(Problem(msg="cannot save state; keeping the last good file and "
-                                        "trying again", error=str(error)))
+                                        "trying again", error=problem))
+        self._save_problem = problem
