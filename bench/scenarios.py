@@ -250,8 +250,25 @@ def _direct_start_ms(count: int, spacing: random.Random) -> list[float]:
 def live_latency(ctx: Context, result: ScenarioResult) -> None:
     """Triggers dropped one at a time into an idle daemon: rename to the agent's first step,
     split at the QUEUE event (the daemon has read the trigger)."""
+    _live_latency(ctx, result, "latency", {"AGENT_COMMAND": DATE})
+
+
+def live_latency_hung_receiver(ctx: Context, result: ScenarioResult) -> None:
+    """The same while every run's notice goes to a receiver that takes the connection and
+    never answers: delivery must not slow the dispatch."""
+    with socket.socket() as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.listen(64)
+        port = receiver.getsockname()[1]
+        _live_latency(ctx, result, "latency-hung-receiver",
+                      {"AGENT_COMMAND": DATE, "NOTIFY_URLS": f"json://127.0.0.1:{port}/",
+                       "NOTIFY_ON": "succeeded"})
+
+
+def _live_latency(ctx: Context, result: ScenarioResult, name: str,
+                  settings: dict[str, str]) -> None:
     spacing = random.Random(7)
-    with fresh_project(ctx, result, "latency", {"AGENT_COMMAND": DATE}) as project:
+    with fresh_project(ctx, result, name, settings) as project:
         with running(project):
             dropped = _drop_one_by_one(project, ctx.sizes.latency, spacing)
         records = HistoryFile(project.paths).records()
@@ -424,6 +441,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[Context, ScenarioResult], None]]] = {
     "parallel-backlog": ("parallel backlog", parallel_backlog),
     "sequential-backlog": ("sequential backlog", sequential_backlog),
     "live-latency": ("live latency", live_latency),
+    "live-latency-hung-receiver": ("live latency, notices to a hung receiver",
+                                   live_latency_hung_receiver),
     "slot-turnaround": ("slot turnaround", slot_turnaround),
     "backlog-scaling": ("backlog scaling", backlog_scaling),
     "many-at-once": ("many runs at once", many_at_once),
