@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -17,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from starforge_daemon.runtime.local import containment
 from starforge_daemon.store.paths import ProjectPaths
 
 AGENT = Path(__file__).with_name("agent.py")
@@ -191,3 +193,19 @@ def project(tmp_path: Path) -> Iterator[Project]:
         proc.kill()
     psutil.wait_procs(leftovers, timeout=5)
     assert not leftovers, f"test left processes behind: {[p.pid for p in leftovers]}"
+    left = project_cgroup(proj.root)
+    if left is not None:
+        remove_empty_cgroups(left)  # so the next test starts clean, then say so
+        raise AssertionError(f"test left the project's cgroup behind: {left}")
+
+
+def project_cgroup(root: Path) -> str | None:
+    """The project's cgroup folder when it exists (the daemon makes it, its stop removes it)."""
+    folder = containment.detect(root).project
+    return folder if folder is not None and os.path.isdir(folder) else None
+
+
+def remove_empty_cgroups(folder: str) -> None:
+    for path, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)

@@ -190,14 +190,19 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
     engine, runner, notes = build_engine(paths, settings, workspaces, events, reactor)
     events.subscribe(CountersObserver(engine.saved.count))
     metrics = None
-    if settings.METRICS_ADDRESS:  # prometheus_client is loaded only when asked for
-        from starforge_daemon.daemon.metrics_server import serve_metrics
+    try:  # a refused start leaves nothing behind: no server, no project cgroup
+        if settings.METRICS_ADDRESS:  # prometheus_client is loaded only when asked for
+            from starforge_daemon.daemon.metrics_server import serve_metrics
 
-        metrics = serve_metrics(settings.METRICS_ADDRESS, engine, runner, events)
-    try:
+            metrics = serve_metrics(settings.METRICS_ADDRESS, engine, runner, events)
         notifications = install_notifications(paths, settings, engine, run_base_environment(paths))
-    except NotifySetupError as error:
-        raise StartError(str(error)) from None
+    except BaseException as error:
+        if metrics is not None:
+            metrics.close()
+        runner.close()
+        if isinstance(error, NotifySetupError):
+            raise StartError(str(error)) from None
+        raise
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
     control = ControlServer(paths.control_socket, engine.submit)
     _install_signal_handlers(engine, reactor)
