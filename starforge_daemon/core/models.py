@@ -42,6 +42,7 @@ class Trigger:
     context: dict[str, Any] | None = None
     priority: int = 0
     max_retries: int | None = None
+    timeout: float | None = None  # seconds this run may take, instead of AGENT_TIMEOUT
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

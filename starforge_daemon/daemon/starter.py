@@ -23,7 +23,7 @@ from starforge_daemon.core.command import (
 from starforge_daemon.core.events import Held, HoldLifted, Problem, Publisher, Rejected, Vanished
 from starforge_daemon.core.holds import HoldKind, Holds
 from starforge_daemon.core.ledger import Launching, Ledger
-from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit
+from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit, Trigger
 from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
 from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.daemon.finisher import Finisher
@@ -129,7 +129,7 @@ class Starter:
             else trigger.max_retries
         run = Run(run_id=run_id, agent=agent, trigger_name=entry.name,
                   trigger_path=str(claimed), log_path=str(log_path), started_at=now,
-                  timeout=self.settings.AGENT_TIMEOUT, ticket=trigger.ticket_text,
+                  timeout=self._timeout(trigger), ticket=trigger.ticket_text,
                   action=trigger.action, from_agent=trigger.from_agent,
                   pool=trigger.to_agent if trigger.to_agent != agent else None,
                   attempt=len(earlier) + 1, max_retries=max_retries,
@@ -174,6 +174,13 @@ class Starter:
             self.finisher.finish(Launching(run), RunExit(ended_at=now,
                                                          error=f"cannot start: {error}"), now)
         return Start.USED, entry
+
+    def _timeout(self, trigger: Trigger) -> float:
+        """The trigger's own timeout, within MAX_AGENT_TIMEOUT, else AGENT_TIMEOUT."""
+        cap = self.settings.MAX_AGENT_TIMEOUT
+        if trigger.timeout is None:
+            return self.settings.AGENT_TIMEOUT
+        return float(trigger.timeout if cap is None else min(trigger.timeout, cap))
 
     def _refused(self, error: OSError, now: float) -> Start:
         """A write a start needs failed: no new runs until the files take writes again."""

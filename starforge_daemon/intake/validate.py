@@ -15,6 +15,7 @@ from starforge_daemon.core.models import AGENT_NAME_RULE, TRIGGER_FIELDS, Trigge
 MAX_NESTING = 200  # far below Python's recursion limit, so the prompt's JSON can be written
 PRIORITY_LIMIT = 1_000_000
 MAX_RETRIES_LIMIT = 100
+TIMEOUT_LIMIT = 7 * 86400  # seconds
 _TEXT_FIELDS = ("from_agent", "action", "message", "trace_id")
 
 
@@ -76,6 +77,10 @@ def trigger_from_dict(document: Any) -> Trigger:
     _check_whole("priority", document.get("priority", 0), -PRIORITY_LIMIT, PRIORITY_LIMIT)
     if document.get("max_retries") is not None:
         _check_whole("max_retries", document["max_retries"], 0, MAX_RETRIES_LIMIT)
+    timeout = document.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not 0 < timeout <= TIMEOUT_LIMIT):
+        raise _refuse("timeout", f"a number of seconds above 0, at most {TIMEOUT_LIMIT}", timeout)
     known = {name: document[name] for name in TRIGGER_FIELDS if name in document}
     extra = {name: value for name, value in document.items() if name not in known}
     return Trigger(**known, extra=extra)

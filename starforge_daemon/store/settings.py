@@ -109,6 +109,8 @@ class Settings:
         10.0, number(0, above=True), "seconds between sweeps (missed triggers, upkeep)")
     AGENT_TIMEOUT: float = setting(
         1800.0, number(0, above=True), "seconds a run may take before it is stopped")
+    MAX_AGENT_TIMEOUT: float | None = setting(
+        None, OPTIONAL_AMOUNT, "the longest a trigger's own \"timeout\" may ask for, in seconds")
     AGENT_KILL_GRACE: float = setting(
         10.0, number(0),
         "seconds between the stop signal and SIGKILL of the run's whole container")
