@@ -29,6 +29,14 @@ from starforge_daemon.store.results import RunResult
 from starforge_daemon.workspaces.base import Workspaces
 
 
+def files_refused(holds: Holds, events: Publisher, error: OSError, now: float, what: str) -> None:
+    """A write failed: the hold that keeps new runs back until the project's files take writes
+    again, said once per spell."""
+    if holds.disk_refused(error.strerror or str(error), now):
+        events.publish(Problem(msg=f"the project's files refuse writes ({what}); no new run "
+                               "starts until they take them again", error=str(error)))
+
+
 class Finisher:
     def __init__(self, *, queue: TriggerQueue, ledger: Ledger, saved: Persistence, stores: Stores,
                  workspaces: Workspaces, backoff: scheduler.Backoff, events: Publisher,
@@ -113,7 +121,7 @@ class Finisher:
                 self.journal.done(run.run_id)
                 self.attempts.remove(run.trigger_name)
             except OSError as error:
-                self._refused(error, now, "cannot close an archived run's journal entry")
+                self._refused(error, now, "an archived run's journal entry waits")
                 return
             self._untidy.pop(0)
 
@@ -123,8 +131,7 @@ class Finisher:
             archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
         except FileNotFoundError as error:
             if Path(run.trigger_path).exists():
-                self._refused(error, now, "cannot archive a finished trigger; it waits in "
-                                          "running/")
+                self._refused(error, now, "a finished trigger waits in running/")
                 return False
             # someone took it out of running/: nothing to move
             self.events.publish(Problem(msg="a finished trigger was gone from running/; its "
@@ -134,7 +141,7 @@ class Finisher:
             self._record_history(result)
             return True
         except OSError as error:
-            self._refused(error, now, "cannot archive a finished trigger; it waits in running/")
+            self._refused(error, now, "a finished trigger waits in running/")
             return False
         self.holds.disk_accepted()
         self._untidy.append(run)
@@ -142,10 +149,8 @@ class Finisher:
         self.events.publish(Archived(run.agent, run.run_id, result["outcome"], str(archived)))
         return True
 
-    def _refused(self, error: OSError, now: float, msg: str) -> None:
-        """A write failed: the hold that keeps new runs back until the files take writes."""
-        if self.holds.disk_refused(error.strerror or str(error), now):
-            self.events.publish(Problem(msg=f"{msg}; trying again", error=str(error)))
+    def _refused(self, error: OSError, now: float, what: str) -> None:
+        files_refused(self.holds, self.events, error, now, what)
 
     def _record_history(self, record: dict[str, Any]) -> None:
         try:

@@ -26,7 +26,7 @@ from starforge_daemon.core.ledger import Launching, Ledger
 from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit, Trigger
 from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
 from starforge_daemon.core.sessions import TicketSessions
-from starforge_daemon.daemon.finisher import Finisher
+from starforge_daemon.daemon.finisher import Finisher, files_refused
 from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.intake.triggers import load_trigger
 from starforge_daemon.intake.validate import InvalidTrigger
@@ -184,7 +184,5 @@ class Starter:
 
     def _refused(self, error: OSError, now: float) -> Start:
         """A write a start needs failed: no new runs until the files take writes again."""
-        if self.holds.disk_refused(error.strerror or str(error), now):
-            self.events.publish(Problem(msg="the project's files refuse writes; no new run "
-                                        "starts until they take them again", error=str(error)))
+        files_refused(self.holds, self.events, error, now, "a trigger waits in the queue")
         return Start.REFUSED
