@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shlex
+import signal
 import stat
 import subprocess
 import sys
@@ -384,3 +385,25 @@ def test_nothing_the_daemon_creates_is_world_writable(project: Project, foregrou
             if process.poll() is None:
                 project.cli("daemon", "stop", check=False)
             process.wait(timeout=30)
+
+
+def test_an_inotify_overflow_is_said_and_every_trigger_still_runs(project: Project) -> None:
+    limit = Path("/proc/sys/fs/inotify/max_queued_events")  # read when the watch is made
+    before = limit.read_text()
+    try:
+        limit.write_text("16\n")
+    except OSError as error:
+        pytest.skip(f"cannot lower max_queued_events here ({error}); needs root")
+    try:
+        project.start(PARALLEL_DAEMON="true")
+    finally:
+        limit.write_text(before)
+    daemon = project.daemon_pid()
+    os.kill(daemon, signal.SIGSTOP)  # the watcher reads nothing while 40 triggers arrive
+    try:
+        for number in range(40):
+            project.trigger(f"t{number:02d}.trigger")
+    finally:
+        os.kill(daemon, signal.SIGCONT)
+    assert len(wait_archived_alive(project, 40)) == 40
+    assert "QUEUE the kernel's queue of trigger-folder events overflowed" in project.log()

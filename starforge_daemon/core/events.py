@@ -87,6 +87,11 @@ class Queued:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsLost:
+    """The kernel's queue of trigger-folder events overflowed: the folder is scanned instead."""
+
+
+@dataclass(frozen=True, slots=True)
 class Vanished:
     """The trigger was gone when its turn came."""
 
@@ -285,7 +290,7 @@ class Problem:
 
 Event = (DaemonStarted | Mode | Contained | LimitUnavailable | Ready | StateDamaged
          | RecoveryNote | Requeued | Adopted
-         | Recovered | Queued | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
+         | Recovered | Queued | EventsLost | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
          | Watched | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
          | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem
          | StillRunning | Archived | Drained | NotifyFailed | NotifyWorks)

@@ -14,6 +14,7 @@ from typing import Any
 from starforge_daemon.core import scheduler
 from starforge_daemon.core.events import (
     Contained,
+    EventsLost,
     KillEscalated,
     Mode,
     Problem,
@@ -91,7 +92,8 @@ class Engine:
                                     max_bytes=settings.MAX_TRIGGER_BYTES,
                                     allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS,
                                     settle_seconds=settings.TRIGGER_SETTLE_SECONDS,
-                                    not_before=stores.attempts.not_before)
+                                    not_before=stores.attempts.not_before,
+                                    on_lost=lambda: events.publish(EventsLost()))
         self.saved = Persistence(SlotTable(paths.slots_file), stores.state_file, self.ledger,
                                  events)
         self.finisher = Finisher(

@@ -26,8 +26,10 @@ class TriggerReader:
     BATCH = 256
 
     def __init__(self, folder: Path, inbox: Inbox, *, max_bytes: int, allow_foreign: bool,
-                 settle_seconds: float, not_before: Callable[[str], float]) -> None:
+                 settle_seconds: float, not_before: Callable[[str], float],
+                 on_lost: Callable[[], None] = lambda: None) -> None:
         self._folder = folder
+        self._on_lost = on_lost  # told when the watcher lost events and the folder is scanned
         self._not_before = not_before
         self._inbox = inbox
         self._max_bytes = max_bytes
@@ -53,6 +55,7 @@ class TriggerReader:
     def read(self, now: float, known: Container[str]) -> list[tuple[str, Accepted | Rejected]]:
         """This turn's verdicts; files not ready yet or gone are kept back or dropped."""
         if self._inbox.take_scan_request():
+            self._on_lost()
             self.scan(known)
         chosen = [name for name, when in self._deferred.items() if when <= now]
         for name in self._inbox.drain():

@@ -31,6 +31,8 @@ _PLAIN: dict[type, tuple[Level, str, str | None]] = {
     ev.Adopted: (Level.WARNING, "RECOVERY", "adopted a run that is still going"),
     ev.Recovered: (Level.WARNING, "RECOVERY", "finishing a run that ended while no daemon ran"),
     ev.Queued: (Level.INFO, "QUEUE", None),
+    ev.EventsLost: (Level.WARNING, "QUEUE", "the kernel's queue of trigger-folder events "
+                    "overflowed; scanning the folder instead"),
     ev.Vanished: (Level.INFO, "QUEUE", "trigger vanished before it could run"),
     ev.Rejected: (Level.ERROR, "INVALID", None),
     ev.HoldLifted: (Level.INFO, "HOLD", "nothing holds new runs any more; starting them"),
