@@ -116,14 +116,20 @@ class Finisher:
             self._drain_due = False
             self.events.publish(Drained())
         while self._untidy:
-            run = self._untidy[0]
-            try:
-                self.journal.done(run.run_id)
-                self.attempts.remove(run.trigger_name)
-            except OSError as error:
-                self._refused(error, now, "an archived run's journal entry waits")
+            if not self._tidy(self._untidy[0], now):
                 return
             self._untidy.pop(0)
+
+    def _tidy(self, run: Run, now: float) -> bool:
+        """Close an archived run's journal entry (its prompt file goes with it) and attempts
+        record; False when the files refused."""
+        try:
+            self.journal.done(run.run_id)
+            self.attempts.remove(run.trigger_name)
+        except OSError as error:
+            self._refused(error, now, "an archived run's journal entry waits")
+            return False
+        return True
 
     def _archive(self, run: Run, result: dict[str, Any], now: float) -> bool:
         """Archive one run's trigger with its result; False when the files refused."""
@@ -137,14 +143,16 @@ class Finisher:
             self.events.publish(Problem(msg="a finished trigger was gone from running/; its "
                                         "result is in the run history only",
                                         trigger=run.trigger_name, error=str(error)))
-            self._untidy.append(run)
+            if not self._tidy(run, now):
+                self._untidy.append(run)
             self._record_history(result)
             return True
         except OSError as error:
             self._refused(error, now, "a finished trigger waits in running/")
             return False
         self.holds.disk_accepted()
-        self._untidy.append(run)
+        if self._untidy or not self._tidy(run, now):
+            self._untidy.append(run)  # after those waiting already, in order
         self._record_history({**result, "archived_as": str(archived)})
         self.events.publish(Archived(run.agent, run.run_id, result["outcome"], str(archived)))
         return True

@@ -16,9 +16,11 @@ RETRY_INTERVAL = 1.0  # seconds between two tries of a journal's waiting lines
 
 
 class JournalFile:
+    """Opened for each try, not held: a folder that turned read-only (or lost its permission)
+    refuses the line then, and takes it once it is writable again."""
+
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd: int | None = None
         self.waiting: list[bytes] = []
 
     def append(self, record: dict[str, Any]) -> None:
@@ -28,21 +30,20 @@ class JournalFile:
     def flush(self) -> None:
         """Write what waits, as far as the disk takes it."""
         try:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW
-                                   | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno == errno.ENOENT:  # the journal was removed: no one will read it
+                self.waiting.clear()
+            return
+        try:
             while self.waiting:
                 line = self.waiting[0]
-                written = os.write(self._fd, line)
+                written = os.write(fd, line)
                 if written < len(line):
                     self.waiting[0] = line[written:]
                 else:
                     self.waiting.pop(0)
-        except OSError as error:
-            if error.errno == errno.ENOENT:  # the journal was removed: no one will read it
-                self.waiting.clear()
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        except OSError:
+            return
+        finally:
+            os.close(fd)

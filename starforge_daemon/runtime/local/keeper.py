@@ -351,10 +351,8 @@ class Keeper:
         return journal
 
     def _done_with(self, journal: journal_file.JournalFile) -> None:
-        """The run has nothing more to append: close its journal once nothing waits."""
-        if not journal.waiting:
-            journal.close()
-        elif journal not in self._refused_journals:
+        """The run has nothing more to append; what still waits keeps being tried."""
+        if journal.waiting and journal not in self._refused_journals:
             self._refused_journals.append(journal)
 
     def _retry_journals(self) -> int | None:
@@ -369,8 +367,6 @@ class Keeper:
                 journal.flush()
                 if not journal.waiting:
                     self._refused_journals.remove(journal)
-                    if not any(run.journal is journal for run in self._runs.values()):
-                        journal.close()
         return max(1, int((self._journal_retry_at - now) * 1000))
 
     def _forget_shared(self) -> None:
