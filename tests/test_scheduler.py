@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starforge_daemon.core.holds import DAY, HoldRules, Holds, utc_day_start
+from starforge_daemon.core.holds import DAY, HoldKind, HoldRules, Holds, utc_day_start
 from starforge_daemon.core.ledger import Launching, Ledger, StopReason
 from starforge_daemon.core.models import ProcessIdentity, Run
 from starforge_daemon.core.scheduler import (
@@ -90,22 +90,24 @@ def test_the_watchdogs_read_the_runs_latest_progress() -> None:
 def test_a_rate_limit_holds_until_its_reset_within_the_cap() -> None:
     holds = Holds(HoldRules(rate_limit_hold=60.0, rate_limit_max_hold=600.0,
                             daily_cost_limit=None))
-    assert holds.reason(1000.0) is None
+    assert holds.current(1000.0) is None
     assert holds.rate_limited(None, 1000.0) == 1060.0  # no reset time: RATE_LIMIT_HOLD
     assert holds.rate_limited(5000.0, 1000.0) == 1600.0  # never past RATE_LIMIT_MAX_HOLD
-    assert (holds.reason(1000.0) or "").startswith("rate-limited until")
-    assert holds.ends_at(1000.0) == 1600.0
-    assert holds.reason(1600.0) is None and holds.ends_at(1600.0) is None
+    hold = holds.current(1000.0)
+    assert hold is not None and hold.kind is HoldKind.RATE_LIMIT and hold.ends_at == 1600.0
+    assert hold.reason.startswith("rate-limited until")
+    assert holds.current(1600.0) is None
 
 
 def test_the_daily_budget_holds_until_midnight_utc() -> None:
     holds = Holds(HoldRules(60.0, 600.0, daily_cost_limit=1.0))
     day = utc_day_start(1_770_000_000.0)
     holds.spent(0.6, day + 100)
-    assert holds.reason(day + 200) is None
+    assert holds.current(day + 200) is None
     holds.spent(0.5, day + 300)
-    assert "DAILY_COST_LIMIT_USD=1" in (holds.reason(day + 400) or "")
-    assert holds.ends_at(day + 400) == day + DAY
-    assert holds.reason(day + DAY) is None  # a new day
+    hold = holds.current(day + 400)
+    assert hold is not None and hold.kind is HoldKind.BUDGET and hold.ends_at == day + DAY
+    assert "DAILY_COST_LIMIT_USD=1" in hold.reason
+    assert holds.current(day + DAY) is None  # a new day
     holds.spent(0.1, day + DAY + 5)
     assert holds.day_cost == 0.1

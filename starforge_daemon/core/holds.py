@@ -36,6 +36,16 @@ class HoldKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Hold:
+    """One reason new runs wait, and when it ends by itself (for a disk spell: when the next
+    write may be tried)."""
+
+    kind: HoldKind
+    reason: str
+    ends_at: float
+
+
+@dataclass(frozen=True)
 class HoldRules:
     rate_limit_hold: float  # seconds, when the CLI gave no reset time
     rate_limit_max_hold: float
@@ -88,32 +98,17 @@ class Holds:
         if day == self._day:
             self.day_cost += cost
 
-    def reason(self, now: float) -> str | None:
-        """Why new runs wait now, or None."""
+    def current(self, now: float) -> Hold | None:
+        """What holds new runs back now, or None: one reason, the first in this order."""
         if self.disk_error is not None:
-            return f"the project's files refuse writes ({self.disk_error}); trying again"
+            return Hold(HoldKind.DISK, f"the project's files refuse writes ({self.disk_error}); "
+                        "trying again", self._disk_probe_at)
         if self.rate_limited_until is not None and now < self.rate_limited_until:
-            return f"rate-limited until {clock_text(self.rate_limited_until)}"
+            return Hold(HoldKind.RATE_LIMIT,
+                        f"rate-limited until {clock_text(self.rate_limited_until)}",
+                        self.rate_limited_until)
         limit = self.rules.daily_cost_limit
         if limit is not None and utc_day_start(now) == self._day and self.day_cost >= limit:
-            return (f"today's runs cost ${self.day_cost:.2f}, DAILY_COST_LIMIT_USD={limit:g}: "
-                    "until midnight UTC")
+            return Hold(HoldKind.BUDGET, f"today's runs cost ${self.day_cost:.2f}, "
+                        f"DAILY_COST_LIMIT_USD={limit:g}: until midnight UTC", self._day + DAY)
         return None
-
-    def ends_at(self, now: float) -> float | None:
-        """When the current hold ends by itself, or may (a disk probe); None without one."""
-        if self.disk_error is not None:
-            return self._disk_probe_at
-        if self.rate_limited_until is not None and now < self.rate_limited_until:
-            return self.rate_limited_until
-        if self.reason(now) is not None:
-            return self._day + DAY
-        return None
-
-    def kind(self, now: float) -> HoldKind | None:
-        """Which hold :meth:`reason` tells of now, or None."""
-        if self.disk_error is not None:
-            return HoldKind.DISK
-        if self.rate_limited_until is not None and now < self.rate_limited_until:
-            return HoldKind.RATE_LIMIT
-        return HoldKind.BUDGET if self.reason(now) is not None else None

@@ -212,7 +212,7 @@ class Engine:
         moments = [self._next_sweep, self.reader.next_wakeup(now), self.queue.next_due(),
                    scheduler.next_deadline(self.ledger, self.settings.AGENT_KILL_GRACE,
                                            self.ledger.live, self.watched),
-                   self.holds.ends_at(now)]
+                   hold.ends_at if (hold := self.holds.current(now)) else None]
         if self.starter.held_back and len(self.queue):
             moments.append(now + MemoryGauge.INTERVAL)
         moments.extend(self.upkeep.due())

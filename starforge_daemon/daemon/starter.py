@@ -84,11 +84,12 @@ class Starter:
         """No new run while memory is short, a rate limit holds or the day's budget is spent;
         said once per spell."""
         shortage = self.gauge.shortage(now)
-        reason = shortage or self.holds.reason(now)
+        hold = None if shortage else self.holds.current(now)
+        reason = shortage or (hold.reason if hold else None)
         if reason != self.held_back:
             self.held_back = reason
             self.saved.changed()
-            kind = HoldKind.MEMORY if shortage else self.holds.kind(now)
+            kind = hold.kind if hold else HoldKind.MEMORY
             self.events.publish(Held(reason, queued, str(kind)) if reason else HoldLifted())
         return reason is not None
 
