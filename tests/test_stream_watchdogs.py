@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +88,8 @@ def test_a_rate_limit_event_holds_new_runs_until_its_reset(project: Project) -> 
     run_script(project, "next.trigger", "agent-b", before=[INIT, result()])
     status = project.cli("daemon", "status").stdout
     assert "rate-limited until" in status, status
-    held = wait_until(lambda: [line for line in project.log().splitlines()
-                               if "HOLD" in line and "rate-limited" in line], 10, "HOLD")
-    assert held
-    until = time.strftime("%H:%M", time.gmtime(time.time() + 3600))
-    assert any(until in line or "UTC" in line for line in held), held
+    wait_until(lambda: [line for line in project.log().splitlines()
+                        if "HOLD" in line and "rate-limited until" in line], 10, "HOLD")
     project.open_gate("GATE")
     project.wait_archived(1)
     assert project.result("limited.trigger")["outcome"] == "succeeded"
@@ -109,7 +105,7 @@ def test_a_rate_limited_result_requeues_without_an_attempt_then_runs(project: Pr
     run_script(project, "t.trigger", before=[INIT, refused], exit=1)
     wait_until(lambda: any(h["outcome"] == "rate_limited" for h in history(project)), 20,
                "the rate-limited run in the history")
-    # the same trigger again: it is rate-limited each time until the test lets it through
+    # its every run is refused again; another agent's trigger runs once each hold is over
     project.trigger("u.trigger", "agent-b", context={"before": [INIT, result()]})
     project.wait_archived(1)
     assert project.result("u.trigger")["attempt"] == 1
