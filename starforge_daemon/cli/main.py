@@ -66,7 +66,7 @@ LAZY_COMMANDS = {
     "notify": ("notify", "notify", "Notifications: send a test message (notify test)."),
     "logs": ("runs", "logs", "Show or follow a run's log, or the daemon's."),
     "queue": ("queue", "queue", "Look at and steer the pending triggers."),
-    "report": ("runs", "report", "Runs per agent: outcomes, durations, throughput."),
+    "report": ("runs", "report", "Runs per agent: outcomes, durations, throughput, cost."),
     "retry": ("control", "retry", "Put failed triggers back in the queue."),
     "runs": ("runs", "runs", "List the finished runs (--failed: the failed ones)."),
     "systemd": ("systemd", "systemd", "Run this project's daemon under systemd."),

@@ -195,7 +195,7 @@ def runs(paths: ProjectPaths, failed: bool, agent: str | None, as_json: bool) ->
                else _finished_text(found))
 
 
-@click.command(short_help="Runs per agent: outcomes, durations, throughput.")
+@click.command(short_help="Runs per agent: outcomes, durations, throughput, cost.")
 @click.option("--since", type=Duration(), metavar="DURATION",
               help="Only runs that ended this long ago or less: 90s, 30m, 24h, 7d, 2w.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "html"]),
