@@ -58,18 +58,23 @@ def _write_file(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def write_triggers(folder: Path, agents: Sequence[str], count: int) -> None:
-    """Queue ``count`` triggers, round-robin over ``agents``, oldest first by name and mtime.
+def write_triggers(folder: Path, agents: Sequence[str], count: int, edges: bool = False,
+                   first: int = 0) -> None:
+    """Queue ``count`` triggers, round-robin over ``agents``, oldest first by name and mtime;
+    with ``edges``, every other one comes ``after`` the one before it (``count // 2`` edges).
 
     Plain os calls with a hidden temporary name and a rename, as a well-behaved writer does;
-    fast enough for 50,000.
+    fast enough for 50,000. ``first`` numbers them on from an earlier batch.
     """
     bodies = [trigger_body(agent) for agent in agents]
     base = str(folder)
-    for index in range(count):
+    for index in range(first, first + count):
         name = f"t{index:07d}.trigger"
         temp = os.path.join(base, f".{name}.tmp")
-        _write_file(temp, bodies[index % len(bodies)])
+        agent = agents[index % len(agents)]
+        body = json.dumps({"to_agent": agent, "after": [f"t{index - 1:07d}"]}).encode() \
+            if edges and index % 2 else bodies[index % len(bodies)]
+        _write_file(temp, body)
         os.rename(temp, os.path.join(base, name))
 
 
@@ -232,11 +237,15 @@ class Project:
         return Daemon(psutil.Process(pid), self._find_keeper(), invoked_at, ready[-1].at)
 
     def _find_keeper(self) -> psutil.Process | None:
-        """The keeper is the process running ``keeper.py`` on this project's socket."""
+        """The keeper is the process running ``keeper.py`` on this project's socket; of two,
+        the child (the parent is its reaper, which only waits)."""
         socket_path = str(self.paths.keeper_socket)
-        for process in psutil.process_iter(["cmdline"]):
-            cmdline = process.info["cmdline"] or []
-            if socket_path in cmdline and any(word.endswith("keeper.py") for word in cmdline):
+        found = [process for process in psutil.process_iter(["cmdline", "ppid"])
+                 if socket_path in (cmdline := process.info["cmdline"] or [])
+                 and any(word.endswith("keeper.py") for word in cmdline)]
+        pids = {process.pid for process in found}
+        for process in found:
+            if len(found) == 1 or process.info["ppid"] in pids:
                 return process
         self.notes.append("keeper process not found; its figures are missing")
         return None

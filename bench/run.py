@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from cli_startup import compile_package
 from harness import BenchError
 from results import ScenarioResult, machine, markdown, write_json
 from sampling import MachineLoad
 from scenarios import FULL, QUICK, SCENARIOS, Context
+from slurm_scenarios import SLURM_SCENARIOS
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "latest.json"
@@ -33,10 +35,11 @@ NEEDED_TOOLS = ("sh", "true", "date", "xargs")
 
 def _scenario_names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SCENARIOS]
+    unknown = [name for name in names if name not in SCENARIOS and name not in SLURM_SCENARIOS]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown scenario {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
+            f"unknown scenario {', '.join(unknown)} (known: {', '.join(SCENARIOS)}; "
+            f"on a Slurm cluster, asked for by name: {', '.join(SLURM_SCENARIOS)})")
     return names
 
 
@@ -69,7 +72,7 @@ def preflight(args: argparse.Namespace) -> None:
 
 
 def run_scenario(name: str, ctx: Context) -> ScenarioResult:
-    title, scenario = SCENARIOS[name]
+    title, scenario = {**SCENARIOS, **SLURM_SCENARIOS}[name]
     result = ScenarioResult(name, title)
     started = time.monotonic()
     print(f"bench: {title} ...", file=sys.stderr, flush=True)
@@ -94,6 +97,7 @@ def run_scenario(name: str, ctx: Context) -> ScenarioResult:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     preflight(args)
+    compile_package()  # the daemon's memory and start as an installed user has them
     sizes = QUICK if args.quick else FULL
     workdir = Path(tempfile.mkdtemp(prefix="starforge-bench-", dir=args.workdir))
     ctx = Context(workdir=workdir, sizes=sizes, keep=args.keep, profile=args.profile)
@@ -101,7 +105,8 @@ def main(argv: list[str]) -> int:
            "machine": machine(HERE.parent), "quick": args.quick, "sizes": asdict(sizes),
            "profiled": args.profile is not None, "load_average_before": os.getloadavg()}
     try:
-        results = [run_scenario(name, ctx) for name in SCENARIOS if name in args.only]
+        results = [run_scenario(name, ctx) for name in [*SCENARIOS, *SLURM_SCENARIOS]
+                   if name in args.only]
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

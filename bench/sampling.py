@@ -49,6 +49,18 @@ def rss_mb(process: psutil.Process) -> float:
         return math.nan
 
 
+def peak_rss_mb(process: psutil.Process) -> float:
+    """The most memory the process has held so far: the kernel's high-water mark (VmHWM)."""
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+    except FileNotFoundError:
+        return math.nan
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / MB
+    return math.nan
+
+
 def file_create_us(folder: Path, count: int = 50) -> float:
     """Microseconds to create an empty file in ``folder``.
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import baselines
 from harness import (
+    BenchError,
     Daemon,
     HistoryFile,
     Project,
@@ -29,7 +30,7 @@ from harness import (
     write_triggers,
 )
 from results import Row, ScenarioResult, at_most, info, ratio_at_most
-from sampling import CpuWindow, rss_mb, spread
+from sampling import CpuWindow, peak_rss_mb, rss_mb, spread
 
 from starforge_daemon.core.models import parse_iso_utc
 from starforge_daemon.store.results import ResultRecord
@@ -51,12 +52,18 @@ class Sizes:
     many: int
     many_sleep: float
     idle_seconds: float
+    dependencies: int
+    backlog_memory: int  # queued at start, for the daemon's peak memory
+    memory_runs: int  # runs fed a batch at a time, for memory against runs behind it
+    memory_batch: int
 
 
 FULL = Sizes(parallel=5000, sequential=1000, latency=200, turnaround=200,
-             scaling=(100, 1000, 10_000, 50_000), many=500, many_sleep=5.0, idle_seconds=60.0)
+             scaling=(100, 1000, 10_000, 50_000), many=500, many_sleep=5.0, idle_seconds=60.0,
+             dependencies=10_000, backlog_memory=100_000, memory_runs=100_000, memory_batch=1000)
 QUICK = Sizes(parallel=500, sequential=200, latency=20, turnaround=30, scaling=(100, 1000, 2000),
-              many=100, many_sleep=5.0, idle_seconds=5.0)
+              many=100, many_sleep=5.0, idle_seconds=5.0, dependencies=1000,
+              backlog_memory=10_000, memory_runs=5000, memory_batch=1000)
 
 
 @dataclass(frozen=True)
@@ -135,13 +142,14 @@ class Drain:
 
 
 def drain(ctx: Context, result: ScenarioResult, label: str, settings: dict[str, str],
-          count: int) -> Drain:
-    """Queue ``count`` triggers over 16 agents, start a daemon, wait until all are archived.
+          count: int, edges: bool = False) -> Drain:
+    """Queue ``count`` triggers over 16 agents (``edges``: every other one after the one
+    before), start a daemon, wait until all are archived.
 
     The end is the last FINISH event's time in the daemon log, not when the bench noticed.
     """
     with fresh_project(ctx, result, label, settings) as project:
-        write_triggers(project.paths.triggers, AGENTS, count)
+        write_triggers(project.paths.triggers, AGENTS, count, edges)
         history = HistoryFile(project.paths)
         with running(project) as daemon:
             rss = {role: rss_mb(process) for role, process in daemon.processes().items()}
@@ -222,6 +230,22 @@ def sequential_backlog(ctx: Context, result: ScenarioResult) -> None:
         at_most("overhead per trigger: (daemon - loop) / N", overhead_ms, "ms", 5.0),
         *_cpu_rows(run),
         *_peer_rows(result, count, 1, loop, "sh loop"),
+    ]
+
+
+def dependency_backlog(ctx: Context, result: ScenarioResult) -> None:
+    """A backlog where every other trigger comes ``after`` the one before it, against the same
+    backlog without those edges, drained one after the other in this run."""
+    count = ctx.sizes.dependencies
+    settings = {"AGENT_COMMAND": "true", "PARALLEL_DAEMON": "true", "MAX_CONCURRENT_AGENTS": "16"}
+    plain = drain(ctx, result, "dependencies-none", settings, count)
+    linked = drain(ctx, result, "dependencies-edges", settings, count, edges=True)
+    result.details.update(without_edges=plain.details(), with_edges=linked.details())
+    result.rows += [
+        ratio_at_most(f"{count:,} triggers with {count // 2:,} edges: per trigger",
+                      1000 * linked.from_ready / count, "ms", 1000 * plain.from_ready / count,
+                      "no edges", 1.5),
+        *_cpu_rows(linked),
     ]
 
 
@@ -409,12 +433,14 @@ def idle(ctx: Context, result: ScenarioResult) -> None:
 
 
 def idle_with_metrics(ctx: Context, result: ScenarioResult) -> None:
-    """The same with METRICS_ADDRESS: the heartbeat and the HTTP server's thread."""
+    """The same with METRICS_ADDRESS and NOTIFY_URLS: the heartbeat, the HTTP server's thread
+    and the notifications' thread (nothing is sent: idle has nothing to tell)."""
     with socket.socket() as probe:  # a free port, given back for the daemon to take
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     _idle(ctx, result, "idle-metrics",
-          {"AGENT_COMMAND": "true", "METRICS_ADDRESS": f"127.0.0.1:{port}"})
+          {"AGENT_COMMAND": "true", "METRICS_ADDRESS": f"127.0.0.1:{port}",
+           "NOTIFY_URLS": f"json://127.0.0.1:{port}/never-called"})
 
 
 def _idle(ctx: Context, result: ScenarioResult, name: str, settings: dict[str, str]) -> None:
@@ -434,7 +460,55 @@ def _idle(ctx: Context, result: ScenarioResult, name: str, settings: dict[str, s
     peak["sum"] = sum(peak.values())
     result.details.update(cpu_percent_of_core=cpu, rss_mb_peak=peak)
     result.rows += [*_share_rows(f"CPU over {seconds:g} s", cpu, "%", 0.5),
-                    *_share_rows("RSS (peak)", peak, "MB", 60.0)]
+                    *_share_rows("RSS (peak)", peak, "MB", 40.0)]
+
+
+# -- memory --------------------------------------------------------------------------------
+
+QUEUED_LINE = b" QUEUE trigger="  # the daemon log's line for a trigger read into the queue
+
+
+def backlog_memory(ctx: Context, result: ScenarioResult) -> None:
+    """A backlog queued at start: the daemon's peak memory until every trigger is read."""
+    count = ctx.sizes.backlog_memory
+    settings = {"AGENT_COMMAND": "true", "PARALLEL_DAEMON": "true", "MAX_CONCURRENT_AGENTS": "16"}
+    with fresh_project(ctx, result, "backlog-memory", settings) as project:
+        write_triggers(project.paths.triggers, AGENTS, count)
+        with running(project) as daemon:
+            at_ready = rss_mb(daemon.process)
+            deadline = time.monotonic() + 600
+            while project.paths.daemon_log.read_bytes().count(QUEUED_LINE) < count:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{count:,} triggers not all read in 600 s")
+                time.sleep(0.5)
+            peak = peak_rss_mb(daemon.process)
+    result.details.update(count=count, rss_mb_at_ready=at_ready, rss_mb_peak=peak)
+    result.rows += [at_most(f"{count:,} queued at start: daemon peak RSS", peak, "MB", 80.0),
+                    info("daemon RSS at ready", at_ready, "MB")]
+
+
+def runs_memory(ctx: Context, result: ScenarioResult) -> None:
+    """Runs fed a batch at a time (the queue stays short), their logs kept: does the daemon's
+    memory grow with the runs behind it? RSS after the first batch and after the last, each
+    once a log upkeep pass has gone over the logs."""
+    total, batch = ctx.sizes.memory_runs, ctx.sizes.memory_batch
+    settings = {"AGENT_COMMAND": "true", "PARALLEL_DAEMON": "true",
+                "MAX_CONCURRENT_AGENTS": "16", "PROCESS_MONITOR_INTERVAL": "1"}
+    rss: dict[int, float] = {}
+    with fresh_project(ctx, result, "runs-memory", settings) as project:
+        history = HistoryFile(project.paths)
+        with running(project) as daemon:
+            for done in range(batch, total + 1, batch):
+                write_triggers(project.paths.triggers, AGENTS, batch, first=done - batch)
+                history.wait_for(done)
+                if done in (batch, total):
+                    time.sleep(3.0)  # a few upkeep passes over every log
+                    rss[done] = rss_mb(daemon.process)
+            logs = sum(1 for _ in project.paths.logs.glob("agent-*"))
+    result.details.update(rss_mb_after=rss, logs_kept=logs)
+    result.rows += [info(f"daemon RSS after {batch:,} runs", rss[batch], "MB"),
+                    ratio_at_most(f"daemon RSS after {total:,} runs ({logs:,} logs kept)",
+                                  rss[total], "MB", rss[batch], f"after {batch:,}", 1.2)]
 
 
 SCENARIOS: dict[str, tuple[str, Callable[[Context, ScenarioResult], None]]] = {
@@ -445,7 +519,10 @@ SCENARIOS: dict[str, tuple[str, Callable[[Context, ScenarioResult], None]]] = {
                                    live_latency_hung_receiver),
     "slot-turnaround": ("slot turnaround", slot_turnaround),
     "backlog-scaling": ("backlog scaling", backlog_scaling),
+    "dependency-backlog": ("backlog with dependencies", dependency_backlog),
     "many-at-once": ("many runs at once", many_at_once),
     "idle": ("idle", idle),
-    "idle-metrics": ("idle, metrics on", idle_with_metrics),
+    "idle-metrics": ("idle, metrics and notifications on", idle_with_metrics),
+    "backlog-memory": ("backlog memory", backlog_memory),
+    "runs-memory": ("memory against runs behind", runs_memory),
 }

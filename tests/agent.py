@@ -1,7 +1,8 @@
 """The agent the integration tests run: it does what its trigger's ``context`` says.
 
 context keys: ``sleep`` (seconds), ``exit`` (status), ``ignore_term`` (bool), ``grandchild``
-(start a child that ignores SIGTERM and outlives this process unless killed), ``output``
+(start a child that ignores SIGTERM and outlives this process unless killed; in a session of its
+own with ``setsid``), ``signal`` (end killed by this signal number), ``output``
 (about that many bytes of output, then ``THE END``), ``touch`` (a file to create), ``gate`` (a
 file in the project to wait for before ending: the test creates it when the run may end).
 Every run appends ``start`` and ``end`` lines to ``$STARFORGE_PROJECT_DIR/journal.jsonl``; a
@@ -33,6 +34,10 @@ def main():
         trigger = json.load(file)
     context = trigger.get("context") or {}
     env = {key: value for key, value in os.environ.items() if key.startswith("STARFORGE_")}
+    upstream = env.get("STARFORGE_UPSTREAM_RESULTS")
+    if upstream:  # the hand-off file goes with the run: the journal keeps what it said
+        with open(upstream) as file:
+            env["upstream_results"] = json.load(file)
     journal(event="start", agent=os.environ["STARFORGE_AGENT"],
             trigger=os.path.basename(os.environ["STARFORGE_TRIGGER_FILE"]),
             run_id=os.environ["STARFORGE_RUN_ID"], env=env, argv=sys.argv[1:],
@@ -42,6 +47,8 @@ def main():
     if context.get("grandchild"):
         child = os.fork()
         if child == 0:
+            if context.get("setsid"):
+                os.setsid()
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             journal(event="grandchild")
             time.sleep(600)
@@ -56,6 +63,8 @@ def main():
     if context.get("gate"):
         wait_for_file(os.path.join(os.environ["STARFORGE_PROJECT_DIR"], context["gate"]))
     time.sleep(float(context.get("sleep", 0)))
+    if context.get("signal"):
+        os.kill(os.getpid(), int(context["signal"]))
     code = int(context.get("exit", 0))
     journal(event="end", agent=os.environ["STARFORGE_AGENT"], run_id=os.environ["STARFORGE_RUN_ID"],
             code=code)

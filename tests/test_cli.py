@@ -130,7 +130,9 @@ def test_trigger_writes_a_valid_file_and_prints_its_path(project: Project) -> No
                          "--context", '{"ticket": 52, "files": ["a.py"]}')
     path = Path(result.stdout.strip())
     assert path.parent == project.paths.triggers and path.name.endswith(".trigger")
-    assert json.loads(path.read_text()) == {
+    written = json.loads(path.read_text())
+    assert written.pop("id") == path.name.removesuffix(".trigger"), "named after its new id"
+    assert written == {
         "to_agent": "junior-dev-a", "action": "implement_ticket", "ticket": "52",
         "from_agent": "orchestrator", "message": "go",
         "context": {"ticket": 52, "files": ["a.py"]}}

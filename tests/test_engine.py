@@ -8,11 +8,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-import structlog
 
 from starforge_daemon.core.events import Event, Publisher
+from starforge_daemon.core.holds import HoldKind
 from starforge_daemon.core.models import ProcessIdentity, RunExit
 from starforge_daemon.daemon.engine import Engine, StopMode
+from starforge_daemon.daemon.logfile import EventLog, EventLogFile
 from starforge_daemon.daemon.observers.eventlog import EventLogObserver
 from starforge_daemon.daemon.persistence import Stores
 from starforge_daemon.daemon.service import run_base_environment
@@ -58,6 +59,8 @@ class FakeReactor:
 class FakeGauge:
     """The memory gauge: short of memory while ``reason`` is set."""
 
+    kind = HoldKind.MEMORY
+
     def __init__(self) -> None:
         self.reason: str | None = None
 
@@ -83,7 +86,7 @@ def setup(tmp_path: Path):
     def make(gauge: FakeGauge | None = None, observer: Callable[[Event], None] | None = None,
              **settings) -> Engine:
         events = Publisher()
-        events.subscribe(EventLogObserver(structlog.get_logger()))
+        events.subscribe(EventLogObserver(EventLog(EventLogFile(paths.daemon_log, 1 << 20))))
         if observer is not None:
             events.subscribe(observer)
         engine = Engine(Settings(**settings), paths, reactor=FakeReactor(), runner=runner,

@@ -29,7 +29,7 @@ from starforge_daemon.runtime.api import Exited, LaunchSpec
 __all__ = ["setup"]  # the fixture, shared with test_engine
 
 
-RESULT_KEYS = ["trigger", "outcome", "reason", "exit_code", "run_id", "agent", "pool", "attempt",
+RESULT_KEYS = ["trigger", "id", "outcome", "reason", "exit_code", "run_id", "agent", "pool", "attempt",
                "ticket", "action", "from_agent", "pid", "started_at", "ended_at", "duration_s",
                "log", "cpu_seconds", "peak_memory_bytes", "session_id", "model", "turns",
                "tokens_in", "tokens_out", "cache_read_tokens", "cache_creation_tokens", "cost_usd",
@@ -268,8 +268,7 @@ def test_pause_all_outlives_a_restart_and_resume_lets_the_queue_go(setup) -> Non
 def test_event_log_lines_keep_their_words_levels_and_keys() -> None:
     def line(event: object) -> str:
         level, word, keys = log_line(event)
-        return render_line(None, level.value, {"timestamp": "T", "level": level.value,
-                                                "event": word, **keys})
+        return render_line("T", level.value, word, keys)
 
     assert line(Finished("a", "52", "failed", 3, "exit 3", "r1", 1, 2.5, start_failed=False)) \
         == "T WARNING FINISH agent=a ticket=52 outcome=failed exit_code=3 reason=\"exit 3\" " \

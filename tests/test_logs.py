@@ -7,9 +7,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Project, wait_until
 
 from starforge_daemon.core.runids import agent_of
+from starforge_daemon.daemon import logupkeep
 from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep, tidy
 
 HOUR = 3600.0
@@ -49,7 +51,7 @@ def test_old_logs_deleted_day_old_compressed_fresh_kept(tmp_path: Path) -> None:
     running = make_log(tmp_path, "b", 9 * DAY, 100, now)
     (tmp_path / "daemon.log").write_text("events\n")
     done = tidy(tmp_path, policy, now, in_use=[str(running)])
-    assert done == {"deleted": 1, "compressed": 1}
+    assert (done.deleted, done.compressed) == (1, 1)
     assert not expired.exists() and fresh.exists() and running.exists()
     packed = stale.with_name(stale.name + ".gz")
     assert not stale.exists() and packed.exists()
@@ -68,7 +70,7 @@ def test_seed_named_logs_are_expired_compressed_and_capped_like_the_daemons(
     over_cap = make_log(tmp_path, "junior-dev-b", 5 * HOUR, 2000, now, tagged=False)
     newer = make_log(tmp_path, "junior-dev-b", HOUR, 2000, now)
     done = tidy(tmp_path, policy, now, in_use=[])
-    assert done == {"deleted": 2, "compressed": 1}
+    assert (done.deleted, done.compressed) == (2, 1)
     assert not expired.exists() and not stale.exists()
     assert stale.with_name(stale.name + ".gz").exists()
     assert not over_cap.exists() and newer.exists(), "the older log of the pair goes first"
@@ -82,6 +84,20 @@ def test_each_agent_is_capped_oldest_first(tmp_path: Path) -> None:
     other = make_log(tmp_path, "b", 6 * HOUR, 1000, now)
     tidy(tmp_path, policy, now, in_use=[])
     assert [log.exists() for log in logs] == [False, False, False, True, True]
+    assert other.exists()
+
+
+def test_an_agent_far_over_its_cap_loses_its_oldest_logs_a_batch_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logupkeep, "OLDEST_BATCH", 3)  # the pass must look again, twice
+    now = time.time()
+    policy = LogPolicy(max_bytes_per_agent=2500, retention_seconds=7 * DAY,
+                       compress_after_seconds=7 * DAY)
+    logs = [make_log(tmp_path, "a", age * 60, 1000, now) for age in range(9, 0, -1)]
+    other = make_log(tmp_path, "b", 10 * HOUR, 1000, now)
+    done = tidy(tmp_path, policy, now, in_use=[str(logs[0])])
+    assert (done.deleted, done.compressed) == (6, 0)
+    assert [log.exists() for log in logs] == [True] + [False] * 6 + [True, True]
     assert other.exists()
 
 
@@ -123,6 +139,32 @@ def test_daemon_log_rotates_by_size_and_follows_outside_rotation(project: Projec
     project.wait_archived(31)
     wait_until(lambda: log.exists() and "after.trigger" in log.read_text(),
                what="events in the new daemon.log")
+
+
+def test_a_sweep_passes_over_the_logs_only_when_something_changed_or_fell_due(
+        tmp_path: Path) -> None:
+    class Log:
+        def __init__(self) -> None:
+            self.lines: list[dict[str, object]] = []
+
+        def info(self, event: str, **fields: object) -> None:
+            self.lines.append({"event": event, **fields})
+
+    now = time.time()
+    log = Log()
+    upkeep = LogUpkeep(tmp_path, LogPolicy(10**9, 7 * DAY, DAY), log)
+    young = make_log(tmp_path, "a", HOUR, 100, now)  # gzipped when a day old: due in 23 h
+    upkeep.start_pass(now, list)
+    upkeep.join(timeout=10)
+    os.utime(young, (now - 2 * DAY, now - 2 * DAY))  # old now, but the folder did not change
+    upkeep.start_pass(now + 60, list)
+    upkeep.join(timeout=10)
+    assert young.exists() and log.lines == [], "nothing changed and nothing fell due"
+    upkeep.start_pass(now + 23 * HOUR + 1, list)
+    upkeep.join(timeout=10)
+    assert not young.exists() and young.with_name(young.name + ".gz").exists()
+    assert log.lines == [{"event": "LOGS", "msg": "agent logs tidied", "deleted": 0,
+                          "compressed": 1}]
 
 
 def test_a_failed_upkeep_pass_logs_the_file_and_the_reason(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -224,6 +225,23 @@ def test_notify_test_says_what_each_url_answered(project: Project, receiver: Any
     assert bad.returncode == 1
     assert bad.stdout.splitlines()[0] == f"ok     {hook.url}"
     assert bad.stdout.splitlines()[1].startswith(f"FAILED {dead}: ")
+
+
+def test_apprise_is_loaded_by_the_sender_process_never_by_the_daemon(receiver: Any) -> None:
+    hook = receiver(answers=[500])
+    code = ("import json, sys\n"
+            "from starforge_daemon.daemon.observers.delivery import Sender\n"
+            f"sender = Sender([{hook.url!r}])\n"
+            "names = sender.check()\n"
+            "answers, _ = sender.run([('title', 'body')], (0.0,))\n"
+            "print(json.dumps([names, answers, 'apprise' in sys.modules]))\n")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    names, answers, loaded = json.loads(printed)
+    assert names == [hook.url] and not loaded
+    assert answers == [{"url": 0, "target": hook.url},
+                       {"message": 0, "target": hook.url, "error": None}]
+    assert hook.answered == [500, 200], "the sender tried again after the refusal"
 
 
 def test_a_url_apprise_cannot_send_to_stops_the_start(project: Project) -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import psutil
 from conftest import Project, gone, wait_until
 
 from starforge_daemon.core.models import Run
+
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def kill_daemon(project: Project) -> int:
@@ -80,20 +85,44 @@ def test_run_that_ended_while_no_daemon_ran_is_archived_with_its_status(project:
     assert "RECOVERY" in project.log()
 
 
+@contextlib.contextmanager
+def orphans_come_here() -> Iterator[None]:
+    """This process as a child subreaper while the block runs: the processes started below it
+    that lose their parents come to it, so it can reap them as init would, their exit status
+    gone (this machine's init leaves zombies, whose status the kernel still shows). Its
+    children left at the end are reaped."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    assert prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        yield
+    finally:
+        prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+
+
 def test_run_whose_processes_vanished_is_archived_as_lost(project: Project) -> None:
-    project.trigger("t.trigger", "worker", context={"sleep": 60})
-    project.start()
-    start = wait_until(lambda: project.journal("start"), what="agent started")[0]
-    kill_daemon(project)
-    monitor = psutil.Process(start["pid"]).ppid()
-    os.kill(monitor, signal.SIGKILL)
-    os.killpg(start["pid"], signal.SIGKILL)
-    wait_until(lambda: gone(start["pid"]) and gone(monitor), 5, "run processes gone")
-    project.start()
-    project.wait_archived(1)
-    assert project.all_archived() == {"t.trigger": "failed"}
-    assert project.result("t.trigger")["outcome"] == "lost"
-    wait_until(lambda: project.slots()["worker"]["status"] == "idle", what="slot idle")
+    """The agent, its keeper and the keeper's reaper all killed, the agent reaped by another:
+    no process can know how the run ended."""
+    with orphans_come_here():
+        project.trigger("t.trigger", "worker", context={"sleep": 60})
+        project.start()
+        start = wait_until(lambda: project.journal("start"), what="agent started")[0]
+        kill_daemon(project)
+        keeper = psutil.Process(start["pid"]).parent()
+        reaper = keeper.parent()  # which would record the agent's exit once the keeper is gone
+        for process in (reaper, keeper):
+            process.kill()
+        wait_until(lambda: gone(keeper.pid) and gone(reaper.pid), 5, "keeper and reaper gone")
+        os.killpg(start["pid"], signal.SIGKILL)
+        os.waitpid(start["pid"], 0)  # its status gone, as init discards it
+        project.start()
+        project.wait_archived(1)
+        assert project.all_archived() == {"t.trigger": "failed"}
+        assert project.result("t.trigger")["outcome"] == "lost"
+        wait_until(lambda: project.slots()["worker"]["status"] == "idle", what="slot idle")
+        project.stop()
 
 
 def test_reused_pid_is_never_signalled_or_adopted(project: Project) -> None:

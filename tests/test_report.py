@@ -10,13 +10,13 @@ import pytest
 from starforge_daemon.client.report import (
     FAILED_LIMIT,
     bytes_text,
-    parse_duration,
     parse_history,
     percentile,
     render_json,
     render_markdown,
     summarize,
 )
+from starforge_daemon.core.durations import parse_duration
 from starforge_daemon.core.models import iso_utc
 
 T0 = 1_761_368_400.0  # 2025-10-25T05:00:00Z

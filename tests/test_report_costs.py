@@ -188,7 +188,7 @@ def written_line(agent: str, ended: float, duration: float, attempt: int = 1,
                  **account: Any) -> str:
     """A history line as the daemon writes it: a :class:`RunResult` and the history's keys."""
     run_id = f"{agent}-{int(ended)}-{attempt:06x}"
-    result = RunResult(trigger=f"{agent}.trigger", outcome=account.pop("outcome", "succeeded"),
+    result = RunResult(trigger=f"{agent}.trigger", id=None, outcome=account.pop("outcome", "succeeded"),
                        reason=None, exit_code=0, run_id=run_id, agent=agent, pool=None,
                        attempt=attempt, ticket=account.pop("ticket", None),
                        action="implement_ticket", from_agent=None, pid=4242,

@@ -96,7 +96,8 @@ def test_env_file_parse_errors_name_the_line_and_the_problem(paths: ProjectPaths
      ".env line 2: WORKTREE_MODE='yes': must be off, per-agent or per-ticket"),
     ("env", "AGENT_COMMAND", "claude {agnt}",
      "environment: AGENT_COMMAND='claude {agnt}': unknown placeholder {agnt}; the known ones "
-     "are {agent}, {ticket}, {action}, {from_agent}, {trigger_file}, {prompt}, {prompt_file}, {run_id}"),
+     "are {agent}, {ticket}, {action}, {from_agent}, {trigger_file}, {prompt}, {prompt_file}, "
+     "{run_id}, {upstream_results}"),
     ("env", "AGENT_COMMAND", "claude 'x",
      "environment: AGENT_COMMAND=\"claude 'x\": cannot be split into words: no closing "
      "quotation"),
@@ -196,8 +197,8 @@ def test_submit_trigger_refuses_what_the_daemon_would_reject(paths: ProjectPaths
     with pytest.raises(InvalidTrigger, match=r"^to_agent: must be 1 to 64 letters"):
         submit_trigger("a b", project_dir=paths.root)
     with pytest.raises(InvalidTrigger) as caught:
-        submit_trigger("agent-a", project_dir=paths.root, message="x" * 100)
-    assert str(caught.value) == "too big: 136 bytes (MAX_TRIGGER_BYTES=100)"
+        submit_trigger("agent-a", project_dir=paths.root, message="x" * 100, id="x1")
+    assert str(caught.value) == "too big: 146 bytes (MAX_TRIGGER_BYTES=100)"
     assert trigger_files(paths) == []
     paths.env_file.write_text("MAX_TRIGGER_BYTES=64\nAGENT_COMMAND='open\n")
     with pytest.raises(SettingsError, match=r"^\.env line 2: cannot parse"):
@@ -208,10 +209,12 @@ def test_submit_trigger_refuses_what_the_daemon_would_reject(paths: ProjectPaths
 def test_submit_trigger_writes_what_the_daemon_reads(paths: ProjectPaths) -> None:
     path = submit_trigger("junior-dev-a", project_dir=paths.root, ticket=52, note="kept",
                           action="implement_ticket", from_agent="orchestrator",
-                          context={"ticket": 52})
+                          context={"ticket": 52}, id="impl-52", after=["plan-52"])
+    assert path.name == "impl-52.trigger"
     assert path.read_bytes() == (b'{"to_agent":"junior-dev-a","from_agent":"orchestrator",'
                                  b'"action":"implement_ticket","ticket":52,'
-                                 b'"context":{"ticket":52},"note":"kept"}\n')
+                                 b'"context":{"ticket":52},"id":"impl-52","after":["plan-52"],'
+                                 b'"note":"kept"}\n')
     assert parse_trigger(path.read_bytes()).extra == {"note": "kept"}
 
 
@@ -221,7 +224,8 @@ def test_submit_trigger_warns_about_a_misspelt_field_and_still_writes_it(
         path = submit_trigger("agent-a", project_dir=paths.root, max_retires=3)
     assert [str(warning.message) for warning in caught] == [
         "unknown field max_retires: did you mean max_retries?"]
-    assert json.loads(path.read_bytes()) == {"to_agent": "agent-a", "max_retires": 3}
+    assert json.loads(path.read_bytes()) == {"to_agent": "agent-a", "max_retires": 3,
+                                             "id": path.name.removesuffix(".trigger")}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         submit_trigger("agent-a", project_dir=paths.root, reviewer="qa-1")  # not a typo
@@ -236,10 +240,12 @@ def test_trigger_command_warns_about_a_misspelt_field_and_refuses_a_big_trigger(
     assert written.stderr == "warning: unknown field max_retires: did you mean max_retries?\n"
     path = Path(written.stdout.strip())
     assert json.loads(path.read_bytes()) == {"to_agent": "agent-a", "trace_id": "t-1",
-                                             "max_retires": 3}
-    refused = project.cli("trigger", "agent-a", "--message", "x" * 100, check=False)
+                                             "max_retires": 3,
+                                             "id": path.name.removesuffix(".trigger")}
+    refused = project.cli("trigger", "agent-a", "--message", "x" * 100, "--id", "x1",
+                          check=False)
     assert refused.returncode == 2
-    assert "invalid trigger: too big: 136 bytes (MAX_TRIGGER_BYTES=100)" in refused.stderr
+    assert "invalid trigger: too big: 146 bytes (MAX_TRIGGER_BYTES=100)" in refused.stderr
     assert trigger_files(project.paths) == [path.name]
 
 

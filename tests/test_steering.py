@@ -27,7 +27,8 @@ def test_cli_trigger_takes_a_priority(project: Project) -> None:
     project.paths.ensure()
     path = project.cli("trigger", "agent-a", "--priority", "7", "--max-retries", "1").stdout
     body = json.loads(Path(path.strip()).read_text())
-    assert body == {"to_agent": "agent-a", "priority": 7, "max_retries": 1}
+    assert body == {"to_agent": "agent-a", "priority": 7, "max_retries": 1,
+                    "id": Path(path.strip()).stem}
     bad = project.cli("trigger", "agent-a", "--priority", "high", check=False)
     assert bad.returncode == 2 and len(list(project.paths.triggers.glob("*.trigger"))) == 1
 

@@ -69,9 +69,11 @@ LAZY_COMMANDS = {
     "report": ("runs", "report", "Runs per agent: outcomes, durations, throughput, cost."),
     "retry": ("control", "retry", "Put failed triggers back in the queue."),
     "runs": ("runs", "runs", "List the finished runs (--failed: the failed ones)."),
+    "schedules": ("schedules", "schedules", "List the recurring triggers and when each fires next."),
     "systemd": ("systemd", "systemd", "Run this project's daemon under systemd."),
     "top": ("dashboard", "top", "A live, full-screen view of slots, queue, runs and events."),
     "trigger": ("queue", "trigger", "Queue a trigger for AGENT; prints its path."),
+    "wait": ("waiting", "wait", "Wait for triggers to end; exit 0 if all succeeded."),
     "worktrees": ("worktrees", "worktrees", "List (or clean) the runs' git worktrees."),
 }
 
@@ -200,6 +202,10 @@ def _status_text(doc: dict[str, Any]) -> str:
     queue = doc["queue"]
     lines.append("")
     lines.append("queue: " + ", ".join(f"{count} {name}" for name, count in queue.items()))
+    for waiting in doc["waiting"][:5]:
+        lines.append(f"waiting: {waiting['trigger']} for {', '.join(waiting['waiting_for'])}")
+    if len(doc["waiting"]) > 5:
+        lines.append(f"waiting: {len(doc['waiting']) - 5} more (starforge queue list)")
     paused = doc["paused"]
     if paused["all"] or paused["agents"]:
         held = "everyone" if paused["all"] else ", ".join(paused["agents"])
@@ -299,7 +305,8 @@ def demo(directory: str | None) -> None:
 @click.pass_context
 def init(ctx: click.Context) -> None:
     """Make the current folder (or --project-dir) a project: the .claude/ folders, a
-    commented .env and an example trigger; in a git repository, .env and .claude/ are also
+    commented .env, an example trigger and an example schedules file
+    (.claude/schedules.toml.example); in a git repository, .env and .claude/ are also
     listed in .git/info/exclude.
 
     Never overwrites a file that exists; says "kept" for each one it left alone.

@@ -22,7 +22,7 @@ def test(paths: ProjectPaths) -> None:
     """Send a test message to every NOTIFY_URLS target; prints ok or the error for each, and
     exits 1 when any failed."""
     from starforge_daemon.core.notice_kinds import split_urls
-    from starforge_daemon.daemon.observers.delivery import AppriseTarget, NotifySetupError
+    from starforge_daemon.daemon.notify_sender import AppriseTarget, NotifySetupError
     from starforge_daemon.store.settings import SettingsError, load_settings
 
     try:

@@ -119,14 +119,30 @@ def _extra_fields(_ctx: click.Context, _param: click.Parameter,
               help="A JSON object handed to the agent as the trigger's context.")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
 @click.option("--max-retries", type=int, help="Retries after a failure (default MAX_RETRIES).")
+@click.option("--id", "trigger_id", metavar="ID",
+              help="The trigger's id (default: a new one); the file is named ID.trigger.")
+@click.option("--after", multiple=True, metavar="ID",
+              help="Run only once the trigger ID has ended. Repeatable.")
+@click.option("--on-upstream-failure", type=click.Choice(["fail", "skip", "run"]),
+              help="When one of --after did not succeed: fail (default), skip, or run anyway.")
+@click.option("--dedupe-key", metavar="KEY",
+              help="Archived as a duplicate if a trigger with this key waits or runs.")
 @click.option("--field", "extra", multiple=True, callback=_extra_fields, metavar="NAME=VALUE",
               help="Any other field (trace_id, say); VALUE is read as JSON when it is JSON, "
                    "else as text. Repeatable.")
+@click.option("--wait", "wait_end", is_flag=True,
+              help="Then wait for it to end, as `starforge wait` does (exit 0, 1 or 124).")
+@click.option("--follow", is_flag=True, help="With --wait: print its run's log meanwhile.")
+@click.option("--wait-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="With --wait: give up after this long (exit 124).")
 @pass_project
 def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | None,
             from_agent: str | None, message: str | None, context: dict[str, Any] | None,
-            priority: int | None, max_retries: int | None, extra: dict[str, Any]) -> None:
-    """Queue a trigger for AGENT; prints the path of the file written.
+            priority: int | None, max_retries: int | None, trigger_id: str | None,
+            after: tuple[str, ...], on_upstream_failure: str | None, dedupe_key: str | None,
+            extra: dict[str, Any], wait_end: bool, follow: bool,
+            wait_timeout: float | None) -> None:
+    """Queue a trigger for AGENT; prints the path of the file written (ID.trigger: its id).
 
     The trigger is checked with the daemon's own rules (the project's MAX_TRIGGER_BYTES too)
     and written under a hidden name, then renamed into place. An unknown field that looks
@@ -140,8 +156,12 @@ def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | N
 
     if not paths.root.is_dir():
         raise click.ClickException(f"no project directory {paths.root}")
+    if (follow or wait_timeout is not None) and not wait_end:
+        raise click.UsageError("--follow and --wait-timeout go with --wait")
     fields = {"action": action, "ticket": ticket, "from_agent": from_agent, "message": message,
-              "context": context, "priority": priority, "max_retries": max_retries}
+              "context": context, "priority": priority, "max_retries": max_retries,
+              "id": trigger_id, "after": list(after) or None,
+              "on_upstream_failure": on_upstream_failure, "dedupe_key": dedupe_key}
     twice = [name for name in extra if name == "to_agent" or fields.get(name) is not None]
     if twice:
         raise click.UsageError(f"--field {twice[0]}: {twice[0]} is already given")
@@ -160,6 +180,10 @@ def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | N
         if issubclass(warning.category, TriggerWarning):
             click.echo(f"warning: {warning.message}", err=True)
     click.echo(str(path))
+    if wait_end:
+        from starforge_daemon.cli.waiting import trigger_id_of, wait_and_report
+
+        wait_and_report(paths, [trigger_id_of(str(path))], wait_timeout, False, follow)
 
 
 for operator_command in (pause, resume, cancel):

@@ -27,7 +27,7 @@ class Duration(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> tuple[str, float]:
-        from starforge_daemon.client.report import parse_duration
+        from starforge_daemon.core.durations import parse_duration
 
         if isinstance(value, tuple):
             return value
@@ -90,6 +90,24 @@ def _follow(paths: ProjectPaths, path: Path, offset: int, write: Callable[[bytes
     runlogs.follow(path, write, offset, note=_note, done=done)
     finish()
     _note(f"==> run {run_id.text} ended: {ends[0]} <==")
+
+
+def follow_run_log(paths: ProjectPaths, path: Path) -> None:
+    """Print a run's log rendered as ``logs -f`` does, until the run ends."""
+    from starforge_daemon.client import runlogs
+    from starforge_daemon.client.stream_render import LogRenderer
+
+    out = click.get_binary_stream("stdout")
+    renderer = LogRenderer()
+
+    def put(data: bytes) -> None:
+        if data:
+            out.write(data)
+            out.flush()
+
+    offset = runlogs.show(path, lambda data: put(renderer.feed(data)))
+    _follow(paths, path, offset, lambda data: put(renderer.feed(data)),
+            lambda: put(renderer.finish()))
 
 
 @click.command(short_help="Show or follow a run's log, or the daemon's.")

@@ -66,6 +66,19 @@ def _number(text: Any) -> int | None:
     return int(text) if isinstance(text, str) and text.isdigit() else None
 
 
+def _dependency_waits(paths: ProjectPaths, now: float) -> list[dict[str, Any]]:
+    """The pending triggers waiting for others (``after``), judged with the project's settings
+    (the defaults where they cannot be read: status still answers)."""
+    from starforge_daemon.client.listing import dependency_waits
+    from starforge_daemon.store.settings import Settings, SettingsError, load_settings
+
+    try:
+        settings = load_settings(paths)
+    except SettingsError:
+        settings = Settings()
+    return dependency_waits(paths, settings, now)
+
+
 def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
     """Everything ``starforge daemon status`` shows, as one JSON-ready document (shapes in
     docs/json.md)."""
@@ -107,6 +120,7 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
             "failed": _count_archived(paths.failed),
             "invalid": _count_archived(paths.invalid),
         },
+        "waiting": _dependency_waits(paths, now),
         "counters": state.counters if pid else {},
         "paused": load_pauses(paths.paused_file).to_json(),
         "held_back": state.held_back if pid else None,

@@ -27,8 +27,9 @@ from starforge_daemon.intake.triggers import (
 from starforge_daemon.intake.validate import InvalidTrigger, parse_trigger
 from starforge_daemon.store.atomic import read_json_object
 from starforge_daemon.store.attempts import Attempts
+from starforge_daemon.store.history import final_records
 from starforge_daemon.store.instance import running_pid
-from starforge_daemon.store.journal import triggers_in_flight
+from starforge_daemon.store.journal import open_runs, triggers_in_flight
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.results import RESULT_SUFFIX, read_result
 from starforge_daemon.store.slots import read_slots
@@ -43,18 +44,21 @@ class Pending:
     """A valid trigger in the queue and what it waits for.
 
     ``state`` is ``next`` (starts as soon as the daemon dispatches), ``queued`` (its agent is
-    free but the run limit is reached) or ``waiting`` (its agent is busy, or an older trigger
-    for the same agent goes first); ``note`` says which.
+    free but the run limit is reached) or ``waiting`` (its agent is busy, an older trigger
+    for the same agent goes first, or triggers it comes ``after`` have not ended:
+    ``waiting_for``); ``note`` says which.
     """
 
     position: int
     name: str
+    id: str
     agent: str
     ticket: str | None
     action: str | None
     age_s: float | None
     state: str
     note: str
+    waiting_for: list[str]
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,10 @@ def _retries_waiting(paths: ProjectPaths, settings: Settings, now: float) -> lis
     return waiting
 
 
-def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueListing:
-    """Judge every ``*.trigger`` with the daemon's own rules and order them like it does."""
+def _judge_folder(paths: ProjectPaths, settings: Settings,
+                  now: float) -> tuple[list[QueuedTrigger], list[NotQueued]]:
+    """Every ``*.trigger`` and retry waiting, judged with the daemon's own rules: the valid
+    ones in the daemon's order, and the others."""
     accepted: list[QueuedTrigger] = []
     not_queued: list[NotQueued] = []
     try:
@@ -189,6 +195,20 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
             not_queued.append(NotQueued(name, "invalid", verdict.reason))
     accepted += _retries_waiting(paths, settings, now)
     accepted.sort(key=lambda entry: entry.key)
+    return accepted, not_queued
+
+
+def dependency_waits(paths: ProjectPaths, settings: Settings, now: float) -> list[dict[str, Any]]:
+    """Each pending trigger that waits for others: its name, its id and the ids it waits for."""
+    accepted, _ = _judge_folder(paths, settings, now)
+    blocked = waiting_upstreams(paths, accepted)
+    return [{"trigger": entry.name, "id": entry.id, "waiting_for": blocked[entry.name]}
+            for entry in accepted if entry.name in blocked]
+
+
+def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueListing:
+    """Judge every ``*.trigger`` with the daemon's own rules and order them like it does."""
+    accepted, not_queued = _judge_folder(paths, settings, now)
     pid = running_pid(paths)
     state = read_state(paths.state_file) if pid else StateView()
     limit = state.max_concurrent or settings.concurrency_limit
@@ -199,14 +219,36 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
     paused = read_json_object(paths.paused_file)
     hold = Hold(set(busy), set(paused.get("agents", [])), bool(paused.get("all")),
                 settings.pools, max(0, limit - len(busy)))
-    decisions = plan(accepted, hold, now)
+    blocked = waiting_upstreams(paths, accepted)
+    decisions = iter(plan([entry for entry in accepted if entry.name not in blocked], hold, now))
     pending = []
-    for position, (entry, (state_word, note)) in enumerate(zip(accepted, decisions, strict=True), 1):
+    for position, entry in enumerate(accepted, 1):
+        upstreams = blocked.get(entry.name, [])
+        state_word, note = ("waiting", "waiting for " + ", ".join(upstreams)) if upstreams \
+            else next(decisions)
         ticket, action, mtime = _details(paths, entry, settings)
         age = round(max(0.0, now - mtime), 1) if mtime is not None else None
-        pending.append(Pending(position, entry.name, entry.agent, ticket, action, age,
-                               state_word, note))
+        pending.append(Pending(position, entry.name, entry.id, entry.agent, ticket, action, age,
+                               state_word, note, upstreams))
     return QueueListing(pid, mode, limit, busy, pending, not_queued)
+
+
+def waiting_upstreams(paths: ProjectPaths, pending: list[QueuedTrigger]) -> dict[str, list[str]]:
+    """For each pending trigger that waits for others (``after``), the ids it waits for: those
+    queued or running, and those no trigger has had yet (``(not seen yet)``); one that ended
+    is in the run history."""
+    live = {entry.id for entry in pending} | {run.trigger_ident
+                                             for run in open_runs(paths)}
+    unseen = {upstream for entry in pending if not entry.claimed for upstream in entry.after
+              if upstream not in live}
+    unseen -= set(final_records(paths.history_file, unseen)) if unseen else set()
+    blocked = {}
+    for entry in pending:
+        upstreams = [upstream if upstream in live else f"{upstream} (not seen yet)"
+                     for upstream in entry.after if upstream in live or upstream in unseen]
+        if upstreams and not entry.claimed:
+            blocked[entry.name] = upstreams
+    return blocked
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,17 +27,7 @@ SLOWEST_LIMIT = 5
 FAILED_LIMIT = 20
 FAILED_KINDS = (OutcomeKind.FAILED, OutcomeKind.KILLED, OutcomeKind.LOST, OutcomeKind.OOM,
                 OutcomeKind.STALLED, OutcomeKind.OVER_BUDGET)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _BYTE_UNITS = ("KiB", "MiB", "GiB", "TiB")
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``24h``, ``7d``, ``2w`` -> seconds; raises ``ValueError`` otherwise."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a duration like 90s, 30m, 24h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""``starforge init``: the folders, a commented ``.env`` and an example trigger, never
-overwriting anything that exists; and ``.env`` and ``.claude/`` kept out of git."""
+"""``starforge init``: the folders, a commented ``.env``, an example trigger and an example
+schedules file, never overwriting anything that exists; and ``.env`` and ``.claude/`` kept out of git."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ ENV_TEMPLATE = "env"
 EXAMPLE_TEMPLATE = "example.trigger.json"
 # Not ``*.trigger``, so the daemon leaves it alone until someone copies it into the queue.
 EXAMPLE_NAME = "example.trigger.example"
+SCHEDULES_TEMPLATE = "schedules.toml"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def init_project(paths: ProjectPaths) -> list[Step]:
                                                   0o600)))
     example = paths.triggers / EXAMPLE_NAME
     steps.append(Step(example, create_file(example, template_text(EXAMPLE_TEMPLATE))))
+    schedules = paths.schedules_file.with_name(f"{paths.schedules_file.name}.example")
+    steps.append(Step(schedules, create_file(schedules, template_text(SCHEDULES_TEMPLATE))))
     return steps
 
 

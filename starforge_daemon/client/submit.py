@@ -59,15 +59,26 @@ def encode_trigger(to_agent: str, **fields: Any) -> tuple[Trigger, bytes]:
     return trigger, trigger.to_json().encode() + b"\n"
 
 
+def new_trigger_id(to_agent: str) -> str:
+    """A fresh id: the agent's name (cut to 40 characters), the time and a random part."""
+    return f"{to_agent[:40]}-{time.time_ns():x}{os.urandom(2).hex()}"
+
+
 def submit_trigger(to_agent: str, *, project_dir: str | os.PathLike[str] | None = None,
                    **fields: Any) -> Path:
     """Check and atomically write a trigger; returns its path in ``.claude/triggers``.
+
+    Its ``id`` is the one given, else a new one, and the file is named after it
+    (``<id>.trigger``, or ``<id>.<random>.trigger`` when a file of that name is queued
+    already); ``after=[ids]`` makes it wait for those triggers to end.
 
     Raises :class:`~.intake.InvalidTrigger` for anything the daemon would reject, a trigger
     bigger than the project's ``MAX_TRIGGER_BYTES`` included, and
     :class:`~.config.SettingsError` when the project's settings cannot be read. An unknown
     field that looks misspelt (``max_retires``) is written, with a :class:`TriggerWarning`.
     """
+    if fields.get("id") is None:
+        fields["id"] = new_trigger_id(to_agent)
     trigger, data = encode_trigger(to_agent, **fields)
     paths = ProjectPaths.resolve(project_dir)
     limit = load_settings(paths).MAX_TRIGGER_BYTES
@@ -76,6 +87,8 @@ def submit_trigger(to_agent: str, *, project_dir: str | os.PathLike[str] | None 
     for hint in misspelt_fields(trigger):
         warnings.warn(hint, TriggerWarning, stacklevel=2)
     paths.triggers.mkdir(parents=True, exist_ok=True)
-    target = paths.triggers / f"{trigger.to_agent}-{time.time_ns()}-{os.urandom(2).hex()}.trigger"
+    target = paths.triggers / f"{trigger.id}.trigger"
+    if os.path.lexists(target):
+        target = paths.triggers / f"{trigger.id}.{os.urandom(4).hex()}.trigger"
     write_atomic(target, data)
     return target

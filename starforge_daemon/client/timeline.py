@@ -29,7 +29,9 @@ OUTCOME_COLOURS = {
     OutcomeKind.OOM: "#8e1b3f",
     OutcomeKind.LOST: "#222222",
     OutcomeKind.CANCELLED: "#9aa5b1",
+    OutcomeKind.SKIPPED: "#5fa8b5",
     OutcomeKind.INVALID: "#c4c4c4",
+    OutcomeKind.DUPLICATE: "#e2d3b5",
 }
 WIDTH = 1100.0
 AXIS = 26.0  # the clock labels above the lanes

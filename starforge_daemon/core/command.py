@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from starforge_daemon.core.models import Run, Trigger
 
 PLACEHOLDERS = ("agent", "ticket", "action", "from_agent", "trigger_file", "prompt", "prompt_file",
-                "run_id")
+                "run_id", "upstream_results")
 MAX_ARG_BYTES = 131072  # Linux's MAX_ARG_STRLEN: one argument, its terminating NUL included
 _POINTER_BYTES = 8  # each argument and variable also costs the kernel a pointer
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -42,7 +42,8 @@ def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:
 
 
 def placeholder_values(run: Run, trigger: Trigger, trigger_file: str,
-                       prompt_file: str) -> dict[str, str]:
+                       prompt_file: str, upstream_file: str = "") -> dict[str, str]:
+    """``upstream_file``: the hand-off file of a trigger with ``after`` (else empty)."""
     return {
         "agent": run.agent,
         "ticket": run.ticket or "",
@@ -52,6 +53,7 @@ def placeholder_values(run: Run, trigger: Trigger, trigger_file: str,
         "prompt": prompt_for(run.agent, trigger, trigger_file),
         "prompt_file": prompt_file,
         "run_id": run.run_id,
+        "upstream_results": upstream_file,
     }
 
 
@@ -98,4 +100,6 @@ def run_environment(base: Mapping[str, str], values: Mapping[str, str],
         "STARFORGE_TRIGGER_FILE": values["trigger_file"],
         "STARFORGE_RUN_ID": values["run_id"],
         "STARFORGE_PROJECT_DIR": project_dir,
+        **({"STARFORGE_UPSTREAM_RESULTS": values["upstream_results"]}
+           if values["upstream_results"] else {}),
     }

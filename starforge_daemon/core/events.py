@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starforge_daemon.core.dependency_events import DependencyEvent
+from starforge_daemon.core.schedule_events import ScheduleEvent
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonStarted:
@@ -293,7 +296,8 @@ Event = (DaemonStarted | Mode | Contained | LimitUnavailable | Ready | StateDama
          | Recovered | Queued | EventsLost | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
          | Watched | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
          | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem
-         | StillRunning | Archived | Drained | NotifyFailed | NotifyWorks)
+         | StillRunning | Archived | Drained | NotifyFailed | NotifyWorks | ScheduleEvent
+         | DependencyEvent)
 Observer = Callable[[Event], None]
 
 

@@ -33,6 +33,7 @@ class HoldKind(StrEnum):
     DISK = "disk"
     RATE_LIMIT = "rate_limit"
     BUDGET = "budget"
+    RUNNER = "runner"  # the runs' backend does not answer (RUNNER=slurm: its controller)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ fast. Whatever crosses the disk has an explicit ``to_dict``/``from_dict``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
@@ -26,6 +27,17 @@ def is_agent_name(text: object) -> bool:
             and _NAME_CHARACTERS.issuperset(text))
 
 
+def assigned_id(file_name: str) -> str:
+    """The id of a trigger that names none: its file name without ``.trigger`` where that is
+    a valid id, else a hash of the name (stable across restarts; renames on collision happen
+    after it is taken)."""
+    stem = file_name.removesuffix(".trigger")
+    if is_agent_name(stem):
+        return stem
+    digest = hashlib.sha256(file_name.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"t-{digest[:16]}"
+
+
 @dataclass(frozen=True, slots=True)
 class Trigger:
     """One handoff, as read from a ``*.trigger`` file; ``intake.trigger_from_dict`` checks it.
@@ -43,6 +55,10 @@ class Trigger:
     priority: int = 0
     max_retries: int | None = None
     timeout: float | None = None  # seconds this run may take, instead of AGENT_TIMEOUT
+    id: str | None = None  # the writer's own id; the daemon assigns one when there is none
+    after: tuple[str, ...] = ()  # ids of the triggers that must end first
+    on_upstream_failure: str = "fail"  # fail, skip or run, when one of ``after`` did not succeed
+    dedupe_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -56,6 +72,8 @@ class Trigger:
         order, then the unknown ones as given."""
         known = {name: getattr(self, name) for name, default in _TRIGGER_DEFAULTS.items()
                  if getattr(self, name) != default}
+        if self.after:
+            known["after"] = list(self.after)
         return {**known, **self.extra}
 
     def to_json(self) -> str:
@@ -78,7 +96,9 @@ class OutcomeKind(StrEnum):
     OOM = "oom"
     LOST = "lost"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # not run: a dependency did not succeed, and it said "skip"
     INVALID = "invalid"
+    DUPLICATE = "duplicate"  # its dedupe_key matched a trigger still waiting or running
 
     @property
     def retryable(self) -> bool:
@@ -97,7 +117,7 @@ class ArchiveFolder(StrEnum):
 def folder_for(kind: OutcomeKind) -> ArchiveFolder:
     if kind is OutcomeKind.SUCCEEDED:
         return ArchiveFolder.PROCESSED
-    if kind is OutcomeKind.INVALID:
+    if kind in (OutcomeKind.INVALID, OutcomeKind.DUPLICATE):
         return ArchiveFolder.INVALID
     return ArchiveFolder.FAILED
 
@@ -174,11 +194,18 @@ class Run:
     attempt: int = 1
     max_retries: int = 0
     priority: int = 0
+    trigger_id: str | None = None
+    dedupe_key: str | None = None
 
     @property
     def target(self) -> str:
         """What the trigger was addressed to: the pool, or the agent itself."""
         return self.pool or self.agent
+
+    @property
+    def trigger_ident(self) -> str:
+        """The trigger's id; a run journalled without one has the id its name gives."""
+        return self.trigger_id or assigned_id(self.trigger_name)
 
     @property
     def deadline(self) -> float:
@@ -270,3 +297,12 @@ class QueuedTrigger:
     key: TriggerKey
     not_before: float = 0.0
     claimed: bool = False
+    id: str = ""
+    after: tuple[str, ...] = ()
+    on_upstream_failure: str = "fail"
+    dedupe_key: str | None = None
+
+    def __lt__(self, other: QueuedTrigger) -> bool:
+        """Heaps of queued triggers hold the records themselves, ordered by key (no tuple of
+        key and record per trigger)."""
+        return self.key < other.key

@@ -13,7 +13,7 @@ The agent :meth:`take_next` returns must count as busy before the next call, and
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from starforge_daemon.core.models import QueuedTrigger, TriggerKey
@@ -29,7 +29,7 @@ class TriggerQueue:
             for member in members:
                 self._pools_of.setdefault(member, []).append(pool)
         self._turn: dict[str, int] = {}
-        self._by_target: dict[str, list[tuple[TriggerKey, QueuedTrigger]]] = {}
+        self._by_target: dict[str, list[QueuedTrigger]] = {}  # heaps, by key
         self._ready: list[tuple[TriggerKey, str]] = []
         self._waiting: list[tuple[float, TriggerKey, str]] = []
         self._paused: set[str] = set()
@@ -42,13 +42,16 @@ class TriggerQueue:
     def __contains__(self, name: object) -> bool:
         return name in self._names
 
+    def __iter__(self) -> Iterator[QueuedTrigger]:
+        return iter(list(self._names.values()))
+
     def add(self, entry: QueuedTrigger) -> None:
         if entry.name in self._names:
             return
         self._names[entry.name] = entry
         heap = self._by_target.setdefault(entry.agent, [])
-        heapq.heappush(heap, (entry.key, entry))
-        if heap[0][1] is entry:
+        heapq.heappush(heap, entry)
+        if heap[0] is entry:
             heapq.heappush(self._ready, (entry.key, entry.agent))
 
     def take_next(self, now: float) -> tuple[QueuedTrigger, str] | None:
@@ -61,9 +64,9 @@ class TriggerQueue:
         while self._ready:
             key, target = heapq.heappop(self._ready)
             heap = self._by_target.get(target)
-            if not heap or heap[0][0] != key:
+            if not heap or heap[0].key != key:
                 continue  # stale: its head changed since this was pushed
-            entry = heap[0][1]
+            entry = heap[0]
             if entry.not_before > now:
                 heapq.heappush(self._waiting, (entry.not_before, key, target))
                 continue
@@ -78,7 +81,7 @@ class TriggerQueue:
                 members = self._pools[target]
                 self._turn[target] = (members.index(agent) + 1) % len(members)
                 if heap:  # another member may take the next one right away
-                    heapq.heappush(self._ready, (heap[0][0], target))
+                    heapq.heappush(self._ready, (heap[0].key, target))
             return entry, agent
         return None
 
@@ -109,7 +112,7 @@ class TriggerQueue:
         for target in (agent, *self._pools_of.get(agent, ())):
             heap = self._by_target.get(target)
             if heap:
-                heapq.heappush(self._ready, (heap[0][0], target))
+                heapq.heappush(self._ready, (heap[0].key, target))
 
     def pause(self, target: str | None) -> None:
         """Hold ``target``'s triggers back, or everyone's when ``target`` is None."""
@@ -136,10 +139,10 @@ class TriggerQueue:
         if entry is None:
             return None
         heap = self._by_target[entry.agent]
-        heap.remove((entry.key, entry))
+        heap.remove(entry)
         heapq.heapify(heap)
         if heap:
-            heapq.heappush(self._ready, (heap[0][0], entry.agent))
+            heapq.heappush(self._ready, (heap[0].key, entry.agent))
         else:
             del self._by_target[entry.agent]
         return entry

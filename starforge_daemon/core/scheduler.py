@@ -44,6 +44,16 @@ class Watchdogs:
     max_cost: float | None = None
     fail_on_denial: bool = False
 
+    def describe(self, reason: StopReason, stop_signal: str) -> str:
+        """What a stop for ``reason`` is, for its WATCHDOG line."""
+        stop = f"sending {stop_signal}"
+        return {StopReason.NO_OUTPUT: f"no event in the first {self.first_output}s; {stop}",
+                StopReason.STALLED: f"no event for {self.stall}s; {stop}",
+                StopReason.LINGERING: f"still running {self.result_grace}s after its result; "
+                                      f"{stop}",
+                StopReason.OVER_BUDGET: f"its cost passed MAX_RUN_COST_USD={self.max_cost}; "
+                                        f"{stop}"}[reason]
+
 
 Progressions = Callable[[str], LiveProgress | None]  # a run's latest progress, by run id
 

@@ -19,7 +19,6 @@ from starforge_daemon.core.events import (
     Mode,
     Problem,
     Publisher,
-    Queued,
     RecoveryNote,
     ShuttingDown,
     Spawned,
@@ -27,15 +26,18 @@ from starforge_daemon.core.events import (
     TimedOut,
     Watched,
 )
-from starforge_daemon.core.holds import HoldRules, Holds, utc_day_start
+from starforge_daemon.core.holds import HoldRules, Holds
 from starforge_daemon.core.ledger import Killing, Ledger, Stopping, StopReason
-from starforge_daemon.core.models import iso_utc, parse_iso_utc
+from starforge_daemon.core.models import iso_utc
 from starforge_daemon.core.queue import TriggerQueue
 from starforge_daemon.core.scheduler import Kill, Terminate
 from starforge_daemon.core.sessions import TicketSessions
+from starforge_daemon.daemon.admission import Admission
+from starforge_daemon.daemon.archivist import Archivist
 from starforge_daemon.daemon.finisher import Finisher
 from starforge_daemon.daemon.load import MemoryGauge
 from starforge_daemon.daemon.operator import Operator
+from starforge_daemon.daemon.past import read_past
 from starforge_daemon.daemon.periodic import Upkeep
 from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.daemon.reactor import Reactor
@@ -96,16 +98,20 @@ class Engine:
                                     on_lost=lambda: events.publish(EventsLost()))
         self.saved = Persistence(SlotTable(paths.slots_file), stores.state_file, self.ledger,
                                  events)
+        archivist = Archivist(stores.archive, stores.history, events)
+        self.admission = Admission(self.queue, archivist, self.holds, events, paths.triggers,
+                                   settings.DEPENDENCY_WAIT)
         self.finisher = Finisher(
             queue=self.queue, ledger=self.ledger, saved=self.saved, stores=stores,
             workspaces=workspaces, events=events,
             backoff=scheduler.Backoff(settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX),
-            dogs=self.dogs, holds=self.holds, sessions=self.sessions)
+            dogs=self.dogs, holds=self.holds, sessions=self.sessions, archivist=archivist)
         self.starter = Starter(settings=settings, paths=paths, ledger=self.ledger, runner=runner,
                                stores=stores, workspaces=workspaces, gauge=gauge,
                                finisher=self.finisher, saved=self.saved, events=events,
-                               base_env=base_env, holds=self.holds, sessions=self.sessions)
-        self.operator = Operator(paths, self.queue, self.ledger, stores.archive, stores.attempts,
+                               base_env=base_env, holds=self.holds, sessions=self.sessions,
+                               upstream_results=self.admission.upstream_results)
+        self.operator = Operator(paths, self.admission, self.ledger, archivist, stores.attempts,
                                  self.saved, events, reactor.wake, self._terminate, runner)
         self.started_at = clock()
         self.stop_request: StopMode | None = None
@@ -129,7 +135,8 @@ class Engine:
                                  self.settings.AGENT_TIMEOUT))
         self.events.publish(Contained(self.runner.containment))
         self.operator.restore_pauses()
-        self._read_history()
+        read_past(self.stores.history, self.holds, self.sessions, self.clock(), self.events,
+                  self.settings.DAILY_COST_LIMIT_USD is not None)
         self.runner.connect()
         for note in self.workspaces.start():
             self.events.publish(RecoveryNote(note))
@@ -138,31 +145,16 @@ class Engine:
                                self.paths.triggers, self.stores.attempts),
                   ledger=self.ledger, queue=self.queue, starter=self.starter,
                   finisher=self.finisher, events=self.events, now=now)
-        self.reader.scan(self.queue)
+        for state in self.ledger:
+            self.admission.track(state.run.trigger_ident, state.run.dedupe_key,
+                                 state.run.trigger_name)
+        for entry in self.queue:  # retries waiting out their backoff
+            self.admission.track(entry.id, entry.dedupe_key, entry.name)
+        self.reader.scan(self.admission)
         self._next_sweep = now + self.settings.PROCESS_MONITOR_INTERVAL
         self._dispatch(now)
-        self.finisher.archive_finished(now)
+        self._archive(now)
         self.saved.save(now, self.state, force=True)
-
-    def _read_history(self) -> None:
-        """What the budget and the resumed sessions need from the runs before this daemon."""
-        if self.settings.DAILY_COST_LIMIT_USD is None and self.sessions is None:
-            return
-        today = utc_day_start(self.clock())
-        try:
-            records = self.stores.history.records()
-        except OSError as error:
-            self.events.publish(Problem(msg="cannot read the run history", error=str(error)))
-            return
-        for record in records:
-            try:
-                ended = parse_iso_utc(record.ended_at)
-            except ValueError:  # a damaged line
-                continue
-            if ended is not None and ended >= today:
-                self.holds.spent(record.cost_usd, ended)
-            if self.sessions is not None:
-                self.sessions.ended(record.ticket, record.session_id)
 
     def run(self, on_ready: Callable[[], None]) -> None:
         self.prepare()
@@ -202,7 +194,7 @@ class Engine:
         if now >= self._next_sweep:
             self._sweep(now)
         self._dispatch(now)
-        self.finisher.archive_finished(now)
+        self._archive(now)
         self.upkeep.run(now)
         self.saved.save(now, self.state, force=self.finished)
 
@@ -212,7 +204,8 @@ class Engine:
         moments = [self._next_sweep, self.reader.next_wakeup(now), self.queue.next_due(),
                    scheduler.next_deadline(self.ledger, self.settings.AGENT_KILL_GRACE,
                                            self.ledger.live, self.watched),
-                   hold.ends_at if (hold := self.holds.current(now)) else None]
+                   hold.ends_at if (hold := self.holds.current(now)) else None,
+                   self.admission.next_due()]
         if self.starter.held_back and len(self.queue):
             moments.append(now + MemoryGauge.INTERVAL)
         moments.extend(self.upkeep.due())
@@ -222,12 +215,14 @@ class Engine:
     # -- intake ------------------------------------------------------------------------------
 
     def _take_in(self, now: float) -> None:
-        for name, verdict in self.reader.read(now, self.queue):
+        accepted = []
+        for name, verdict in self.reader.read(now, self.admission):
             if isinstance(verdict, Accepted):
-                self.queue.add(verdict.entry)
-                self.events.publish(Queued(name, verdict.entry.agent, len(self.queue)))
+                accepted.append(verdict.entry)
             else:
-                self.starter.reject(self.paths.triggers / name, name, verdict.reason, now)
+                self.admission.reject(name, verdict.reason, now)
+        if accepted:
+            self.admission.admit(accepted, now)
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -251,6 +246,13 @@ class Engine:
             else:
                 self.queue.add(entry)  # it waits for the disk, in its place
                 return
+
+    def _archive(self, now: float) -> None:
+        """After the dispatch: the runs that ended, then what waited for them (whose agents
+        may be free, so another dispatch)."""
+        self.finisher.archive_finished(now)
+        if self.admission.settle(now):
+            self._dispatch(now)
 
     def _on_started(self, event: Started) -> None:
         state = self.ledger.started(event.run_id, event.handle)
@@ -282,23 +284,15 @@ class Engine:
                                                  self.settings.AGENT_STOP_SIGNAL))
                 else:
                     self.events.publish(Watched(run.agent, run.run_id, decision.reason.value,
-                                                self._watch_text(decision.reason)))
+                                                self.dogs.describe(
+                                                    decision.reason,
+                                                    self.settings.AGENT_STOP_SIGNAL)))
                 self._terminate(run.run_id, decision.reason, now)
             else:
                 assert isinstance(decision, Kill)
                 self.ledger.kill(run.run_id)
                 self.events.publish(KillEscalated(run.agent, run.run_id))
                 self.runner.stop(run.run_id, force=True)
-
-    def _watch_text(self, reason: StopReason) -> str:
-        stop = f"sending {self.settings.AGENT_STOP_SIGNAL}"
-        dogs = self.dogs
-        return {StopReason.NO_OUTPUT: f"no event in the first {dogs.first_output}s; {stop}",
-                StopReason.STALLED: f"no event for {dogs.stall}s; {stop}",
-                StopReason.LINGERING: f"still running {dogs.result_grace}s after its result; "
-                                      f"{stop}",
-                StopReason.OVER_BUDGET: f"its cost passed MAX_RUN_COST_USD={dogs.max_cost}; "
-                                        f"{stop}"}[reason]
 
     def _terminate(self, run_id: str, reason: StopReason, now: float) -> None:
         """Ask a run to stop (once); ``_enforce`` has it killed after the grace period."""
@@ -331,7 +325,7 @@ class Engine:
         if self.stop_mode is not None:
             return
         try:
-            self.reader.scan(self.queue)
+            self.reader.scan(self.admission)
         except OSError as error:
             self.events.publish(Problem(msg="cannot scan the trigger folder", error=str(error)))
         self.saved.changed()
@@ -342,7 +336,7 @@ class Engine:
             mode="parallel" if self.settings.PARALLEL_DAEMON else "sequential",
             max_concurrent=self.settings.concurrency_limit,
             agent_timeout=self.settings.AGENT_TIMEOUT, agent_program=self.agent_program,
-            running=len(self.ledger), queued=len(self.queue),
+            running=len(self.ledger), queued=len(self.queue) + len(self.admission.dependencies),
             stopping=self.stop_mode.value if self.stop_mode else None, paused=self.queue.pauses,
             held_back=self.starter.held_back,
             pools={pool: list(members) for pool, members in self.settings.pools.items()},

@@ -23,6 +23,7 @@ from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExi
 from starforge_daemon.core.queue import TriggerQueue
 from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.core.streams import Summary
+from starforge_daemon.daemon.archivist import Archivist
 from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.store.attempts import AttemptsRecord
 from starforge_daemon.store.results import RunResult
@@ -41,14 +42,13 @@ class Finisher:
     def __init__(self, *, queue: TriggerQueue, ledger: Ledger, saved: Persistence, stores: Stores,
                  workspaces: Workspaces, backoff: scheduler.Backoff, events: Publisher,
                  dogs: scheduler.Watchdogs, holds: Holds,
-                 sessions: TicketSessions | None) -> None:
+                 sessions: TicketSessions | None, archivist: Archivist) -> None:
         self.queue = queue
         self.ledger = ledger
         self.saved = saved
-        self.archive = stores.archive
+        self.archivist = archivist
         self.attempts = stores.attempts
         self.journal = stores.journal
-        self.history = stores.history
         self.workspaces = workspaces
         self.backoff = backoff
         self.events = events
@@ -134,7 +134,7 @@ class Finisher:
     def _archive(self, run: Run, result: dict[str, Any], now: float) -> bool:
         """Archive one run's trigger with its result; False when the files refused."""
         try:
-            archived = self.archive.put(Path(run.trigger_path), run.trigger_name, result, now)
+            archived = self.archivist.put(Path(run.trigger_path), run.trigger_name, result, now)
         except FileNotFoundError as error:
             if Path(run.trigger_path).exists():
                 self._refused(error, now, "a finished trigger waits in running/")
@@ -145,7 +145,7 @@ class Finisher:
                                         trigger=run.trigger_name, error=str(error)))
             if not self._tidy(run, now):
                 self._untidy.append(run)
-            self._record_history(result)
+            self.archivist.lost_file(result)
             return True
         except OSError as error:
             self._refused(error, now, "a finished trigger waits in running/")
@@ -153,18 +153,11 @@ class Finisher:
         self.holds.disk_accepted()
         if self._untidy or not self._tidy(run, now):
             self._untidy.append(run)  # after those waiting already, in order
-        self._record_history({**result, "archived_as": str(archived)})
         self.events.publish(Archived(run.agent, run.run_id, result["outcome"], str(archived)))
         return True
 
     def _refused(self, error: OSError, now: float, what: str) -> None:
         files_refused(self.holds, self.events, error, now, what)
-
-    def _record_history(self, record: dict[str, Any]) -> None:
-        try:
-            self.history.append(record)
-        except OSError as error:
-            self.events.publish(Problem(msg="cannot append run history", error=str(error)))
 
     def _hold(self, stream: Summary | None, now: float) -> float:
         """New runs wait for the rate limit this run met; it waits with them."""
@@ -185,9 +178,10 @@ class Finisher:
                                         trigger=name, error=str(error)))
             return False
         self.journal.done(run.run_id)
-        self._record_history({**result.to_dict(), "retry_at": iso_utc(not_before, precise=True)})
+        self.archivist.record({**result.to_dict(), "retry_at": iso_utc(not_before, precise=True)})
         self.queue.add(QueuedTrigger(name, run.target, (-run.priority, stamp, name), not_before,
-                                     claimed=True))
+                                     claimed=True, id=run.trigger_ident,
+                                     dedupe_key=run.dedupe_key))
         self.events.publish(Retried(name, run.target, run.attempt, run.max_retries + 1,
                                     iso_utc(not_before, precise=True)))
         return True

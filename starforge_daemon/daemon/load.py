@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import psutil
 
+from starforge_daemon.core.holds import HoldKind
+
 
 def available_memory_percent() -> float:
     memory = psutil.virtual_memory()
@@ -16,6 +18,7 @@ class MemoryGauge:
     """``MIN_FREE_MEMORY_PERCENT``, checked on the dispatch path, so read at most once a second."""
 
     INTERVAL = 1.0
+    kind = HoldKind.MEMORY
 
     def __init__(self, minimum_percent: float,
                  read: Callable[[], float] = available_memory_percent) -> None:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import sys
 import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-
-import structlog
 
 _PLAIN = re.compile(r"^[^\s\"=]+$")
 
@@ -27,14 +27,19 @@ def _value_text(value: Any) -> str:
     return text if _PLAIN.match(text) else json.dumps(text)
 
 
-def render_line(_logger: Any, _method: str, event: dict[str, Any]) -> str:
-    parts = [event.pop("timestamp"), f"{event.pop('level').upper():<7}", event.pop("event")]
-    message = event.pop("msg", None)
+def render_line(timestamp: str, level: str, event: str, fields: dict[str, Any]) -> str:
+    parts = [timestamp, f"{level.upper():<7}", event]
+    message = fields.pop("msg", None)
     if message:
         parts.append(message if "\n" not in message else json.dumps(message))
-    parts.extend(f"{key}={_value_text(value)}" for key, value in event.items()
+    parts.extend(f"{key}={_value_text(value)}" for key, value in fields.items()
                  if value is not None)
     return " ".join(parts)
+
+
+def iso_microseconds(timestamp: float) -> str:
+    """``2025-10-25T05:00:00.123456Z``: UTC, always six digits after the second."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class EventLogFile:
@@ -68,8 +73,6 @@ class EventLogFile:
             if self._echo is not None:
                 print(line, file=self._echo, flush=True)
 
-    msg = info = warning = error = critical = debug = exception = write_line
-
     def _rotate(self) -> None:
         self._file.close()
         for number in range(self._backups, 0, -1):
@@ -95,15 +98,25 @@ class EventLogFile:
         self._file.close()
 
 
-def configure(sink: EventLogFile) -> None:
-    """Send structlog's events to ``sink``. Called once the daemon has its final process."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            render_line,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=lambda *_args: sink,
-        cache_logger_on_first_use=False,
-    )
+class EventLog:
+    """The daemon's logger: ``log.info("WORD", msg="...", key=value)`` is one line in ``sink``,
+    with the time and the level (a value of None leaves its key out)."""
+
+    def __init__(self, sink: EventLogFile, clock: Callable[[], float] = time.time) -> None:
+        self._sink = sink
+        self._clock = clock
+
+    def _write(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        self._sink.write_line(render_line(iso_microseconds(self._clock()), level, event, fields))
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._write("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._write("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._write("error", event, fields)
+
+    def critical(self, event: str, **fields: Any) -> None:
+        self._write("critical", event, fields)

@@ -1,22 +1,31 @@
 """Upkeep of the per-run agent logs: compress old ones, delete expired ones, cap each agent.
 
 Runs on a background thread started from the engine's periodic hook, so a slow gzip never
-holds up a dispatch. It only touches finished runs' logs in ``.claude/logs``.
+holds up a dispatch. It only touches finished runs' logs in ``.claude/logs``. A pass keeps no
+list of the logs: it streams the folder once, keeping a total per agent, and only for an agent
+over its cap looks again for its oldest logs, at most ``OLDEST_BATCH`` at a time; the daemon's
+memory stays the same however many logs are kept. A sweep starts a pass only when the folder
+changed, a run ended, or a log became old enough to compress or delete: an idle daemon does not
+list its logs again and again.
 """
 
 from __future__ import annotations
 
 import gzip
+import heapq
+import math
 import os
 import shutil
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from starforge_daemon.core.runids import agent_of
+
+OLDEST_BATCH = 256  # logs of one agent over its cap looked at per listing of the folder
 
 
 @dataclass(frozen=True)
@@ -26,24 +35,35 @@ class LogPolicy:
     compress_after_seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass
+class Tidied:
+    """What one pass did, and when a log it kept next becomes old enough for another."""
+
+    deleted: int = 0
+    compressed: int = 0
+    next_due: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
 class RunLog:
-    path: Path
+    path: str
     agent: str
     size: int
     mtime: float
 
 
-def run_logs(folder: Path) -> list[RunLog]:
-    found = []
+def run_logs(folder: Path, in_use: Collection[str]) -> Iterator[RunLog]:
+    """The finished runs' logs in ``folder``, one at a time (``in_use``: runs in flight)."""
     with os.scandir(folder) as entries:
         for entry in entries:
             agent = agent_of(entry.name)
-            if agent is None or not entry.is_file(follow_symlinks=False):
+            if agent is None or entry.path in in_use or not entry.is_file(follow_symlinks=False):
                 continue
-            info = entry.stat(follow_symlinks=False)
-            found.append(RunLog(Path(entry.path), agent, info.st_size, info.st_mtime))
-    return found
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield RunLog(entry.path, agent, info.st_size, info.st_mtime)
 
 
 def compress(path: Path) -> Path:
@@ -61,33 +81,69 @@ def compress(path: Path) -> Path:
     return target
 
 
-def tidy(folder: Path, policy: LogPolicy, now: float, in_use: Iterable[str]) -> dict[str, int]:
-    """Apply ``policy`` once; logs named in ``in_use`` (runs in flight) are never touched."""
-    busy = set(in_use)
-    done = {"deleted": 0, "compressed": 0}
-    kept: dict[str, list[RunLog]] = defaultdict(list)
-    for log in run_logs(folder):
-        if str(log.path) in busy:
-            continue
+def _expire_and_compress(folder: Path, policy: LogPolicy, now: float, in_use: Collection[str],
+                         done: Tidied) -> Counter[str]:
+    """Delete expired logs, gzip old ones; the bytes each agent keeps."""
+    kept: Counter[str] = Counter()
+    for log in run_logs(folder, in_use):
         age = now - log.mtime
         if age > policy.retention_seconds:
-            log.path.unlink(missing_ok=True)
-            done["deleted"] += 1
+            Path(log.path).unlink(missing_ok=True)
+            done.deleted += 1
             continue
-        if age > policy.compress_after_seconds and log.path.suffix == ".log":
-            packed = compress(log.path)
-            log = RunLog(packed, log.agent, packed.stat().st_size, log.mtime)
-            done["compressed"] += 1
-        kept[log.agent].append(log)
-    for logs in kept.values():
-        total = sum(log.size for log in logs)
-        for log in sorted(logs, key=lambda item: item.mtime):
-            if total <= policy.max_bytes_per_agent:
-                break
-            log.path.unlink(missing_ok=True)
-            total -= log.size
-            done["deleted"] += 1
+        size, due = log.size, log.mtime + policy.retention_seconds
+        if log.path.endswith(".log"):
+            if age > policy.compress_after_seconds:
+                size = compress(Path(log.path)).stat().st_size
+                done.compressed += 1
+            else:
+                due = log.mtime + policy.compress_after_seconds
+        done.next_due = min(done.next_due, due)
+        kept[log.agent] += size
+    return kept
+
+
+def _oldest(folder: Path, agents: Iterable[str], in_use: Collection[str]
+            ) -> dict[str, list[RunLog]]:
+    """The ``OLDEST_BATCH`` oldest logs of each of ``agents``, oldest first."""
+    heaps: dict[str, list[tuple[float, str, RunLog]]] = {agent: [] for agent in agents}
+    for log in run_logs(folder, in_use):
+        heap = heaps.get(log.agent)
+        if heap is None:
+            continue
+        item = (-log.mtime, log.path, log)  # a max-heap of the oldest seen: the newest on top
+        if len(heap) < OLDEST_BATCH:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    return {agent: [log for _, _, log in sorted(heap, reverse=True)]
+            for agent, heap in heaps.items()}
+
+
+def tidy(folder: Path, policy: LogPolicy, now: float, in_use: Iterable[str]) -> Tidied:
+    """Apply ``policy`` once; logs named in ``in_use`` (runs in flight) are never touched."""
+    busy = set(in_use)
+    done = Tidied()
+    kept = _expire_and_compress(folder, policy, now, busy, done)
+    over = {agent: total for agent, total in kept.items() if total > policy.max_bytes_per_agent}
+    while over:
+        for agent, logs in _oldest(folder, over, busy).items():
+            for log in logs:
+                if over[agent] <= policy.max_bytes_per_agent:
+                    break
+                Path(log.path).unlink(missing_ok=True)
+                over[agent] -= log.size
+                done.deleted += 1
+            if not logs or over[agent] <= policy.max_bytes_per_agent:
+                del over[agent]
     return done
+
+
+def _folder_stamp(folder: Path) -> int | None:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
 
 
 class LogUpkeep:
@@ -98,11 +154,18 @@ class LogUpkeep:
         self._policy = policy
         self._log = log
         self._worker: threading.Thread | None = None
+        self._seen: tuple[int | None, frozenset[str]] | None = None  # at the last pass
+        self._next_due = 0.0  # set by the pass's thread
 
     def start_pass(self, now: float, in_use: Callable[[], list[str]]) -> None:
         if self._worker is not None and self._worker.is_alive():
             return
-        self._worker = threading.Thread(target=self._pass, args=(now, in_use()),
+        busy = in_use()
+        seen = (_folder_stamp(self._folder), frozenset(busy))
+        if seen == self._seen and now < self._next_due:
+            return  # no log came or went, no run ended, none is old enough yet
+        self._seen = seen
+        self._worker = threading.Thread(target=self._pass, args=(now, busy),
                                         name="log-upkeep", daemon=True)
         self._worker.start()
 
@@ -110,11 +173,14 @@ class LogUpkeep:
         try:
             done = tidy(self._folder, self._policy, now, in_use)
         except OSError as error:
+            self._next_due = 0.0  # try again at the next sweep
             self._log.error("ERROR", msg="log upkeep failed", error=error.strerror,
                             file=error.filename)
             return
-        if any(done.values()):
-            self._log.info("LOGS", msg="agent logs tidied", **done)
+        self._next_due = done.next_due
+        if done.deleted or done.compressed:
+            self._log.info("LOGS", msg="agent logs tidied", deleted=done.deleted,
+                           compressed=done.compressed)
 
     def join(self, timeout: float | None = None) -> None:
         if self._worker is not None:

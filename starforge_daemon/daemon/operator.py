@@ -15,27 +15,30 @@ from typing import Any
 from starforge_daemon.core.events import Cancelled, Paused, Publisher, Resumed, StopRequested
 from starforge_daemon.core.ledger import Ledger, StopReason
 from starforge_daemon.core.models import OutcomeKind
-from starforge_daemon.core.queue import TriggerQueue
+from starforge_daemon.daemon.admission import Admission
+from starforge_daemon.daemon.archivist import Archivist
 from starforge_daemon.daemon.persistence import Persistence
 from starforge_daemon.runtime.api import Runner
 from starforge_daemon.store.atomic import read_json_object, write_json_atomic
 from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.control_socket import Reply
 from starforge_daemon.store.paths import ProjectPaths
-from starforge_daemon.store.results import Archive, NoRun
+from starforge_daemon.store.results import NoRun
 
 Request = tuple[dict[str, Any], Reply]
 Answer = dict[str, Any]
 
 
 class Operator:
-    def __init__(self, paths: ProjectPaths, queue_: TriggerQueue, ledger: Ledger, archive: Archive,
-                 attempts: Attempts, saved: Persistence, events: Publisher, wake: Callable[[], None],
+    def __init__(self, paths: ProjectPaths, admission: Admission, ledger: Ledger,
+                 archivist: Archivist, attempts: Attempts, saved: Persistence, events: Publisher,
+                 wake: Callable[[], None],
                  terminate: Callable[[str, StopReason, float], None], runner: Runner) -> None:
         self.paths = paths
-        self.queue = queue_
+        self.admission = admission
+        self.queue = admission.queue
         self.ledger = ledger
-        self.archive = archive
+        self.archivist = archivist
         self.attempts = attempts
         self.saved = saved
         self.events = events
@@ -98,12 +101,12 @@ class Operator:
 
     def _cancel(self, request: dict[str, Any], now: float) -> Answer:
         name = Path(str(request["trigger"])).name
-        entry = self.queue.remove(name)
+        entry = self.admission.withdraw(name)
         if entry is None:
             return {"ok": False, "error": f"{name} is not waiting in the queue"}
-        result = NoRun(name, OutcomeKind.CANCELLED, "cancelled by the operator")
+        result = NoRun(name, OutcomeKind.CANCELLED, "cancelled by the operator", entry.id)
         folder = self.paths.running if entry.claimed else self.paths.triggers
-        archived = self.archive.put(folder / name, name, result.to_dict(), now)
+        archived = self.archivist.put(folder / name, name, result.to_dict(), now)
         self.attempts.remove(name)
         self.events.publish(Cancelled(name, str(archived)))
         return {"ok": True, "archived": str(archived)}

@@ -10,6 +10,8 @@ from starforge_daemon.core.events import Problem, Publisher
 
 @dataclass
 class Periodic:
+    """``next_at`` is set before ``action`` runs, so the action may move it (sooner or later)."""
+
     interval: float
     action: Callable[[float], None]
     next_at: float = 0.0
@@ -20,9 +22,11 @@ class Upkeep:
         self.events = events
         self.tasks: list[Periodic] = []
 
-    def every(self, interval: float, action: Callable[[float], None]) -> None:
+    def every(self, interval: float, action: Callable[[float], None]) -> Periodic:
         """Run ``action(now)`` every ``interval`` seconds, first at start, never on dispatch."""
-        self.tasks.append(Periodic(interval, action))
+        task = Periodic(interval, action)
+        self.tasks.append(task)
+        return task
 
     def due(self) -> list[float]:
         return [task.next_at for task in self.tasks]

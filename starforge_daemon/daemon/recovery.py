@@ -23,7 +23,7 @@ from pathlib import Path
 
 from starforge_daemon.core.events import Adopted, Publisher, Recovered, RecoveryNote, Requeued
 from starforge_daemon.core.ledger import Launching, Ledger, Running
-from starforge_daemon.core.models import ProcessIdentity, Run, RunExit
+from starforge_daemon.core.models import ProcessIdentity, QueuedTrigger, Run, RunExit, assigned_id
 from starforge_daemon.core.queue import TriggerQueue
 from starforge_daemon.daemon.finisher import Finisher
 from starforge_daemon.daemon.starter import Starter
@@ -99,12 +99,17 @@ def take_over(found: RecoveryResult, *, ledger: Ledger, queue: TriggerQueue, sta
 
 
 def _requeue_retry(path: Path, queue: TriggerQueue, starter: Starter, now: float) -> None:
-    """A retry left waiting in ``running/`` by an earlier daemon goes back into the queue."""
+    """A retry left waiting in ``running/`` by an earlier daemon goes back into the queue, with
+    the id its trigger had (the name may have changed when it was claimed)."""
     settings = starter.settings
+    record = starter.stores.attempts.load(path.name)
+    trigger_id = next((attempt.id for attempt in reversed(record.attempts) if attempt.id),
+                      assigned_id(path.name))
     verdict = examine(path, now, max_bytes=settings.MAX_TRIGGER_BYTES,
                       allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS, settle_seconds=0)
     if isinstance(verdict, Accepted):
-        queue.add(replace(verdict.entry, not_before=starter.stores.attempts.not_before(path.name),
-                          claimed=True))
+        queue.add(replace(verdict.entry, not_before=record.not_before, claimed=True,
+                          id=trigger_id, after=()))
     elif isinstance(verdict, Rejected):
-        starter.reject(path, path.name, verdict.reason, now)
+        entry = QueuedTrigger(path.name, "", (0, 0, path.name), claimed=True, id=trigger_id)
+        starter.reject(path, path.name, verdict.reason, now, entry)

@@ -14,9 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from starforge_daemon.core.agent_cli import root_bypass_refusal
 from starforge_daemon.core.events import (
@@ -27,9 +25,9 @@ from starforge_daemon.core.events import (
     Ready,
     Stopped,
 )
+from starforge_daemon.daemon.backend_gate import dispatch_gauge
 from starforge_daemon.daemon.engine import Engine, StopMode
-from starforge_daemon.daemon.load import MemoryGauge
-from starforge_daemon.daemon.logfile import EventLogFile, configure
+from starforge_daemon.daemon.logfile import EventLog, EventLogFile
 from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep
 from starforge_daemon.daemon.observers.counters import CountersObserver
 from starforge_daemon.daemon.observers.delivery import NotifySetupError
@@ -37,9 +35,11 @@ from starforge_daemon.daemon.observers.eventlog import EventLogObserver
 from starforge_daemon.daemon.observers.notify import install_notifications
 from starforge_daemon.daemon.persistence import Stores
 from starforge_daemon.daemon.reactor import Reactor
+from starforge_daemon.daemon.schedule_timer import install_schedules
 from starforge_daemon.intake.watcher import TriggerWatcher
+from starforge_daemon.runtime.api import RunnerError
+from starforge_daemon.runtime.backends import build_runner
 from starforge_daemon.runtime.local.client import ProcessRunner
-from starforge_daemon.runtime.local.setup import local_runner
 from starforge_daemon.store.atomic import write_atomic
 from starforge_daemon.store.control_socket import ControlServer
 from starforge_daemon.store.instance import InstanceLock, read_pid
@@ -48,6 +48,9 @@ from starforge_daemon.store.setting_kinds import is_loopback_host, split_address
 from starforge_daemon.store.settings import Settings, WorktreeMode, dotenv_extras
 from starforge_daemon.workspaces.base import SharedCheckout, Workspaces
 from starforge_daemon.workspaces.worktrees import GitWorktrees, WorktreeSetupError
+
+if TYPE_CHECKING:
+    from starforge_daemon.runtime.slurm.runner import SlurmRunner
 
 READY_TIMEOUT = 120.0
 DAEMON_ONLY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -138,14 +141,18 @@ def run_base_environment(paths: ProjectPaths) -> dict[str, str]:
 
 
 def build_engine(paths: ProjectPaths, settings: Settings, workspaces: Workspaces,
-                 events: Publisher, reactor: Reactor) -> tuple[Engine, ProcessRunner, list[str]]:
+                 events: Publisher, reactor: Reactor,
+                 ) -> tuple[Engine, ProcessRunner | SlurmRunner, list[str]]:
     """The engine with the real seams: keeper runner, stores, memory gauge, wall clock; and
     the notes the operator must see at start (limits this host cannot enforce)."""
-    runner, notes = local_runner(paths, settings, reactor)
+    try:
+        runner, notes = build_runner(paths, settings, reactor)
+    except RunnerError as error:  # RUNNER=slurm and no controller answers
+        raise StartError(str(error)) from None
     for note in notes:
         events.publish(LimitUnavailable(note))
     engine = Engine(settings, paths, reactor=reactor, runner=runner, stores=Stores.open(paths),
-                    workspaces=workspaces, gauge=MemoryGauge(settings.MIN_FREE_MEMORY_PERCENT),
+                    workspaces=workspaces, gauge=dispatch_gauge(settings, runner),
                     clock=time.time, events=events, base_env=run_base_environment(paths),
                     on_stopping=lambda: systemd_notify("STOPPING=1"))
     return engine, runner, notes
@@ -182,8 +189,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
         holder = read_pid(paths)
         raise StartError(f"already running (pid {holder})" if holder else "already running")
     sink = EventLogFile(paths.daemon_log, settings.DAEMON_LOG_MAX_BYTES, echo=sys.stderr if echo else None)
-    configure(sink)
-    log = structlog.get_logger()
+    log = EventLog(sink)
     events = Publisher()
     events.subscribe(EventLogObserver(log))
     reactor = Reactor()
@@ -208,6 +214,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
     _install_signal_handlers(engine, reactor)
     pid = os.getpid()
     upkeep = _schedule_upkeep(engine, settings, paths, sink, log, pid)
+    install_schedules(engine)
     write_atomic(paths.pid_file, f"{pid}\n".encode())  # 0644 whatever the umask
     events.publish(DaemonStarted(pid, str(paths.root)))
 

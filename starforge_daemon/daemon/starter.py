@@ -5,13 +5,14 @@ command and environment, and ask the runner to launch it. Also the gate in front
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from enum import Enum, auto
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from starforge_daemon.core.command import (
     argv_problem,
@@ -38,6 +39,7 @@ from starforge_daemon.store.settings import Settings
 from starforge_daemon.workspaces.base import WorkspaceError, Workspaces
 
 ARG_LIMIT = os.sysconf("SC_ARG_MAX")  # what the kernel lets argv and the environment take
+VANISHED = "its file was taken out of the trigger folder before it ran"
 
 
 class Start(Enum):
@@ -51,7 +53,10 @@ class Start(Enum):
 
 
 class Gauge(Protocol):
-    """Why new runs must wait for now (memory is short), or None; ``daemon/load.py``."""
+    """Why new runs must wait for now (memory is short), or None, and which kind of hold that
+    is; ``daemon/load.py``, ``daemon/backend_gate.py``."""
+
+    kind: HoldKind
 
     def shortage(self, now: float) -> str | None: ...
 
@@ -60,7 +65,8 @@ class Starter:
     def __init__(self, *, settings: Settings, paths: ProjectPaths, ledger: Ledger, runner: Runner,
                  stores: Stores, workspaces: Workspaces, gauge: Gauge, finisher: Finisher,
                  saved: Persistence, events: Publisher, base_env: Mapping[str, str],
-                 holds: Holds, sessions: TicketSessions | None) -> None:
+                 holds: Holds, sessions: TicketSessions | None,
+                 upstream_results: Callable[[tuple[str, ...]], list[dict[str, Any]]]) -> None:
         self.settings = settings
         self.paths = paths
         self.ledger = ledger
@@ -74,6 +80,7 @@ class Starter:
         self.base_env = base_env
         self.holds = holds
         self.sessions = sessions
+        self.upstream_results = upstream_results  # for a trigger's hand-off file
         self.command = settings.command_words
         self.prompt_on_stdin = settings.prompt_on_stdin
         self.output = settings.output_kind
@@ -89,15 +96,17 @@ class Starter:
         if reason != self.held_back:
             self.held_back = reason
             self.saved.changed()
-            kind = hold.kind if hold else HoldKind.MEMORY
+            kind = hold.kind if hold else self.gauge.kind
             self.events.publish(Held(reason, queued, str(kind)) if reason else HoldLifted())
         return reason is not None
 
-    def reject(self, path: Path, name: str, reason: str, now: float) -> None:
-        """Archive a trigger that cannot run to ``processed/invalid/`` with the reason."""
+    def reject(self, path: Path, name: str, reason: str, now: float,
+               entry: QueuedTrigger) -> None:
+        """Archive a queued trigger found unfit to run to ``processed/invalid/`` with the
+        reason (one refused at intake: ``Admission.reject``)."""
+        result = NoRun(name, OutcomeKind.INVALID, reason, entry.id)
         try:
-            self.stores.archive.put(path, name, NoRun(name, OutcomeKind.INVALID, reason).to_dict(),
-                                    now)
+            self.finisher.archivist.put(path, name, result.to_dict(), now)
         except FileNotFoundError:
             return
         except OSError as error:
@@ -112,7 +121,9 @@ class Starter:
         try:
             claimed = self.paths.running / entry.name if entry.claimed \
                 else move_unique(self.paths.triggers / entry.name, self.paths.running)
-        except FileNotFoundError:
+        except FileNotFoundError:  # on record, for whoever waits for it
+            self.finisher.archivist.lost_file(NoRun(entry.name, OutcomeKind.LOST, VANISHED,
+                                                    entry.id).to_dict())
             self.events.publish(Vanished(entry.name))
             return Start.SKIPPED, entry
         except OSError as error:
@@ -121,7 +132,7 @@ class Starter:
             trigger = load_trigger(claimed, self.settings.MAX_TRIGGER_BYTES,
                                    self.settings.ALLOW_FOREIGN_TRIGGERS)
         except (InvalidTrigger, OSError) as error:
-            self.reject(claimed, entry.name, str(error), now)
+            self.reject(claimed, entry.name, str(error), now, entry)
             return Start.SKIPPED, entry
         run_id = new_run_id(agent, now, secrets.token_hex(TOKEN_BYTES))
         log_path = self.paths.logs / f"{run_id}.log"
@@ -134,16 +145,19 @@ class Starter:
                   action=trigger.action, from_agent=trigger.from_agent,
                   pool=trigger.to_agent if trigger.to_agent != agent else None,
                   attempt=len(earlier) + 1, max_retries=max_retries,
-                  priority=trigger.priority)
+                  priority=trigger.priority, trigger_id=entry.id or None,
+                  dedupe_key=trigger.dedupe_key)
         prompt_file = self.paths.prompt_file(run_id)
-        values = placeholder_values(run, trigger, str(claimed), str(prompt_file))
+        upstream_file = self.paths.upstream_file(run_id) if trigger.after else None
+        values = placeholder_values(run, trigger, str(claimed), str(prompt_file),
+                                    str(upstream_file or ""))
         argv = render_argv(self.command, values)
         if self.sessions is not None:
             argv = self.sessions.resuming(argv, run.ticket)
         environment = run_environment(self.base_env, values, str(self.paths.root))
         too_big = argv_problem(argv, environment, ARG_LIMIT)
         if too_big:  # the kernel would refuse it: the trigger is what does not fit
-            self.reject(claimed, entry.name, too_big, now)
+            self.reject(claimed, entry.name, too_big, now, entry)
             return Start.SKIPPED, entry
         try:
             workspace = self.workspaces.prepare(run)
@@ -154,10 +168,16 @@ class Starter:
         try:
             if self.writes_prompt:
                 write_new(prompt_file, values["prompt"].encode(), mode=0o600)
+            if upstream_file is not None:
+                handoff = self.upstream_results(trigger.after)
+                write_new(upstream_file, json.dumps(handoff, indent=1).encode() + b"\n",
+                          mode=0o600)
             journal = self.stores.journal.create(run)
         except OSError as error:  # nothing started: the trigger waits, claimed, for the disk
             with contextlib.suppress(OSError):
                 prompt_file.unlink(missing_ok=True)
+                if upstream_file is not None:
+                    upstream_file.unlink(missing_ok=True)
             return self._refused(error, now), replace(entry, name=claimed.name, claimed=True)
         self.holds.disk_accepted()
         self.ledger.add(Launching(run))
@@ -166,7 +186,7 @@ class Starter:
                               cwd=workspace.directory, log_path=log_path,
                               log_cap=self.settings.LOG_MAX_BYTES, journal=journal,
                               stdin=prompt_file if self.prompt_on_stdin else None,
-                              output=self.output)
+                              output=self.output, timeout=run.timeout)
             self.runner.launch(spec)
         except (OSError, RunnerError) as error:
             self.stores.journal.done(run_id)

@@ -35,7 +35,7 @@ class TriggerReader:
         self._max_bytes = max_bytes
         self._allow_foreign = allow_foreign
         self._settle_seconds = settle_seconds
-        self._unread: list[tuple[tuple[int, str], str]] = []  # by (mtime_ns, name)
+        self._unread: list[tuple[int, str]] = []  # (mtime_ns, name)
         self._unread_names: set[str] = set()
         self._deferred: dict[str, float] = {}
 
@@ -49,7 +49,7 @@ class TriggerReader:
                     self._heap(name, entry.stat(follow_symlinks=False).st_mtime_ns)
 
     def _heap(self, name: str, mtime_ns: int) -> None:
-        heapq.heappush(self._unread, ((mtime_ns, name), name))
+        heapq.heappush(self._unread, (mtime_ns, name))
         self._unread_names.add(name)
 
     def read(self, now: float, known: Container[str]) -> list[tuple[str, Accepted | Rejected]]:

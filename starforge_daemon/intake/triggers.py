@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from starforge_daemon.core.models import QueuedTrigger, Trigger
+from starforge_daemon.core.models import QueuedTrigger, Trigger, assigned_id
 from starforge_daemon.intake.validate import InvalidTrigger, parse_trigger
 
 TRIGGER_SUFFIX = ".trigger"
@@ -127,7 +128,10 @@ def examine(path: Path, now: float, *, max_bytes: int, allow_foreign: bool,
             return NotReady(retry_at=settled_at)
         return Rejected(str(error))
     key = (-trigger.priority, info.st_mtime_ns, path.name)
-    return Accepted(QueuedTrigger(path.name, trigger.to_agent, key))
+    return Accepted(QueuedTrigger(
+        path.name, sys.intern(trigger.to_agent), key, id=trigger.id or assigned_id(path.name),
+        after=trigger.after, on_upstream_failure=trigger.on_upstream_failure,
+        dedupe_key=trigger.dedupe_key))
 
 
 def scan(folder: Path) -> Iterator[str]:

@@ -16,6 +16,9 @@ MAX_NESTING = 200  # far below Python's recursion limit, so the prompt's JSON ca
 PRIORITY_LIMIT = 1_000_000
 MAX_RETRIES_LIMIT = 100
 TIMEOUT_LIMIT = 7 * 86400  # seconds
+MAX_UPSTREAMS = 1000
+DEDUPE_KEY_LIMIT = 1024  # characters
+UPSTREAM_POLICIES = ("fail", "skip", "run")
 _TEXT_FIELDS = ("from_agent", "action", "message", "trace_id")
 
 
@@ -81,9 +84,35 @@ def trigger_from_dict(document: Any) -> Trigger:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                                 or not 0 < timeout <= TIMEOUT_LIMIT):
         raise _refuse("timeout", f"a number of seconds above 0, at most {TIMEOUT_LIMIT}", timeout)
+    _check_dependencies(document)
     known = {name: document[name] for name in TRIGGER_FIELDS if name in document}
+    if "after" in known:
+        known["after"] = tuple(dict.fromkeys(known["after"]))
     extra = {name: value for name, value in document.items() if name not in known}
     return Trigger(**known, extra=extra)
+
+
+def _check_dependencies(document: dict[str, Any]) -> None:
+    """``id``, ``after``, ``on_upstream_failure`` and ``dedupe_key``."""
+    own = document.get("id")
+    if own is not None and not is_agent_name(own):
+        raise _refuse("id", AGENT_NAME_RULE, own)
+    after = document.get("after", [])
+    if not isinstance(after, list) or len(after) > MAX_UPSTREAMS:
+        raise _refuse("after", f"a list of at most {MAX_UPSTREAMS} trigger ids", after)
+    for upstream in after:
+        if not is_agent_name(upstream):
+            raise _refuse("after", f"a list of trigger ids ({AGENT_NAME_RULE})", upstream)
+        if upstream == own:
+            raise InvalidTrigger(f"after: a trigger cannot wait for itself ({own})")
+    policy = document.get("on_upstream_failure", "fail")
+    if policy not in UPSTREAM_POLICIES:
+        raise _refuse("on_upstream_failure", "one of " + ", ".join(UPSTREAM_POLICIES), policy)
+    key = document.get("dedupe_key")
+    if key is not None:
+        _check_text("dedupe_key", key)
+        if not 0 < len(key) <= DEDUPE_KEY_LIMIT:
+            raise _refuse("dedupe_key", f"1 to {DEDUPE_KEY_LIMIT} characters", key)
 
 
 def _no_constant(name: str) -> Any:

@@ -56,3 +56,44 @@ class TriggerWatcher:
     def stop(self) -> None:
         self._inotify.stop()
         self._inotify.join(timeout=5)
+
+
+class _AnyEvent:
+    """watchdog's inotify callback for a folder whose every event (an overflow too) is a
+    change."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+
+    def on_event(self, event: InotifyEvent) -> None:
+        self._on_change()
+
+    def on_queue_overflow(self) -> None:
+        self._on_change()
+
+    def on_watch_deleted(self, wd: int) -> None:
+        """A watched folder went away: nothing more will come from it."""
+
+
+class FolderChanges:
+    """Calls ``on_change`` (on its own thread) whenever a file in one of ``folders`` is
+    created, written or moved in: for clients that wait on the daemon's files (``starforge
+    wait``) instead of polling them."""
+
+    MASK = (InotifyConstants.IN_CREATE | InotifyConstants.IN_MODIFY
+            | InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_CLOSE_WRITE)
+
+    def __init__(self, folders: list[Path], on_change: Callable[[], None]) -> None:
+        self._inotify = InotifyFD()
+        self._inotify.daemon = True
+        for folder in folders:
+            self._inotify.add_callback(os.fsencode(folder), self.MASK, _AnyEvent(on_change),
+                                       str(folder))
+
+    def __enter__(self) -> FolderChanges:
+        self._inotify.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._inotify.stop()
+        self._inotify.join(timeout=5)

@@ -33,6 +33,7 @@ class LaunchSpec:
     journal: Path  # where the backend appends what becomes of the run
     stdin: Path | None = None  # the file the agent reads as stdin; None: /dev/null
     output: str = "text"  # how its output is read: text, or a core.streams adapter's kind
+    timeout: float | None = None  # the run's timeout, for a backend's own limit behind it
 
 
 @dataclass(frozen=True)

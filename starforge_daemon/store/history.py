@@ -23,6 +23,9 @@ class History:
     def records(self) -> list[ResultRecord]:
         return read_history(self._path)[0]
 
+    def final_records(self, ids: set[str]) -> dict[str, ResultRecord]:
+        return final_records(self._path, ids)
+
 
 def parse_history_line(line: str | bytes) -> ResultRecord | None:
     """One line of the history; None when it is not a JSON object (a torn last line, say)."""
@@ -55,3 +58,29 @@ def read_history(path: Path) -> tuple[list[ResultRecord], int]:
     except FileNotFoundError:
         return [], 0
     return parse_history(text.splitlines())
+
+
+_ID_KEY = b'"id":"'
+
+
+def final_records(path: Path, ids: set[str]) -> dict[str, ResultRecord]:
+    """The last line of each of ``ids`` in the history that ended its trigger (a line of an
+    attempt to be retried does not): one pass over the file, reading only the lines of those
+    ids. A missing file has none."""
+    found: dict[str, ResultRecord] = {}
+    try:
+        lines = path.open("rb")
+    except FileNotFoundError:
+        return found
+    with lines:
+        for line in lines:
+            start = line.find(_ID_KEY)  # the first one: the record's own id comes second
+            if start < 0:
+                continue
+            start += len(_ID_KEY)
+            if line[start:line.find(b'"', start)].decode(errors="replace") not in ids:
+                continue
+            record = parse_history_line(line)
+            if record is not None and record.id is not None and record.retry_at is None:
+                found[record.id] = record
+    return found

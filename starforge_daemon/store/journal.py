@@ -23,6 +23,7 @@ class JournalEntry:
     path: Path
     agent: ProcessIdentity | None = None
     ended: RunExit | None = None
+    spawning: bool = False  # the keeper began its spawn (it writes that line first)
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
@@ -61,6 +62,8 @@ def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEnt
                 entries[run_id] = JournalEntry(Run.from_dict(record["run"]), path)
             elif "done" in record:
                 entries.pop(run_id, None)
+            elif run_id in entries and "spawning" in record:
+                entries[run_id] = replace(entries[run_id], spawning=True)
             elif run_id in entries and "started" in record:
                 agent = ProcessIdentity.from_dict(record["started"])
                 entries[run_id] = replace(entries[run_id], agent=agent)
@@ -78,10 +81,25 @@ def runs_in_flight(paths: ProjectPaths) -> set[str]:
             for run_id in _fold(path, _records(path))}
 
 
+def open_runs(paths: ProjectPaths) -> list[Run]:
+    """The runs not done yet, as the journals tell (read only)."""
+    return [entry.run for path in sorted(paths.runs.glob("*.jsonl"))
+            for entry in _fold(path, _records(path)).values()]
+
+
 def triggers_in_flight(paths: ProjectPaths) -> set[str]:
     """Names of the triggers whose run is not done yet, as the journals tell (read only)."""
-    return {entry.run.trigger_name for path in sorted(paths.runs.glob("*.jsonl"))
-            for entry in _fold(path, _records(path)).values()}
+    return {run.trigger_name for run in open_runs(paths)}
+
+
+def find_entry(folder: Path, run_id: str) -> JournalEntry | None:
+    """One run not done yet, as the journals in ``folder`` tell (read only; for a runner whose
+    keeper died, which must learn what the keeper or its reaper appended)."""
+    for path in sorted(folder.glob("*.jsonl"), reverse=True):
+        entry = _fold(path, (r for r in _records(path) if r["run_id"] == run_id)).get(run_id)
+        if entry is not None:
+            return entry
+    return None
 
 
 class RunJournal:
@@ -151,8 +169,9 @@ class RunJournal:
 
     def done(self, run_id: str) -> None:
         """The run is archived (or never started): its lines are history now, and its prompt
-        file goes."""
+        and hand-off files go."""
         self._paths.prompt_file(run_id).unlink(missing_ok=True)
+        self._paths.upstream_file(run_id).unlink(missing_ok=True)
         path = self._file_of.pop(run_id, None)
         if path is None:
             return

@@ -74,6 +74,11 @@ class ProjectPaths:
         """A run's prompt, for ``{prompt_file}`` and stdin; removed when the run is done."""
         return self.runs / f"{run_id}.prompt"
 
+    def upstream_file(self, run_id: str) -> Path:
+        """The hand-off of a run whose trigger waited for others (``STARFORGE_UPSTREAM_RESULTS``):
+        what each of them ended with; removed when the run is done."""
+        return self.runs / f"{run_id}.upstream.json"
+
     @cached_property
     def attempts(self) -> Path:
         """Earlier attempts of triggers waiting to be retried."""
@@ -94,6 +99,16 @@ class ProjectPaths:
     @cached_property
     def state_file(self) -> Path:
         return self.daemon_dir / "daemon-state.json"
+
+    @cached_property
+    def schedules_file(self) -> Path:
+        """Recurring triggers, written by people (``docs/schedules.md``)."""
+        return self.claude / "schedules.toml"
+
+    @cached_property
+    def schedules_state(self) -> Path:
+        """Each schedule's last firing, so a restart neither fires twice nor forgets one."""
+        return self.daemon_dir / "schedules-state.json"
 
     @cached_property
     def history_file(self) -> Path:

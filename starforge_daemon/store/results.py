@@ -105,6 +105,7 @@ class RunFacts:
     """What the daemon knows of a finished run: the first keys of a result."""
 
     trigger: str
+    id: str | None
     outcome: str
     reason: str | None
     exit_code: int | None
@@ -133,8 +134,8 @@ class RunResult(RunAccount, RunFacts):
     @classmethod
     def of(cls, run: Run, agent: ProcessIdentity | None, outcome: Outcome, ended_at: float,
            ended: RunExit | None = None) -> RunResult:
-        return cls(trigger=run.trigger_name, outcome=outcome.kind.value, reason=outcome.reason,
-                   exit_code=outcome.exit_code, run_id=run.run_id, agent=run.agent,
+        return cls(trigger=run.trigger_name, id=run.trigger_ident, outcome=outcome.kind.value,
+                   reason=outcome.reason, exit_code=outcome.exit_code, run_id=run.run_id, agent=run.agent,
                    pool=run.pool, attempt=run.attempt, ticket=run.ticket, action=run.action,
                    from_agent=run.from_agent, pid=agent.pid if agent else None,
                    started_at=iso_utc(run.started_at, precise=True),
@@ -172,18 +173,20 @@ class NoRun:
     trigger: str
     outcome: OutcomeKind
     reason: str
+    id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trigger": self.trigger, "outcome": self.outcome.value, "reason": self.reason,
-                "exit_code": None}
+        return {"trigger": self.trigger, "id": self.id, "outcome": self.outcome.value,
+                "reason": self.reason, "exit_code": None}
 
 
 @dataclass(frozen=True)
 class ResultFacts:
     """The keys of :class:`RunFacts` as a client reads them (a trigger that never ran has only
-    the first four, see :class:`NoRun`)."""
+    the first five, see :class:`NoRun`)."""
 
     trigger: str | None = None
+    id: str | None = None
     outcome: str | None = None
     reason: str | None = None
     exit_code: int | None = None

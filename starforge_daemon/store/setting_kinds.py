@@ -237,6 +237,33 @@ NUMBER_ABOVE_ZERO = number(0, above=True)
 OPTIONAL_AMOUNT = Kind("a number greater than 0, or empty for none", _optional_amount)
 
 
+def _optional_word(text: str) -> str | None:
+    """One argument of a command (a Slurm partition): never an option, never split."""
+    word = text.strip()
+    if not word:
+        return None
+    if word.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in word):
+        raise ValueError
+    return word
+
+
+OPTIONAL_WORD = Kind("one word (no spaces, no leading '-'), or empty for none", _optional_word)
+
+
+def _options(text: str) -> str:
+    try:
+        words = shlex.split(text)
+    except ValueError as error:
+        raise ValueError(f"cannot be split into words: {str(error).lower()}") from None
+    if any(not word.startswith("-") for word in words):
+        raise ValueError
+    return text.strip()
+
+
+OPTIONS = Kind("options split into words like a shell would, each written --name=value "
+               "(like --account=lab --mem=8G), or empty for none", _options)
+
+
 def split_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9464`` for IPv6) as its host and port; raises ValueError."""
     host, colon, port = text.strip().rpartition(":")

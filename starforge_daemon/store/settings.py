@@ -20,6 +20,7 @@ from starforge_daemon.core.notice_kinds import DEFAULT_NOTIFY_ON
 from starforge_daemon.core.streams import OUTPUT_KINDS, adapter_kind
 from starforge_daemon.store.env_file import EnvValue, SettingsError, read_env_file
 from starforge_daemon.store.paths import ProjectPaths
+from starforge_daemon.store.setting_choices import ResumeMode, RunnerKind, StdinMode, WorktreeMode
 from starforge_daemon.store.setting_kinds import (
     AGENT_COMMAND,
     APPRISE_URLS,
@@ -29,6 +30,8 @@ from starforge_daemon.store.setting_kinds import (
     NOTIFY_KINDS,
     OPTIONAL_AMOUNT,
     OPTIONAL_COUNT,
+    OPTIONAL_WORD,
+    OPTIONS,
     POOLS,
     REVISION,
     SIGNAL_NAME,
@@ -58,31 +61,7 @@ def automatic_limit() -> int:
 CLAUDE_INSTALL = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
 
 
-class StdinMode(StrEnum):
-    """What a run reads on stdin: the prompt (``auto``: for a CLI that takes it there, when no
-    argument carries it), or nothing."""
-
-    AUTO = "auto"
-    PROMPT = "prompt"
-    NULL = "null"
-
-
 OutputKind = StrEnum("OutputKind", {kind.upper(): kind for kind in OUTPUT_KINDS})  # type: ignore[misc]
-
-
-class ResumeMode(StrEnum):
-    """Whether a run continues the agent session of the ticket's previous run."""
-
-    OFF = "off"
-    PER_TICKET = "per-ticket"
-
-
-class WorktreeMode(StrEnum):
-    """Where runs work: the project root, or a git worktree per agent name or per ticket."""
-
-    OFF = "off"
-    PER_AGENT = "per-agent"
-    PER_TICKET = "per-ticket"
 
 
 # -- the settings ------------------------------------------------------------------------------
@@ -111,6 +90,8 @@ class Settings:
         1800.0, number(0, above=True), "seconds a run may take before it is stopped")
     MAX_AGENT_TIMEOUT: float | None = setting(
         None, OPTIONAL_AMOUNT, "the longest a trigger's own \"timeout\" may ask for, in seconds")
+    DEPENDENCY_WAIT: float = setting(
+        3600.0, number(0), "seconds a trigger awaits an \"after\" id that no trigger has yet")
     AGENT_KILL_GRACE: float = setting(
         10.0, number(0),
         "seconds between the stop signal and SIGKILL of the run's whole container")
@@ -195,6 +176,13 @@ class Settings:
     WORKTREE_BASE: str = setting(
         "HEAD", REVISION,
         "the commit a new worktree branch starts from")
+    RUNNER: RunnerKind = setting(  # noqa: RUF009 (setting() is a field())
+        RunnerKind.LOCAL, choice(RunnerKind),
+        "local: runs are processes on this machine; slurm: each run is a Slurm batch job")
+    SLURM_PARTITION: str | None = setting(
+        None, OPTIONAL_WORD, "RUNNER=slurm: the partition of the runs' jobs (empty: the default)")
+    SLURM_EXTRA_ARGS: str = setting(
+        "", OPTIONS, "RUNNER=slurm: more sbatch options for every run (--account=lab --mem=8G)")
     METRICS_ADDRESS: str | None = setting(
         None, LISTEN_ADDRESS,
         "serve Prometheus metrics (/metrics) and a health check (/healthz) on this HOST:PORT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starforge_daemon.core import dependency_events as de
 from starforge_daemon.core import events as ev
 from starforge_daemon.core.models import OutcomeKind
 
@@ -22,6 +23,10 @@ def counted_word(event: ev.Event) -> str | None:
             return OutcomeKind.INVALID.value
         case ev.Cancelled():
             return OutcomeKind.CANCELLED.value
+        case de.EndedUnrun():
+            return event.outcome
+        case de.Duplicate():
+            return OutcomeKind.DUPLICATE.value
     return None
 
 

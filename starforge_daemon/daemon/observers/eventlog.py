@@ -7,7 +7,9 @@ import dataclasses
 from enum import StrEnum
 from typing import Any
 
+from starforge_daemon.core import dependency_events as de
 from starforge_daemon.core import events as ev
+from starforge_daemon.core import schedule_events as se
 from starforge_daemon.core.models import OutcomeKind
 
 
@@ -53,6 +55,17 @@ _PLAIN: dict[type, tuple[Level, str, str | None]] = {
     ev.Drained: (Level.INFO, "QUEUE", "queue drained: nothing queued or running"),
     ev.NotifyFailed: (Level.ERROR, "NOTIFY", "cannot notify; later messages try again"),
     ev.NotifyWorks: (Level.INFO, "NOTIFY", "notifying again"),
+    de.Waiting: (Level.INFO, "WAIT", "waits for other triggers to end"),
+    de.EndedUnrun: (Level.WARNING, "DEPENDENCY", None),
+    de.Duplicate: (Level.WARNING, "DUPLICATE", "its dedupe_key is held by a trigger still "
+                   "waiting or running"),
+    se.SchedulesRead: (Level.INFO, "SCHEDULE", "read the schedules file"),
+    se.ScheduleInvalid: (Level.ERROR, "SCHEDULE", None),
+    se.ScheduleFired: (Level.INFO, "SCHEDULE", "due; trigger written"),
+    se.ScheduleBlocked: (Level.INFO, "SCHEDULE", "due, but its last trigger is still queued or "
+                         "running; fires once that one ends"),
+    se.ScheduleFailed: (Level.ERROR, "SCHEDULE", "cannot write its trigger; trying again at the "
+                        "next check"),
 }
 
 
@@ -90,7 +103,7 @@ def log_line(event: ev.Event) -> tuple[Level, str, dict[str, Any]]:
 
 
 class EventLogObserver:
-    """Writes each event through ``log`` (structlog, configured by ``daemon/eventlog.py``)."""
+    """Writes each event through ``log`` (an :class:`EventLog`, ``daemon/logfile.py``)."""
 
     def __init__(self, log: Any) -> None:
         self._log = log

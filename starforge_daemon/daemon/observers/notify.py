@@ -14,7 +14,7 @@ from starforge_daemon.core.ledger import Ledger
 from starforge_daemon.core.notice_kinds import NoticeKind, parse_kinds, split_urls
 from starforge_daemon.core.notices import notice_of
 from starforge_daemon.daemon.engine import Engine
-from starforge_daemon.daemon.observers.delivery import AppriseTarget, Deliverer, Health
+from starforge_daemon.daemon.observers.delivery import Deliverer, Health, Sender
 from starforge_daemon.daemon.observers.finish_command import FinishCommands
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import Settings
@@ -80,14 +80,17 @@ class Notifications:
 def install_notifications(paths: ProjectPaths, settings: Settings, engine: Engine,
                           env: Mapping[str, str]) -> Notifications | None:
     """Start the delivery threads and subscribe their observer; None when nothing is set.
-    Raises NotifySetupError for a URL Apprise cannot send to."""
+    Raises NotifySetupError for a URL Apprise cannot send to (asked of the sender process)."""
     urls = split_urls(settings.NOTIFY_URLS)
     words = shlex.split(settings.ON_FINISH_COMMAND)
     if not urls and not words:
         return None
     health = Health()
-    deliverer = Deliverer([AppriseTarget(url) for url in urls], settings.NOTIFY_MIN_INTERVAL,
-                          paths.root.name, health) if urls else None
+    deliverer = None
+    if urls:
+        sender = Sender(urls)
+        deliverer = Deliverer(sender, sender.check(), settings.NOTIFY_MIN_INTERVAL,
+                              paths.root.name, health)
     commands = FinishCommands(words, paths.root, env, health) if words else None
     notifications = Notifications(deliverer, commands, health)
     engine.events.subscribe(NotifyObserver(parse_kinds(settings.NOTIFY_ON), deliverer, commands))

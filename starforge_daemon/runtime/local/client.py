@@ -4,7 +4,8 @@ only module that starts, signals or waits for them.
 Agents are spawned by the project's keeper (``keeper.py``), which stays their parent across
 daemon restarts; this module connects to it (starting it when none runs), asks it for runs and
 turns its reports into run events. Runs the keeper cannot report on (it died) are watched
-directly through a pidfd, their exit status unknown.
+directly through a pidfd; the keeper's parent, a child subreaper, records their exit status in
+their journal, where this module reads it (``orphans``).
 
 Every run has a container (``containment``): the keeper spawns the agent into it and empties it
 when the agent exits; this module signals it to stop a run, and empties the containers of runs
@@ -25,8 +26,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from starforge_daemon.core.models import ProcessIdentity, RunExit
 from starforge_daemon.core.runids import parse_run_id
 from starforge_daemon.core.streams.reports import LiveProgress
@@ -39,33 +38,12 @@ from starforge_daemon.runtime.api import (
     Started,
     Watcher,
 )
-from starforge_daemon.runtime.local import containment, keeper
+from starforge_daemon.runtime.local import containment, keeper, orphans
+from starforge_daemon.runtime.local.identities import is_alive, session_of
 from starforge_daemon.runtime.local.run_container import RunContainer
 
 KEEPER_START_TIMEOUT = 10.0
 KEEPER = Path(keeper.__file__)
-
-
-def identity_of(pid: int) -> ProcessIdentity | None:
-    try:
-        return ProcessIdentity(pid=pid, create_time=psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-def is_alive(process: ProcessIdentity) -> bool:
-    """True only for the very process recorded: a reused pid does not count."""
-    current = identity_of(process.pid)
-    return current is not None and abs(current.create_time - process.create_time) < 0.05
-
-
-def _session_of(agent: ProcessIdentity) -> int | None:
-    """The run's session id (its first pid), while that pid is still the run's: a reused pid
-    may lead a stranger's session."""
-    current = identity_of(agent.pid)
-    if current is not None and abs(current.create_time - agent.create_time) >= 0.05:
-        return None
-    return agent.pid
 
 
 class ProcessRunner:
@@ -75,11 +53,12 @@ class ProcessRunner:
     container, at once or as soon as the keeper reports the run started.
     """
 
-    def __init__(self, socket_path: Path, keeper_log: Path, reactor: Watcher, *,
+    def __init__(self, socket_path: Path, keeper_log: Path, runs: Path, reactor: Watcher, *,
                  contained: containment.Containment, limits: Mapping[str, str],
                  stop_signal: signal.Signals) -> None:
         self._socket_path = socket_path
         self._keeper_log = keeper_log
+        self._runs = runs
         self._reactor = reactor
         self._contained = contained
         self._limits = dict(limits)
@@ -87,6 +66,8 @@ class ProcessRunner:
         self._channel: keeper.Channel | None = None
         self._keeper_process: subprocess.Popen[bytes] | None = None
         self._inflight: dict[str, ProcessIdentity | None] = {}  # runs the keeper holds
+        self._outputs: dict[str, orphans.Output] = {}  # of the runs launched here, till done
+        self._asked: dict[str, LaunchSpec] = {}  # launched, not reported started yet
         self._watched: dict[str, tuple[ProcessIdentity, int]] = {}  # run -> agent, pidfd
         self._stops: dict[str, bool] = {}  # run -> force, for runs asked to stop
         self.keeper_runs: dict[str, ProcessIdentity] = {}  # what the keeper held when we came
@@ -140,7 +121,8 @@ class ProcessRunner:
                       0o644)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(KEEPER), str(self._socket_path)],
+                [sys.executable, "-I", "-S", str(KEEPER), str(self._socket_path),
+                 str(self._runs)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True, cwd="/")
         finally:
@@ -179,7 +161,8 @@ class ProcessRunner:
                             write=self._channel.wants_write)
 
     def _keeper_lost(self) -> None:
-        """The keeper died: watch its agents directly; the ones already gone are lost."""
+        """The keeper died: watch its agents directly (they outlive it), including the ones it
+        spawned but had not reported yet; ask a new keeper for the runs it never began."""
         assert self._channel is not None
         self._reactor.forget(self._channel.sock.fileno())
         self._channel.sock.close()
@@ -187,28 +170,55 @@ class ProcessRunner:
         if self._keeper_process is not None:
             self._keeper_process.poll()
         inflight, self._inflight = self._inflight, {}
+        never_spawned = []
         for run_id, agent in inflight.items():
+            if agent is None:  # not reported yet: the journal tells whether it was spawned
+                spawn = orphans.journalled_spawn(self._runs, run_id)
+                if not spawn.begun and run_id in self._asked:
+                    never_spawned.append(self._asked[run_id])
+                    continue
+                if spawn.ended is not None:  # it ran, and ended already
+                    self._empty(run_id, None)
+                    self._ended(run_id, orphans.with_account(spawn.ended,
+                                                             self._outputs.get(run_id)))
+                    continue
+                agent = spawn.agent
             if agent is None or not self._watch(run_id, agent):
-                self._ended(run_id, None)
+                self._watched_ended(run_id, agent)
+        for spec in never_spawned:  # asked again, of a new keeper
+            try:
+                self.launch(spec)
+            except RunnerError:
+                self._ended(spec.run_id, None)
 
     # -- runs --------------------------------------------------------------------------------
 
     def launch(self, spec: LaunchSpec) -> None:
-        """Ask the keeper for the run; it appends to ``spec.journal`` what becomes of it."""
+        """Ask the keeper for the run (a new one if it died since its last word); it appends
+        to ``spec.journal`` what becomes of it."""
+        container = self._container(spec.run_id)
+        request = {"op": "spawn", "run_id": spec.run_id, "argv": spec.argv, "env": spec.env,
+                   "cwd": spec.cwd, "stdin": None if spec.stdin is None else str(spec.stdin),
+                   "log": str(spec.log_path), "log_cap": spec.log_cap,
+                   "journal": str(spec.journal), "cgroup": container.cgroup,
+                   "shared_cgroup": container.shared, "output": spec.output,
+                   "limits": self._limits}
+        channel = self._connected()
+        try:
+            channel.send(request)
+        except OSError:  # the keeper died since its last word (it never read this request)
+            self._keeper_lost()
+            self._connected().send(request)
+        self._inflight[spec.run_id] = None
+        self._outputs[spec.run_id] = orphans.Output(spec.log_path, spec.output)
+        self._asked[spec.run_id] = spec
+        self._watch_keeper()
+
+    def _connected(self) -> keeper.Channel:
         if self._channel is None:
             self.connect()
         assert self._channel is not None
-        container = self._container(spec.run_id)
-        self._channel.send({"op": "spawn", "run_id": spec.run_id, "argv": spec.argv,
-                            "env": spec.env, "cwd": spec.cwd,
-                            "stdin": None if spec.stdin is None else str(spec.stdin),
-                            "log": str(spec.log_path),
-                            "log_cap": spec.log_cap, "journal": str(spec.journal),
-                            "cgroup": container.cgroup, "shared_cgroup": container.shared,
-                            "output": spec.output,
-                            "limits": self._limits})
-        self._inflight[spec.run_id] = None
-        self._watch_keeper()
+        return self._channel
 
     def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> set[str]:
         """Follow the runs an earlier daemon started that the keeper holds or that still live;
@@ -235,7 +245,7 @@ class ProcessRunner:
 
     def _empty(self, run_id: str, agent: ProcessIdentity | None) -> None:
         """Kill what is left of a run nobody else will end, and remove its container."""
-        session = _session_of(agent) if agent is not None else None
+        session = session_of(agent) if agent is not None else None
         with contextlib.suppress(OSError):
             self._container(run_id).end(session=session)
 
@@ -248,15 +258,20 @@ class ProcessRunner:
         except ProcessLookupError:
             return False
         self._watched[run_id] = (agent, pidfd)
-        self._reactor.watch(pidfd, lambda: self._watched_ended(run_id))
+        self._reactor.watch(pidfd, lambda: self._watched_ended(run_id, agent))
         return True
 
-    def _watched_ended(self, run_id: str) -> None:
-        """A run watched directly ended; nobody recorded its status."""
-        _agent, pidfd = self._watched[run_id]
-        self._reactor.forget(pidfd)
-        os.close(pidfd)
-        self._ended(run_id, None)
+    def _watched_ended(self, run_id: str, agent: ProcessIdentity | None) -> None:
+        """A run the keeper did not see to its end is over: its exit as the kernel or the
+        keeper's reaper knows it (None when nobody does); its container emptied here."""
+        if run_id in self._watched:
+            _agent, pidfd = self._watched[run_id]
+            self._reactor.forget(pidfd)
+            os.close(pidfd)
+        ended = None if agent is None else orphans.orphan_exit(
+            self._runs, run_id, agent, self._outputs.get(run_id))
+        self._empty(run_id, agent)
+        self._ended(run_id, ended)
 
     def _agent_of(self, run_id: str) -> ProcessIdentity | None:
         watched = self._watched.get(run_id)
@@ -268,7 +283,7 @@ class ProcessRunner:
         if agent is not None:  # else sent once the keeper reports the process
             with contextlib.suppress(OSError):
                 self._container(run_id).signal(signal.SIGKILL if force else self._stop_signal,
-                                               session=_session_of(agent))
+                                               session=session_of(agent))
 
     def take_events(self) -> list[RunEvent]:
         events, self._events = self._events, []
@@ -276,7 +291,8 @@ class ProcessRunner:
 
     def _from_keeper(self) -> None:
         assert self._channel is not None
-        self._channel.flush()
+        with contextlib.suppress(OSError):  # a dead keeper: its socket reads as closed
+            self._channel.flush()
         messages, closed = self._channel.receive()
         self._take(messages)
         if closed:
@@ -290,6 +306,7 @@ class ProcessRunner:
             if message["ev"] == "started":
                 agent = ProcessIdentity(pid=message["pid"], create_time=message["create_time"])
                 self._inflight[run_id] = agent
+                self._asked.pop(run_id, None)
                 self._events.append(Started(run_id, agent))
                 if run_id in self._stops:
                     self.stop(run_id, self._stops[run_id])
@@ -299,13 +316,11 @@ class ProcessRunner:
                 self._events.append(Progressed(run_id, live))
 
     def _ended(self, run_id: str, ended: RunExit | None) -> None:
-        """``ended`` None: the keeper did not see the end, so it did not empty the container."""
-        agent = self._agent_of(run_id)
         self._inflight.pop(run_id, None)
         self._watched.pop(run_id, None)
         self._stops.pop(run_id, None)
-        if ended is None:
-            self._empty(run_id, agent)
+        self._outputs.pop(run_id, None)
+        self._asked.pop(run_id, None)
         self._events.append(Exited(run_id, ended))
 
     def close(self) -> None:

@@ -1,12 +1,15 @@
 """The keeper: the parent of every agent run, so that a run outlives the daemon that asked for it.
 
-The daemon starts one keeper per project (``python3 -I -S keeper.py SOCKET``: standard library
-only, so it starts fast and shares no state) and talks to it over a Unix stream socket. The
-keeper spawns agents with ``posix_spawn`` in their own sessions, copies their output into
-capped logs, waits for them and appends what happened to each run's journal
+The daemon starts one keeper per project (``python3 -I -S keeper.py SOCKET RUNS``: standard
+library only, so it starts fast and shares no state) and talks to it over a Unix stream socket.
+The keeper spawns agents with ``posix_spawn`` in their own sessions, their stdout and stderr
+the run's log itself (``log_follow``: it follows the log, reads a run read as events and caps
+it), waits for them and appends what happened to each run's journal
 (``.claude/daemon/runs/*.jsonl``) before telling the daemon. When the daemon dies the keeper
 carries on; the next daemon connects, learns which runs are still going, and reads the journals
 for the ones that ended meanwhile. With no daemon connected and no run left, the keeper exits.
+When the keeper itself dies its agents go on writing to their logs, and its parent (``reaper``)
+records their exits.
 
 Each run lives in its own container (``run_container``: a cgroup, or the sweep by its run id,
 as the daemon chose): the agent is spawned into it, and once the agent has exited whatever it
@@ -28,12 +31,12 @@ Messages are JSON objects, each framed by a 4-byte big-endian length:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -42,12 +45,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 if __package__:
-    from . import journal_file, run_container, stream_reader
+    from . import journal_file, log_follow, processes, reaper, run_container, stream_reader
 else:  # run as a script with -I, which leaves this folder (and the package's) off sys.path
     _HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, _HERE)
     sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))))
     import journal_file
+    import log_follow
+    import processes
+    import reaper
     import run_container
     import stream_reader
 
@@ -111,24 +117,7 @@ class Channel:
             yield json.loads(body)
 
 
-@functools.cache
-def _boot_time() -> int:
-    with open("/proc/stat", "rb") as file:
-        return next(int(line.split()[1]) for line in file if line.startswith(b"btime"))
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SPAWN_CLOCK_SPREAD = 0.02  # seconds; with a tick's rounding, within the 0.05 s tolerance
-
-
-def process_create_time(pid: int) -> float:
-    """Start time as psutil computes it: boot time plus the start tick from /proc."""
-    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fields = os.read(fd, 4096).rsplit(b")", 1)[1].split()
-    finally:
-        os.close(fd)
-    return _boot_time() + int(fields[19]) / _CLOCK_TICKS
 
 
 def spawned_create_time(pid: int, before: float, after: float) -> float:
@@ -138,34 +127,9 @@ def spawned_create_time(pid: int, before: float, after: float) -> float:
     apart (a preempted spawn) the identity check's 0.05 s tolerance could be missed, so /proc
     is read then."""
     if after - before > _SPAWN_CLOCK_SPREAD:
-        return process_create_time(pid)
-    return _boot_time() + int(before * _CLOCK_TICKS) / _CLOCK_TICKS
-
-
-class CappedLog:
-    """Appends to a run's log but never lets it pass ``cap`` bytes.
-
-    On overflow the file is cut back to its first half and a marker; the newest output
-    follows, so a runaway agent's log keeps both how it started and how it ended.
-    """
-
-    MARKER = b"\n[starforge: output over LOG_MAX_BYTES dropped here; the latest output follows]\n"
-
-    def __init__(self, fd: int, cap: int) -> None:
-        self.fd = fd
-        self._cap = cap
-        self._size = os.fstat(fd).st_size
-
-    def write(self, data: bytes) -> None:
-        """Output that the disk refuses (full, read-only) is dropped: the run goes on."""
-        with contextlib.suppress(OSError):
-            if self._size + len(data) > self._cap:
-                head = min(self._size, self._cap // 2)
-                os.ftruncate(self.fd, head)
-                os.write(self.fd, self.MARKER)
-                self._size = head + len(self.MARKER)
-                data = data[-(self._cap - self._size):]
-            self._size += os.write(self.fd, data)
+        return processes.process_create_time(pid)
+    ticks = processes.CLOCK_TICKS
+    return processes.boot_time() + int(before * ticks) / ticks
 
 
 @dataclass
@@ -174,28 +138,19 @@ class _Run:
     pid: int
     create_time: float
     pidfd: int
-    output: int | None
-    log: CappedLog
+    log: log_follow.FollowedLog  # with its stream reader, for a run read as its CLI's events
     journal: journal_file.JournalFile
     container: run_container.RunContainer
     cpu_mark: float  # the shared cgroup's CPU seconds before the spawn
-    stream: stream_reader.RunStream | None  # its output read as its CLI's events
 
 
 def _open_log(path: str) -> int:
     """The run's log; ``/dev/null`` when the disk refuses it (the run goes on, unlogged)."""
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
                        0o644)
     except OSError:
-        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-
-
-def _keep(run: _Run, chunk: bytes) -> None:
-    """A chunk of the run's output: into its log, and to its stream reader."""
-    run.log.write(chunk)
-    if run.stream is not None:
-        run.stream.feed(chunk, time.time())
+        return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 
 
 def _end_container(run: _Run, rusage: Any) -> run_container.RunEnd | None:
@@ -204,10 +159,10 @@ def _end_container(run: _Run, rusage: Any) -> run_container.RunEnd | None:
         end = run.container.end(session=run.pid, rusage=rusage, remove=False,
                                 cpu_mark=run.cpu_mark)
     except OSError as error:
-        run.log.write(f"starforge: cannot end the run's container: {error}\n".encode())
+        run.log.note(f"starforge: cannot end the run's container: {error}\n".encode())
         return None
     if end.left:
-        run.log.write(f"starforge: {len(end.left)} processes of the run outlived its end: "
+        run.log.note(f"starforge: {len(end.left)} processes of the run outlived its end: "
                       f"{' '.join(map(str, end.left))}\n".encode())
     return end
 
@@ -219,7 +174,10 @@ class Keeper:
         self._poll = select.poll()
         self._poll.register(listener, select.POLLIN)
         self._client: Channel | None = None
-        self._runs: dict[int, _Run] = {}  # by pidfd and by output fd
+        self._runs: dict[int, _Run] = {}  # by pidfd
+        self._logs = log_follow.Inotify()
+        self._poll.register(self._logs.fd, select.POLLIN)
+        self._followed: dict[int, _Run] = {}  # by the inotify watch of its log
         self._streams: dict[str, stream_reader.RunStream] = {}  # of the runs read as events
         self._served = False
         self._refused_journals: list[journal_file.JournalFile] = []  # lines wait in them
@@ -265,12 +223,13 @@ class Keeper:
         elif self._client is not None and fd == self._client.sock.fileno():
             self._client.flush()
             self._read_client()
+        elif fd == self._logs.fd:
+            wall = time.time()
+            for wd in self._logs.modified():
+                if wd in self._followed:
+                    self._followed[wd].log.catch_up(wall)
         elif fd in self._runs:
-            run = self._runs[fd]
-            if fd == run.pidfd:
-                self._finish(run)
-            else:
-                self._pump(run)
+            self._finish(self._runs[fd])
 
     def _accept(self) -> None:
         try:
@@ -284,7 +243,7 @@ class Keeper:
         self._forget_shared()  # a new daemon removes the cgroups no run uses
         self._client = Channel(sock)
         self._poll.register(sock, select.POLLIN)
-        running = {id(run): run for run in self._runs.values()}.values()
+        running = self._runs.values()
         self._client.send({"ev": "hello", "pid": os.getpid(), "running": [
             {"run_id": run.run_id, "pid": run.pid, "create_time": run.create_time}
             for run in running]})
@@ -345,13 +304,12 @@ class Keeper:
     def _journal(self, path: str, record: dict[str, Any]) -> journal_file.JournalFile:
         """A run's journal, with ``record`` appended (or waiting, when the disk refuses it)."""
         journal = journal_file.JournalFile(path)
-        journal.append(record)
-        if journal.waiting:
-            self._refused_journals.append(journal)
+        self._append(journal, record)
         return journal
 
-    def _done_with(self, journal: journal_file.JournalFile) -> None:
-        """The run has nothing more to append; what still waits keeps being tried."""
+    def _append(self, journal: journal_file.JournalFile, record: dict[str, Any]) -> None:
+        """Append ``record`` to a run's journal; what the disk refuses keeps being tried."""
+        journal.append(record)
         if journal.waiting and journal not in self._refused_journals:
             self._refused_journals.append(journal)
 
@@ -377,7 +335,13 @@ class Keeper:
     def _spawn(self, request: dict[str, Any]) -> None:
         run_id = request["run_id"]
         container, notes, cpu_mark = self._container(request)
-        output, agent_output = os.pipe()
+        log_fd = _open_log(request["log"])
+        # the keeper's notes go before the agent's first write, which the log follows from
+        log = log_follow.FollowedLog(log_fd, int(request["log_cap"]),
+                                     stream_reader.open_stream(request.get("output")), notes)
+        # first: a run without this line was never spawned, and may be asked for again
+        journal = self._journal(request["journal"], {"run_id": run_id, "spawning": (
+            processes.boot_time() + time.clock_gettime(time.CLOCK_BOOTTIME))})
         try:
             os.chdir(request["cwd"])
             argv = request["argv"]
@@ -386,73 +350,62 @@ class Keeper:
                 argv, request["env"],
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, request.get("stdin") or os.devnull,
                                os.O_RDONLY, 0),
-                              (os.POSIX_SPAWN_DUP2, agent_output, 1),
-                              (os.POSIX_SPAWN_DUP2, agent_output, 2)],
+                              (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                              (os.POSIX_SPAWN_DUP2, log_fd, 2)],
                 setsid=True, setsigdef=_SPAWN_DEFAULT_SIGNALS, setsigmask=())
             after = time.clock_gettime(time.CLOCK_BOOTTIME)
         except (OSError, ValueError) as error:
             reason = f"could not start {argv[0]!r}: {getattr(error, 'strerror', None) or error}"
             with contextlib.suppress(OSError):
-                log_fd = _open_log(request["log"])
                 os.write(log_fd, f"starforge: {reason}\n".encode())
-                os.close(log_fd)
-            os.close(output)
-            os.close(agent_output)
+            os.close(log_fd)
             try:
                 self._keep_shared(container, container.end(cpu_mark=cpu_mark), cpu_mark)
             except OSError:
                 self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
-            self._done_with(self._journal(request["journal"], {"run_id": run_id, "exit": ended}))
+            self._append(journal, {"run_id": run_id, "exit": ended})
             self._tell({"ev": "exited", "run_id": run_id, **ended})
             return
         finally:
             os.chdir("/")
-        os.close(agent_output)
         create_time = spawned_create_time(pid, before, after)
-        # the agent is running; its output waits in the pipe while its log is created
-        log = CappedLog(_open_log(request["log"]), int(request["log_cap"]))
-        for note in notes:
-            log.write(f"starforge: {note}\n".encode())
-        journal = self._journal(request["journal"],
-                                {"run_id": run_id, "started": {"pid": pid, "create_time": create_time}})
-        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), output, log, journal, container,
-                   cpu_mark, stream_reader.open_stream(request.get("output")))
-        self._runs[run.pidfd] = self._runs[output] = run
-        if run.stream is not None:
-            self._streams[run_id] = run.stream
+        self._append(journal, {"run_id": run_id,
+                               "started": {"pid": pid, "create_time": create_time}})
+        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), log, journal, container,
+                   cpu_mark)
+        self._runs[run.pidfd] = run
+        self._follow(run, request["log"])
+        if log.stream is not None:
+            self._streams[run_id] = log.stream
         self._poll.register(run.pidfd, select.POLLIN)
-        self._poll.register(output, select.POLLIN)
         self._tell({"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time})
 
-    def _pump(self, run: _Run) -> None:
-        assert run.output is not None
-        chunk = os.read(run.output, _CHUNK)
-        if chunk:
-            _keep(run, chunk)
-        else:
-            self._close_output(run)
-
-    def _close_output(self, run: _Run) -> None:
-        if run.output is not None:
-            self._poll.unregister(run.output)
-            del self._runs[run.output]
-            os.close(run.output)
-            run.output = None
+    def _follow(self, run: _Run, path: str) -> None:
+        """Watch the run's log for its agent's writes; one not followed (the disk refused it,
+        or no watch is left) is read and capped at the run's end only."""
+        if not stat.S_ISREG(os.fstat(run.log.fd).st_mode):  # /dev/null: nothing to follow
+            return
+        try:
+            run.log.wd = self._logs.watch(path)
+        except OSError as error:
+            run.log.note(f"starforge: the log is read at the run's end only: {error}\n".encode())
+            return
+        self._followed[run.log.wd] = run
 
     def _finish(self, run: _Run) -> None:
         """The agent exited: keep what it already wrote, stop what it left behind, record it."""
         _, status, rusage = os.wait4(run.pid, 0)
         ended_at = time.time()
-        if run.output is not None:
-            os.set_blocking(run.output, False)
-            with contextlib.suppress(BlockingIOError):
-                for _ in range(64):  # what is buffered now, not what a leftover keeps writing
-                    chunk = os.read(run.output, _CHUNK)
-                    if not chunk:
-                        break
-                    _keep(run, chunk)
-            self._close_output(run)
+        code = os.waitstatus_to_exitcode(status)
+        # reaped: only this process knows the status now, so it goes to the journal at once
+        # (the full record, with what the run used, follows once its container is emptied)
+        self._append(run.journal, {"run_id": run.run_id, "exit": {
+            "ended_at": ended_at, "exit_code": code, "error": None}})
+        run.log.catch_up(ended_at)  # what it wrote, not what a leftover writes from now on
+        if run.log.wd is not None:
+            self._logs.forget(run.log.wd)
+            del self._followed[run.log.wd]
         end = _end_container(run, rusage)
         usage = {} if end is None else {"cpu_seconds": end.usage.cpu_seconds,
                                         "peak_memory_bytes": end.usage.peak_memory,
@@ -461,20 +414,18 @@ class Keeper:
         self._poll.unregister(run.pidfd)
         del self._runs[run.pidfd]
         os.close(run.pidfd)
-        os.close(run.log.fd)
-        ended = {"ended_at": ended_at, "exit_code": os.waitstatus_to_exitcode(status),
-                 "error": None, **usage}
-        if run.stream is not None:
-            ended["stream"] = run.stream.finish()
+        run.log.close()
+        ended = {"ended_at": ended_at, "exit_code": code, "error": None, **usage}
+        if run.log.stream is not None:
+            ended["stream"] = run.log.stream.finish()
             del self._streams[run.run_id]
-        run.journal.append({"run_id": run.run_id, "exit": ended})
-        self._done_with(run.journal)
+        self._append(run.journal, {"run_id": run.run_id, "exit": ended})
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
         with contextlib.suppress(OSError):  # emptied already; a daemon's start removes it else
             run.container.remove()
 
 
-def main(socket_path: str) -> None:
+def main(socket_path: str, runs: str) -> None:
     for number in _IGNORED:
         signal.signal(number, signal.SIG_IGN)
     os.chdir("/")
@@ -487,6 +438,15 @@ def main(socket_path: str) -> None:
     finally:
         os.umask(private)
     listener.listen(8)
+    subreaper = reaper.become_subreaper()
+    keeper_pid = os.fork() if subreaper else 0
+    if keeper_pid:  # this process waits above the keeper, for the agents it may leave
+        listener.close()
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)
+        os.close(quiet)
+        reaper.Reaper(keeper_pid, runs).serve()
+        return
     os.write(1, b"listening\n")
     os.close(1)
     os.open(os.devnull, os.O_WRONLY)
@@ -501,4 +461,4 @@ def main(socket_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -40,6 +40,7 @@ def local_runner(paths: ProjectPaths, settings: Settings,
     moves the daemon into a leaf cgroup that the keeper then inherits."""
     contained = containment.prepare(containment.detect(Path(paths.root)))
     limits, notes = run_limits(settings, contained)
-    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log, reactor, contained=contained,
-                           limits=limits, stop_signal=signal.Signals[settings.AGENT_STOP_SIGNAL])
+    runner = ProcessRunner(paths.keeper_socket, paths.keeper_log, paths.runs, reactor,
+                           contained=contained, limits=limits,
+                           stop_signal=signal.Signals[settings.AGENT_STOP_SIGNAL])
     return runner, notes

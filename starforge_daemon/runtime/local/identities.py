@@ -1,0 +1,30 @@
+"""A process as the daemon knows it: its pid and start time, so that a pid reused by another
+process is never taken for it."""
+
+from __future__ import annotations
+
+import psutil
+
+from starforge_daemon.core.models import ProcessIdentity
+
+
+def identity_of(pid: int) -> ProcessIdentity | None:
+    try:
+        return ProcessIdentity(pid=pid, create_time=psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def is_alive(process: ProcessIdentity) -> bool:
+    """True only for the very process recorded: a reused pid does not count."""
+    current = identity_of(process.pid)
+    return current is not None and abs(current.create_time - process.create_time) < 0.05
+
+
+def session_of(agent: ProcessIdentity) -> int | None:
+    """The run's session id (its first pid), while that pid is still the run's: a reused pid
+    may lead a stranger's session."""
+    current = identity_of(agent.pid)
+    if current is not None and abs(current.create_time - agent.create_time) >= 0.05:
+        return None
+    return agent.pid

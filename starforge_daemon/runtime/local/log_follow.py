@@ -1,0 +1,116 @@
+"""A run's log as its agent writes it: the agent's stdout and stderr are the log file itself, so
+its output does not go through the keeper and a keeper that dies takes no agent with it (a pipe
+would: the agent's next write would meet EPIPE). The keeper follows each log through inotify:
+it reads what a run read as events wrote, and cuts a log that passes its cap.
+
+Imported by the keeper as a sibling module: standard library only (inotify through ctypes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starforge_daemon.runtime.local.stream_reader import RunStream
+
+_IN_MODIFY = 0x2
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, name length
+_CHUNK = 1 << 16
+
+MARKER = b"\n[starforge: output over LOG_MAX_BYTES dropped here; the latest output follows]\n"
+
+
+class Inotify:
+    """One inotify instance: which watched files were written to since the last read."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        fd = self._libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        self.fd = fd
+
+    def watch(self, path: str) -> int:
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), _IN_MODIFY)
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), path)
+        return wd
+
+    def forget(self, wd: int) -> None:
+        self._libc.inotify_rm_watch(self.fd, wd)
+
+    def modified(self) -> set[int]:
+        """The watches with writes since the last call (drains the queue)."""
+        found: set[int] = set()
+        while True:
+            try:
+                data = os.read(self.fd, _CHUNK)
+            except BlockingIOError:
+                return found
+            offset = 0
+            while offset < len(data):
+                wd, mask, _, length = _EVENT.unpack_from(data, offset)
+                offset += _EVENT.size + length
+                if mask & _IN_MODIFY:
+                    found.add(wd)
+
+
+class FollowedLog:
+    """A run's log, written by its agent (``O_APPEND``) and by the keeper's own notes.
+
+    Over ``cap`` bytes it is cut back to its first half, a marker and the newest quarter of
+    the cap, so a runaway agent's log keeps both how it started and how it ended; the agent
+    appends after that. Output the disk refuses is the agent's business: its writes fail.
+    """
+
+    def __init__(self, fd: int, cap: int, stream: RunStream | None, notes: list[str]) -> None:
+        self.fd = fd
+        self.stream = stream
+        self.wd: int | None = None  # its inotify watch, once followed
+        self._cap = cap
+        for note in notes:
+            self.note(f"starforge: {note}\n".encode())
+        self._read_to = os.fstat(fd).st_size  # what the stream reader has seen
+
+    def note(self, data: bytes) -> None:
+        """A line of the keeper's own, before the agent starts or after it ended (so never
+        read as the agent's events)."""
+        with contextlib.suppress(OSError):
+            os.write(self.fd, data)
+
+    def catch_up(self, wall: float) -> None:
+        """Read what the agent wrote since the last call (for a run read as events), up to
+        the log's size now, and cut the log if it passed its cap."""
+        with contextlib.suppress(OSError):  # the disk refuses the cut: the run goes on
+            size = os.fstat(self.fd).st_size
+            if self.stream is not None:
+                while self._read_to < size:
+                    chunk = os.pread(self.fd, min(_CHUNK, size - self._read_to), self._read_to)
+                    if not chunk:
+                        break
+                    self._read_to += len(chunk)
+                    self.stream.feed(chunk, wall)
+            if size > self._cap:
+                self._cut(size)
+
+    def close(self) -> None:
+        """At the run's end: cut the log if its last writes passed the cap."""
+        with contextlib.suppress(OSError):
+            size = os.fstat(self.fd).st_size
+            if size > self._cap:
+                self._cut(size)
+        os.close(self.fd)
+
+    def _cut(self, size: int) -> None:
+        head = self._cap // 2
+        room = max(0, self._cap - head - len(MARKER)) // 2
+        tail = os.pread(self.fd, room, size - room) if room and size - room > head else b""
+        os.ftruncate(self.fd, head)
+        os.write(self.fd, MARKER + tail)  # O_APPEND: right after the head
+        self._read_to = head + len(MARKER) + len(tail)

@@ -1,0 +1,137 @@
+"""The keeper's parent, which outlives it: whoever kills the keeper, its agents' exit statuses
+are still recorded.
+
+The keeper's process forks at start: the child serves (the keeper proper), the parent becomes a
+child subreaper (``PR_SET_CHILD_SUBREAPER``) and only waits. Agents are the keeper's children;
+when the keeper dies they are handed to this process, the nearest subreaper above them, instead
+of to init, which would discard their exit status. Each one that then exits has its status
+appended to its run's journal, found by its pid and start time among the ``started`` lines of
+the runs folder, before it is reaped: until that line is written the zombie stays, and anyone
+watching it can read its status from ``/proc`` (``processes.zombie_exit``). Processes an agent
+left behind are reaped too. The reaper exits once the keeper and every orphan are gone and no
+journal line waits.
+
+Imported by the keeper as a sibling module: standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import time
+from typing import Any
+
+if __package__:
+    from . import journal_file, processes
+else:
+    import journal_file
+    import processes
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Whether orphans below this process now come to it (not inherited by a fork's child)."""
+    return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _exit_code(info: os.waitid_result) -> int:
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
+def _journals(runs: str) -> list[str]:
+    try:
+        names = os.listdir(runs)
+    except OSError:
+        return []
+    return [os.path.join(runs, name) for name in sorted(names, reverse=True)
+            if name.endswith(".jsonl")]
+
+
+SPAWN_WINDOW = 2.0  # seconds from a spawn's journal line to its agent's start, at most
+
+
+def find_run(runs: str, pid: int, create_time: float, leader: bool) -> tuple[str, str] | None:
+    """The journal and id of the run whose agent is that process, with no exit recorded: the
+    run whose ``started`` line names it, or, for the leader of its own session (as agents
+    are), the one run whose spawn the keeper began (``spawning``) shortly before the process
+    started but did not journal: the keeper died in between."""
+    begun: list[tuple[str, str]] = []
+    for path in _journals(runs):
+        runs_here: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(OSError):
+            for line in processes.read_bytes(path).splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+                        runs_here.setdefault(record["run_id"], {}).update(record)
+        for run_id, seen in runs_here.items():
+            if "exit" in seen or "done" in seen:
+                continue
+            started = seen.get("started")
+            if isinstance(started, dict):
+                if (started.get("pid") == pid
+                        and abs(float(started.get("create_time", 0)) - create_time) < 0.05):
+                    return path, run_id
+            elif leader and -0.05 < create_time - float(seen.get("spawning") or 0) < SPAWN_WINDOW:
+                begun.append((path, run_id))
+    return begun[0] if len(begun) == 1 else None
+
+
+class Reaper:
+    def __init__(self, keeper_pid: int, runs: str) -> None:
+        self._keeper_pid = keeper_pid
+        self._runs = runs
+        self._keeper_alive = True
+        self._waiting: list[journal_file.JournalFile] = []
+
+    def serve(self) -> None:
+        while True:
+            flags = os.WEXITED | os.WNOWAIT | (os.WNOHANG if self._waiting else 0)
+            try:
+                info = os.waitid(os.P_ALL, 0, flags)
+            except ChildProcessError:
+                info = None
+                if not self._waiting:
+                    return
+            if info is None:  # a journal line waits for the disk
+                self._retry()
+                time.sleep(journal_file.RETRY_INTERVAL)
+                continue
+            if info.si_pid == self._keeper_pid:
+                self._keeper_alive = False
+            elif not self._keeper_alive or self._keeper_died():
+                self._record(info)
+            os.waitpid(info.si_pid, 0)
+
+    def _keeper_died(self) -> bool:
+        """The keeper is dead, not reaped yet: its agents may come to this process before it
+        hears of the keeper itself."""
+        return os.waitid(os.P_PID, self._keeper_pid,
+                         os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+    def _record(self, info: os.waitid_result) -> None:
+        """An orphan exited: if it is a run's agent, its exit goes to the run's journal."""
+        try:
+            fields = processes.stat_fields(info.si_pid)  # a zombie's, while not reaped
+        except OSError:
+            return
+        create_time = processes.boot_time() + int(fields[19]) / processes.CLOCK_TICKS
+        found = find_run(self._runs, info.si_pid, create_time, int(fields[3]) == info.si_pid)
+        if found is None:  # something an agent left behind
+            return
+        path, run_id = found
+        journal = journal_file.JournalFile(path)
+        journal.append({"run_id": run_id, "exit": {
+            "ended_at": time.time(), "exit_code": _exit_code(info), "error": None,
+            "note": "recorded by the keeper's reaper: the keeper had died"}})
+        if journal.waiting:
+            self._waiting.append(journal)
+
+    def _retry(self) -> None:
+        for journal in list(self._waiting):
+            journal.flush()
+            if not journal.waiting:
+                self._waiting.remove(journal)
