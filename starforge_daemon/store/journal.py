@@ -62,8 +62,9 @@ def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEnt
                 entries[run_id] = JournalEntry(Run.from_dict(record["run"]), path)
             elif "done" in record:
                 entries.pop(run_id, None)
-            elif run_id in entries and "spawning" in record:
-                entries[run_id] = replace(entries[run_id], spawning=True)
+            elif run_id in entries and ("spawning" in record or "unspawned" in record):
+                # the reaper's "unspawned": the keeper died before the spawn it had begun
+                entries[run_id] = replace(entries[run_id], spawning="spawning" in record)
             elif run_id in entries and "started" in record:
                 agent = ProcessIdentity.from_dict(record["started"])
                 entries[run_id] = replace(entries[run_id], agent=agent)

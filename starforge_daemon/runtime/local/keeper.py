@@ -439,13 +439,14 @@ def main(socket_path: str, runs: str) -> None:
         os.umask(private)
     listener.listen(8)
     subreaper = reaper.become_subreaper()
+    forked_at = processes.boot_time() + time.clock_gettime(time.CLOCK_BOOTTIME)
     keeper_pid = os.fork() if subreaper else 0
     if keeper_pid:  # this process waits above the keeper, for the agents it may leave
         listener.close()
         quiet = os.open(os.devnull, os.O_WRONLY)
         os.dup2(quiet, 1)
         os.close(quiet)
-        reaper.Reaper(keeper_pid, runs).serve()
+        reaper.Reaper(keeper_pid, runs, forked_at).serve()
         return
     os.write(1, b"listening\n")
     os.close(1)

@@ -20,7 +20,7 @@ from starforge_daemon.core.streams import Summary
 from starforge_daemon.core.streams.reports import summary_from_dict
 from starforge_daemon.runtime.local import processes, stream_reader, sweep
 from starforge_daemon.store.atomic import append_json_line
-from starforge_daemon.store.journal import find_entry
+from starforge_daemon.store.journal import JournalEntry, find_entry
 
 _CHUNK = 1 << 20
 
@@ -33,7 +33,7 @@ class Output:
     kind: str
 
 
-REAPER_WAIT = 1.0  # seconds to wait for the reaper's word on an agent spawned unjournalled
+REAPER_WAIT = 5.0  # seconds to wait for the reaper's word on an agent spawned unjournalled
 
 
 @dataclass(frozen=True)
@@ -56,22 +56,29 @@ def journalled_spawn(runs: Path, run_id: str) -> Spawn:
     if entry.agent is not None or not entry.spawning:
         return Spawn(entry.spawning or entry.agent is not None, entry.agent)
     agent = _unjournalled_agent(run_id)
-    if agent is None:  # never spawned, or already ended: then the reaper journals its exit
-        return Spawn(True, None, _reaper_word(runs, run_id))
+    if agent is None:  # never spawned, or already ended: the reaper says which
+        word = _reaper_word(runs, run_id)
+        return Spawn(word is None or word.spawning, None, word.ended if word else None)
     with contextlib.suppress(OSError):
         append_json_line(entry.path, {"run_id": run_id, "started": {
             "pid": agent.pid, "create_time": agent.create_time}})
     return Spawn(True, agent)
 
 
-def _reaper_word(runs: Path, run_id: str) -> RunExit | None:
-    """The exit the reaper appends for an agent of the run, if one comes within REAPER_WAIT
-    (a short wait, in this rare case only: the keeper died during a spawn)."""
+def _reaper_word(runs: Path, run_id: str) -> JournalEntry | None:
+    """The run's journal entry once the reaper has said how its begun spawn went: the agent's
+    exit, or that the spawn never happened (``spawning`` false); None when it says nothing
+    within REAPER_WAIT (a short wait, in this rare case only: the keeper died during a
+    spawn)."""
     deadline = time.monotonic() + REAPER_WAIT
     while True:
         entry = find_entry(runs, run_id)
-        if entry is None or entry.ended is not None or time.monotonic() > deadline:
-            return entry.ended if entry is not None else None
+        if entry is None:
+            return None
+        if entry.ended is not None or not entry.spawning:
+            return entry
+        if time.monotonic() > deadline:
+            return None
         time.sleep(0.02)
 
 

@@ -53,12 +53,9 @@ def _journals(runs: str) -> list[str]:
 SPAWN_WINDOW = 2.0  # seconds from a spawn's journal line to its agent's start, at most
 
 
-def find_run(runs: str, pid: int, create_time: float, leader: bool) -> tuple[str, str] | None:
-    """The journal and id of the run whose agent is that process, with no exit recorded: the
-    run whose ``started`` line names it, or, for the leader of its own session (as agents
-    are), the one run whose spawn the keeper began (``spawning``) shortly before the process
-    started but did not journal: the keeper died in between."""
-    begun: list[tuple[str, str]] = []
+def _unended_runs(runs: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(journal, run id, its lines merged)`` of every run in the journals with no exit."""
+    found = []
     for path in _journals(runs):
         runs_here: dict[str, dict[str, Any]] = {}
         with contextlib.suppress(OSError):
@@ -67,25 +64,52 @@ def find_run(runs: str, pid: int, create_time: float, leader: bool) -> tuple[str
                     record = json.loads(line)
                     if isinstance(record, dict) and isinstance(record.get("run_id"), str):
                         runs_here.setdefault(record["run_id"], {}).update(record)
-        for run_id, seen in runs_here.items():
-            if "exit" in seen or "done" in seen:
-                continue
-            started = seen.get("started")
-            if isinstance(started, dict):
-                if (started.get("pid") == pid
-                        and abs(float(started.get("create_time", 0)) - create_time) < 0.05):
-                    return path, run_id
-            elif leader and -0.05 < create_time - float(seen.get("spawning") or 0) < SPAWN_WINDOW:
-                begun.append((path, run_id))
+        found += [(path, run_id, seen) for run_id, seen in runs_here.items()
+                  if "exit" not in seen and "done" not in seen]
+    return found
+
+
+def _begun_unjournalled(seen: dict[str, Any]) -> bool:
+    """The keeper began this run's spawn and said nothing more of it."""
+    return "spawning" in seen and "started" not in seen and "unspawned" not in seen
+
+
+def find_run(runs: str, pid: int, create_time: float, leader: bool) -> tuple[str, str] | None:
+    """The journal and id of the run whose agent is that process, with no exit recorded: the
+    run whose ``started`` line names it, or, for the leader of its own session (as agents
+    are), the one run whose spawn the keeper began (``spawning``) shortly before the process
+    started but did not journal: the keeper died in between."""
+    begun: list[tuple[str, str]] = []
+    for path, run_id, seen in _unended_runs(runs):
+        started = seen.get("started")
+        if isinstance(started, dict):
+            if (started.get("pid") == pid
+                    and abs(float(started.get("create_time", 0)) - create_time) < 0.05):
+                return path, run_id
+        elif leader and _begun_unjournalled(seen) \
+                and -0.05 < create_time - float(seen.get("spawning") or 0) < SPAWN_WINDOW:
+            begun.append((path, run_id))
     return begun[0] if len(begun) == 1 else None
 
 
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``, from ``/proc``."""
+    children = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(processes.stat_fields(int(name))[1]) == parent:
+                    children.append(int(name))
+    return children
+
+
 class Reaper:
-    def __init__(self, keeper_pid: int, runs: str) -> None:
+    def __init__(self, keeper_pid: int, runs: str, since: float) -> None:
         self._keeper_pid = keeper_pid
         self._runs = runs
         self._keeper_alive = True
         self._waiting: list[journal_file.JournalFile] = []
+        self._since = since  # when its keeper was forked: only the spawns it began are its own
 
     def serve(self) -> None:
         while True:
@@ -102,9 +126,38 @@ class Reaper:
                 continue
             if info.si_pid == self._keeper_pid:
                 self._keeper_alive = False
-            elif not self._keeper_alive or self._keeper_died():
+                os.waitpid(info.si_pid, 0)
+                self._unspawned()
+                continue
+            if not self._keeper_alive or self._keeper_died():
                 self._record(info)
             os.waitpid(info.si_pid, 0)
+
+    def _unspawned(self) -> None:
+        """The keeper is gone, and every agent it spawned is a child of this process now (or
+        was, and its exit is recorded). A spawn it began and did not journal, with no such
+        child, never happened: say so in the run's journal, so that the run is asked of a new
+        keeper rather than called lost. Zombies are recorded first."""
+        with contextlib.suppress(ChildProcessError):
+            while (info := os.waitid(os.P_ALL, 0,
+                                     os.WEXITED | os.WNOHANG | os.WNOWAIT)) is not None:
+                self._record(info)
+                os.waitpid(info.si_pid, 0)
+        spawned = set()
+        for pid in _children(os.getpid()):
+            with contextlib.suppress(OSError, ValueError):
+                fields = processes.stat_fields(pid)
+                create_time = processes.boot_time() + int(fields[19]) / processes.CLOCK_TICKS
+                found = find_run(self._runs, pid, create_time, int(fields[3]) == pid)
+                if found is not None:
+                    spawned.add(found[1])
+        for path, run_id, seen in _unended_runs(self._runs):
+            if _begun_unjournalled(seen) and run_id not in spawned \
+                    and float(seen.get("spawning") or 0) >= self._since:
+                journal = journal_file.JournalFile(path)
+                journal.append({"run_id": run_id, "unspawned": True})
+                if journal.waiting:
+                    self._waiting.append(journal)
 
     def _keeper_died(self) -> bool:
         """The keeper is dead, not reaped yet: its agents may come to this process before it
