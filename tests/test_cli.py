@@ -137,6 +137,9 @@ def test_trigger_writes_a_valid_file_and_prints_its_path(project: Project) -> No
         "from_agent": "orchestrator", "message": "go",
         "context": {"ticket": 52, "files": ["a.py"]}}
     assert queued_files(project) == sorted([path.name, "processed", "running"])
+    told = json.loads(project.cli("trigger", "junior-dev-b", "--id", "review-52", "--json").stdout)
+    assert told == {"id": "review-52",
+                    "path": str(project.paths.triggers / "review-52.trigger")}
 
 
 def test_bad_trigger_arguments_are_refused_and_nothing_is_written(project: Project) -> None:

@@ -135,13 +135,15 @@ def _extra_fields(_ctx: click.Context, _param: click.Parameter,
 @click.option("--follow", is_flag=True, help="With --wait: print its run's log meanwhile.")
 @click.option("--wait-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="With --wait: give up after this long (exit 124).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"id": ID, "path": PATH} instead of the path.')
 @pass_project
 def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | None,
             from_agent: str | None, message: str | None, context: dict[str, Any] | None,
             priority: int | None, max_retries: int | None, trigger_id: str | None,
             after: tuple[str, ...], on_upstream_failure: str | None, dedupe_key: str | None,
             extra: dict[str, Any], wait_end: bool, follow: bool,
-            wait_timeout: float | None) -> None:
+            wait_timeout: float | None, as_json: bool) -> None:
     """Queue a trigger for AGENT; prints the path of the file written (ID.trigger: its id).
 
     The trigger is checked with the daemon's own rules (the project's MAX_TRIGGER_BYTES too)
@@ -158,6 +160,8 @@ def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | N
         raise click.ClickException(f"no project directory {paths.root}")
     if (follow or wait_timeout is not None) and not wait_end:
         raise click.UsageError("--follow and --wait-timeout go with --wait")
+    if as_json and wait_end:
+        raise click.UsageError("--json goes without --wait (starforge wait --json)")
     fields = {"action": action, "ticket": ticket, "from_agent": from_agent, "message": message,
               "context": context, "priority": priority, "max_retries": max_retries,
               "id": trigger_id, "after": list(after) or None,
@@ -179,9 +183,14 @@ def trigger(paths: ProjectPaths, agent: str, action: str | None, ticket: str | N
     for warning in caught:
         if issubclass(warning.category, TriggerWarning):
             click.echo(f"warning: {warning.message}", err=True)
+    from starforge_daemon.cli.waiting import trigger_id_of
+
+    if as_json:
+        click.echo(json.dumps({"id": trigger_id_of(str(path)), "path": str(path)}))
+        return
     click.echo(str(path))
     if wait_end:
-        from starforge_daemon.cli.waiting import trigger_id_of, wait_and_report
+        from starforge_daemon.cli.waiting import wait_and_report
 
         wait_and_report(paths, [trigger_id_of(str(path))], wait_timeout, False, follow)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from starforge_daemon.cli.project import pass_project
-from starforge_daemon.client.waiting import Ending
 from starforge_daemon.store.paths import ProjectPaths
+
+if TYPE_CHECKING:
+    from starforge_daemon.client.waiting import Ending
 
 TIMED_OUT_EXIT = 124  # like timeout(1)
 JSON_KEYS = ("id", "outcome", "reason", "trigger")
@@ -36,7 +39,7 @@ def wait_and_report(paths: ProjectPaths, ids: list[str], timeout: float | None, 
     """Wait for ``ids`` to end, printing each outcome as it comes; exit 0 when all succeeded,
     1 when one did not, 124 when ``timeout`` passed first. ``follow``: print each run's log
     while it runs (one trigger)."""
-    from starforge_daemon.client.waiting import Waiter, live_triggers, wait_for
+    from starforge_daemon.client.waiting import Ending, Waiter, live_triggers, wait_for
     from starforge_daemon.store.settings import load_settings
 
     live = {trigger_id for trigger_id, _ in live_triggers(paths, load_settings(paths))}
