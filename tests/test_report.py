@@ -64,6 +64,9 @@ def test_torn_and_foreign_lines_are_skipped_and_counted() -> None:
     records, skipped = parse_history(lines)
     assert [record.duration_s for record in records] == [1]
     assert skipped == 5
+    unrun = ('{"trigger": "bad.trigger", "id": "bad", "outcome": "invalid", "reason": "empty file",'
+             ' "exit_code": null}')
+    assert parse_history([*lines, unrun]) == (records, 5), "no run, and no unreadable line"
 
 
 def test_counts_median_p95_and_throughput_per_agent() -> None:

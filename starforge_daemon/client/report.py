@@ -75,9 +75,12 @@ def _moment(text: str | None) -> float:
 
 def finished_runs(records: list[ResultRecord], unreadable: int = 0) -> tuple[list[HistoryRecord], int]:
     """The finished runs among ``records``, and how many lines are skipped: the ``unreadable``
-    ones (a torn last line, say) and those that are no finished run."""
+    ones (a torn last line, say) and those that are no finished run. The lines of triggers
+    archived without a run (invalid, duplicate, skipped...) are left out, not skipped."""
     runs, skipped = [], unreadable
     for record in records:
+        if record.run_id is None and record.outcome is not None and record.trigger is not None:
+            continue
         try:
             runs.append(HistoryRecord.of(record))
         except ValueError:
