@@ -79,9 +79,11 @@ def _dependency_waits(paths: ProjectPaths, now: float) -> list[dict[str, Any]]:
     return dependency_waits(paths, settings, now)
 
 
-def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
+def status(paths: ProjectPaths, now: float | None = None,
+           judge_queue: bool = True) -> dict[str, Any]:
     """Everything ``starforge daemon status`` shows, as one JSON-ready document (shapes in
-    docs/json.md)."""
+    docs/json.md). ``judge_queue=False`` leaves ``waiting`` None: finding the triggers that
+    wait for others reads every trigger, which the dashboard does on its own, less often."""
     now = time.time() if now is None else now
     pid = running_pid(paths)
     state = read_state(paths.state_file)
@@ -120,7 +122,7 @@ def status(paths: ProjectPaths, now: float | None = None) -> dict[str, Any]:
             "failed": _count_archived(paths.failed),
             "invalid": _count_archived(paths.invalid),
         },
-        "waiting": _dependency_waits(paths, now),
+        "waiting": _dependency_waits(paths, now) if judge_queue else None,
         "counters": state.counters if pid else {},
         "paused": load_pauses(paths.paused_file).to_json(),
         "held_back": state.held_back if pid else None,

@@ -151,7 +151,7 @@ class DashboardFeed:
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         now = time.time() if now is None else now
-        doc = control.status(self.paths, now)
+        doc = control.status(self.paths, now, judge_queue=False)  # the listing says it
         paused = Pauses.from_json(doc["paused"])
         listing = self._queue(doc, now)
         records, _ = parse_history(self._history.read().splitlines())
