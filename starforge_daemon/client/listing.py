@@ -29,7 +29,7 @@ from starforge_daemon.store.atomic import read_json_object
 from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.history import final_records
 from starforge_daemon.store.instance import running_pid
-from starforge_daemon.store.journal import open_runs, triggers_in_flight
+from starforge_daemon.store.journal import open_runs
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.results import RESULT_SUFFIX, read_result
 from starforge_daemon.store.slots import read_slots
@@ -153,10 +153,11 @@ def plan(entries: list[QueuedTrigger], hold: Hold, now: float) -> list[tuple[str
     return result
 
 
-def _retries_waiting(paths: ProjectPaths, settings: Settings, now: float) -> list[QueuedTrigger]:
-    """Triggers waiting in ``running/`` for another attempt: an attempts record, no run going."""
+def _retries_waiting(paths: ProjectPaths, settings: Settings, now: float,
+                     in_flight: set[str]) -> list[QueuedTrigger]:
+    """Triggers waiting in ``running/`` for another attempt: an attempts record, no run going
+    (``in_flight``: the names of the triggers whose run is going)."""
     attempts = Attempts(paths)
-    in_flight = triggers_in_flight(paths)
     try:
         names = sorted(scan(paths.running))
     except FileNotFoundError:
@@ -173,9 +174,11 @@ def _retries_waiting(paths: ProjectPaths, settings: Settings, now: float) -> lis
 
 
 def _judge_folder(paths: ProjectPaths, settings: Settings,
-                  now: float) -> tuple[list[QueuedTrigger], list[NotQueued]]:
+                  now: float) -> tuple[list[QueuedTrigger], list[NotQueued], set[str]]:
     """Every ``*.trigger`` and retry waiting, judged with the daemon's own rules: the valid
-    ones in the daemon's order, and the others."""
+    ones in the daemon's order, the others, and the ids of the triggers whose run is going
+    (the journals, read once)."""
+    in_flight = open_runs(paths)
     accepted: list[QueuedTrigger] = []
     not_queued: list[NotQueued] = []
     try:
@@ -193,22 +196,22 @@ def _judge_folder(paths: ProjectPaths, settings: Settings,
                                         "being written"))
         elif isinstance(verdict, Rejected):
             not_queued.append(NotQueued(name, "invalid", verdict.reason))
-    accepted += _retries_waiting(paths, settings, now)
+    accepted += _retries_waiting(paths, settings, now, {run.trigger_name for run in in_flight})
     accepted.sort(key=lambda entry: entry.key)
-    return accepted, not_queued
+    return accepted, not_queued, {run.trigger_ident for run in in_flight}
 
 
 def dependency_waits(paths: ProjectPaths, settings: Settings, now: float) -> list[dict[str, Any]]:
     """Each pending trigger that waits for others: its name, its id and the ids it waits for."""
-    accepted, _ = _judge_folder(paths, settings, now)
-    blocked = waiting_upstreams(paths, accepted)
+    accepted, _, running = _judge_folder(paths, settings, now)
+    blocked = waiting_upstreams(paths, accepted, running)
     return [{"trigger": entry.name, "id": entry.id, "waiting_for": blocked[entry.name]}
             for entry in accepted if entry.name in blocked]
 
 
 def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueListing:
     """Judge every ``*.trigger`` with the daemon's own rules and order them like it does."""
-    accepted, not_queued = _judge_folder(paths, settings, now)
+    accepted, not_queued, running = _judge_folder(paths, settings, now)
     pid = running_pid(paths)
     state = read_state(paths.state_file) if pid else StateView()
     limit = state.max_concurrent or settings.concurrency_limit
@@ -219,7 +222,7 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
     paused = read_json_object(paths.paused_file)
     hold = Hold(set(busy), set(paused.get("agents", [])), bool(paused.get("all")),
                 settings.pools, max(0, limit - len(busy)))
-    blocked = waiting_upstreams(paths, accepted)
+    blocked = waiting_upstreams(paths, accepted, running)
     decisions = iter(plan([entry for entry in accepted if entry.name not in blocked], hold, now))
     pending = []
     for position, entry in enumerate(accepted, 1):
@@ -233,12 +236,12 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
     return QueueListing(pid, mode, limit, busy, pending, not_queued)
 
 
-def waiting_upstreams(paths: ProjectPaths, pending: list[QueuedTrigger]) -> dict[str, list[str]]:
+def waiting_upstreams(paths: ProjectPaths, pending: list[QueuedTrigger],
+                      running: set[str]) -> dict[str, list[str]]:
     """For each pending trigger that waits for others (``after``), the ids it waits for: those
-    queued or running, and those no trigger has had yet (``(not seen yet)``); one that ended
-    is in the run history."""
-    live = {entry.id for entry in pending} | {run.trigger_ident
-                                             for run in open_runs(paths)}
+    queued or ``running``, and those no trigger has had yet (``(not seen yet)``); one that
+    ended is in the run history."""
+    live = {entry.id for entry in pending} | running
     unseen = {upstream for entry in pending if not entry.claimed for upstream in entry.after
               if upstream not in live}
     unseen -= set(final_records(paths.history_file, unseen)) if unseen else set()

@@ -76,21 +76,15 @@ def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEnt
     return entries
 
 
-def runs_in_flight(paths: ProjectPaths) -> set[str]:
-    """Ids of the runs not done yet, as the journals tell (read only; any process may ask)."""
-    return {run_id for path in sorted(paths.runs.glob("*.jsonl"))
-            for run_id in _fold(path, _records(path))}
-
-
 def open_runs(paths: ProjectPaths) -> list[Run]:
-    """The runs not done yet, as the journals tell (read only)."""
+    """The runs not done yet, as the journals tell (read only; any process may ask)."""
     return [entry.run for path in sorted(paths.runs.glob("*.jsonl"))
             for entry in _fold(path, _records(path)).values()]
 
 
-def triggers_in_flight(paths: ProjectPaths) -> set[str]:
-    """Names of the triggers whose run is not done yet, as the journals tell (read only)."""
-    return {run.trigger_name for run in open_runs(paths)}
+def runs_in_flight(paths: ProjectPaths) -> set[str]:
+    """Ids of the runs not done yet."""
+    return {run.run_id for run in open_runs(paths)}
 
 
 def find_entry(folder: Path, run_id: str) -> JournalEntry | None:
