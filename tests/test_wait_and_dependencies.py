@@ -122,6 +122,10 @@ def test_a_dependency_survives_a_killed_daemon(project: Project) -> None:
     wait_until(lambda: project.started() == ["up.trigger"], what="up running")
     kill_daemon(project)
     project.start()
+    wait_until(lambda: sum("WAIT" in line and "down.trigger" in line
+                           for line in project.log().splitlines()) == 2,
+               what="the new daemon has read down.trigger and holds it back")
+    assert project.started() == ["up.trigger"], "down still waits after the restart"
     project.open_gate("up")
     assert project.cli("wait", "down").returncode == 0
     assert project.started() == ["up.trigger", "down.trigger"]
