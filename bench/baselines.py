@@ -75,14 +75,15 @@ def _is_task_spooler(path: str) -> bool:
     return "Task Spooler" in result.stdout + result.stderr
 
 
-def task_spooler_drain(client: str, count: int, slots: int) -> dict[str, float]:
+def task_spooler_drain(client: str, count: int, slots: int, workdir: Path) -> dict[str, float]:
     """Seconds to run ``count`` ``true`` jobs through a private task-spooler with ``slots`` slots.
 
     task-spooler keeps each queued job as a waiting client process on one of at most 1,000
     connections, so a backlog cannot be queued ahead of time: the figure is submitting every
-    job (one ``tsp -n true`` each, from a ``sh`` loop) plus the drain that overlaps it.
+    job (one ``tsp -n true`` each, from a ``sh`` loop) plus the drain that overlaps it. Its
+    socket and the files it keeps per job go into ``workdir``, where the daemon's files go.
     """
-    with tempfile.TemporaryDirectory(prefix="tsp-") as private:
+    with tempfile.TemporaryDirectory(prefix="tsp-", dir=workdir) as private:
         env = {**os.environ, "TMPDIR": private, "TS_SOCKET": str(Path(private) / "socket"),
                "TS_SLOTS": str(slots), "TS_MAXFINISHED": "100"}
         env.pop("TS_ONFINISH", None)

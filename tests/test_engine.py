@@ -17,7 +17,7 @@ from starforge_daemon.daemon.logfile import EventLog, EventLogFile
 from starforge_daemon.daemon.observers.eventlog import EventLogObserver
 from starforge_daemon.daemon.persistence import Stores
 from starforge_daemon.daemon.service import run_base_environment
-from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, Started
+from starforge_daemon.runtime.api import Exited, LaunchSpec, Reconciled, RunEvent, Started
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import Settings
 from starforge_daemon.workspaces.base import SharedCheckout
@@ -38,8 +38,9 @@ class FakeRunner:
     def launch(self, spec: LaunchSpec) -> None:
         self.launched.append(spec)
 
-    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> set[str]:
-        return set(open_runs) & self.holding
+    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> Reconciled:
+        return Reconciled({run_id: agent or ProcessIdentity(pid=1, create_time=1.0)
+                           for run_id, agent in open_runs.items() if run_id in self.holding})
 
     def stop(self, run_id: str, force: bool) -> None:
         self.stops.append((run_id, force))

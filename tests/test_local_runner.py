@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -79,3 +80,17 @@ def test_the_start_time_from_the_spawn_clock_is_the_one_psutil_reads() -> None:
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+def test_each_run_gets_its_whole_environment_though_only_the_difference_is_sent(backend) -> None:
+    """The keeper holds the first run's environment; each later run's request carries what
+    differs, and the names it leaves out."""
+    paths, reactor, runner = backend
+    show = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('A', 'B', 'C')}))"
+    environments = [{"A": "1", "B": "2"}, {"A": "1", "C": "3"}, {"A": "one", "B": "2"}]
+    for number, env in enumerate(environments):
+        runner.launch(replace(spec(paths, f"env-{number}", show), env=env))
+        events_until(reactor, runner, lambda seen: any(isinstance(e, Exited) for e in seen))
+    seen = [(paths.logs / f"env-{number}.log").read_text().strip() for number in range(3)]
+    assert seen == ['{"A": "1", "B": "2", "C": null}', '{"A": "1", "B": null, "C": "3"}',
+                    '{"A": "one", "B": "2", "C": null}']

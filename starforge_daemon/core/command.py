@@ -15,6 +15,7 @@ PLACEHOLDERS = ("agent", "ticket", "action", "from_agent", "trigger_file", "prom
                 "run_id", "upstream_results")
 MAX_ARG_BYTES = 131072  # Linux's MAX_ARG_STRLEN: one argument, its terminating NUL included
 _POINTER_BYTES = 8  # each argument and variable also costs the kernel a pointer
+_UTF8_MOST = 4  # bytes of one character in UTF-8, at most
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -68,6 +69,8 @@ def _size(text: str) -> int:
 def argv_problem(argv: list[str], env: Mapping[str, str], total_limit: int) -> str | None:
     """Why the kernel would refuse to start ``argv`` with ``env`` (E2BIG), or None: one
     argument may hold at most MAX_ARG_BYTES, all of them and the environment ``total_limit``."""
+    if _surely_fits(argv, env, total_limit):
+        return None
     for index, word in enumerate(argv):
         size = _size(word)
         if size > MAX_ARG_BYTES:
@@ -80,6 +83,15 @@ def argv_problem(argv: list[str], env: Mapping[str, str], total_limit: int) -> s
         return (f"the agent's arguments and environment take {total} bytes, over this system's "
                 f"limit of {total_limit} bytes")
     return None
+
+
+def _surely_fits(argv: list[str], env: Mapping[str, str], total_limit: int) -> bool:
+    """Within both limits even at UTF-8's four bytes per character: true of nearly every
+    start, and found without encoding each string."""
+    most = _UTF8_MOST * max(map(len, argv), default=0) + 1
+    total = sum(map(len, argv)) + sum(len(name) + len(value) + 1 for name, value in env.items())
+    slots = (len(argv) + len(env)) * (_POINTER_BYTES + 1)
+    return most <= MAX_ARG_BYTES and _UTF8_MOST * total + slots <= total_limit
 
 
 def render_argv(words: list[str], values: Mapping[str, str]) -> list[str]:

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from starforge_daemon.core.models import OutcomeKind, QueuedTrigger
 
-REMEMBERED = 10_000  # ended ids kept in memory; older ones are looked up in the run history
+# Ended ids kept in memory (about 350 bytes each: the id, its Ended record, its archived path,
+# the dictionary's entry); older ones are looked up in the run history, one pass per batch.
+REMEMBERED = 2_000
 
 
 @dataclass(frozen=True, slots=True)

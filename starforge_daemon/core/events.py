@@ -67,6 +67,16 @@ class Requeued:
 
 
 @dataclass(frozen=True, slots=True)
+class MayHaveRun:
+    """Left in flight by an earlier daemon, with no evidence of whether its run started:
+    archived to ``failed/`` rather than run again (at most once), for the operator to retry."""
+
+    trigger: str
+    reason: str
+    run: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Adopted:
     agent: str
     run: str
@@ -292,7 +302,7 @@ class Problem:
 
 
 Event = (DaemonStarted | Mode | Contained | LimitUnavailable | Ready | StateDamaged
-         | RecoveryNote | Requeued | Adopted
+         | RecoveryNote | Requeued | MayHaveRun | Adopted
          | Recovered | Queued | EventsLost | Vanished | Rejected | Held | HoldLifted | Spawned | TimedOut
          | Watched | KillEscalated | WorkspaceReleased | Finished | Retried | Paused | Resumed
          | StopRequested | Cancelled | ShuttingDown | Stopped | Crashed | Problem

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -270,9 +271,32 @@ def iso_utc(timestamp: float | None, precise: bool = False) -> str | None:
     """Unix seconds as ISO-8601 UTC with a ``Z``; ``precise`` keeps milliseconds."""
     if timestamp is None:
         return None
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    spec = "milliseconds" if precise else "seconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+    second, micro = _split(timestamp)
+    return f"{_utc_second(second)}.{micro // 1000:03d}Z" if precise \
+        else f"{_utc_second(second)}Z"
+
+
+def iso_utc_micro(timestamp: float) -> str:
+    """``2025-10-25T05:00:00.123456Z``: UTC, always six digits after the second."""
+    second, micro = _split(timestamp)
+    return f"{_utc_second(second)}.{micro:06d}Z"
+
+
+def _split(timestamp: float) -> tuple[int, int]:
+    """Whole seconds and microseconds, rounded as ``datetime.fromtimestamp`` rounds them."""
+    fraction, whole = math.modf(timestamp)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        return int(whole) + 1, micro - 1_000_000
+    if micro < 0:
+        return int(whole) - 1, micro + 1_000_000
+    return int(whole), micro
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_second(second: int) -> str:
+    """The date and time of a whole second: the same few seconds are written many times."""
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_iso_utc(text: str | None) -> float | None:

@@ -44,6 +44,7 @@ from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.daemon.recovery import recover_runs, take_over
 from starforge_daemon.daemon.starter import Gauge, Start, Starter
 from starforge_daemon.intake.reader import Inbox, TriggerReader
+from starforge_daemon.intake.recent import RecentTriggers
 from starforge_daemon.intake.triggers import Accepted
 from starforge_daemon.runtime.api import Exited, Progressed, RunEvent, Runner, Started
 from starforge_daemon.store.control_socket import Reply
@@ -90,12 +91,13 @@ class Engine:
         self.sessions = TicketSessions() if settings.RESUME_SESSIONS is ResumeMode.PER_TICKET \
             and settings.output_kind == "claude" \
             else None
+        recent = RecentTriggers()
         self.reader = TriggerReader(paths.triggers, self.inbox,
                                     max_bytes=settings.MAX_TRIGGER_BYTES,
                                     allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS,
                                     settle_seconds=settings.TRIGGER_SETTLE_SECONDS,
                                     not_before=stores.attempts.not_before,
-                                    on_lost=lambda: events.publish(EventsLost()))
+                                    recent=recent, on_lost=lambda: events.publish(EventsLost()))
         self.saved = Persistence(SlotTable(paths.slots_file), stores.state_file, self.ledger,
                                  events)
         archivist = Archivist(stores.archive, stores.history, events)
@@ -110,7 +112,8 @@ class Engine:
                                stores=stores, workspaces=workspaces, gauge=gauge,
                                finisher=self.finisher, saved=self.saved, events=events,
                                base_env=base_env, holds=self.holds, sessions=self.sessions,
-                               upstream_results=self.admission.upstream_results)
+                               upstream_results=self.admission.upstream_results,
+                               recent=recent)
         self.operator = Operator(paths, self.admission, self.ledger, archivist, stores.attempts,
                                  self.saved, events, reactor.wake, self._terminate, runner)
         self.started_at = clock()
@@ -142,7 +145,7 @@ class Engine:
             self.events.publish(RecoveryNote(note))
         now = self.clock()
         take_over(recover_runs(self.stores.journal, self.runner, self.paths.running,
-                               self.paths.triggers, self.stores.attempts),
+                               self.paths.triggers, self.stores.attempts, now),
                   ledger=self.ledger, queue=self.queue, starter=self.starter,
                   finisher=self.finisher, events=self.events, now=now)
         for state in self.ledger:

@@ -15,14 +15,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from starforge_daemon.core.models import iso_utc_micro
 
 _PLAIN = re.compile(r"^[^\s\"=]+$")
 
 
 def _value_text(value: Any) -> str:
+    if type(value) is int:  # most numbers: nothing to quote
+        return str(value)
     text = str(value)
     return text if _PLAIN.match(text) else json.dumps(text)
 
@@ -37,11 +40,6 @@ def render_line(timestamp: str, level: str, event: str, fields: dict[str, Any]) 
     return " ".join(parts)
 
 
-def iso_microseconds(timestamp: float) -> str:
-    """``2025-10-25T05:00:00.123456Z``: UTC, always six digits after the second."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class EventLogFile:
     """Appends lines to ``path``; keeps ``backups`` older files of at most ``max_bytes`` each."""
 
@@ -52,19 +50,18 @@ class EventLogFile:
         self._backups = backups
         self._echo = echo
         self._lock = threading.Lock()  # upkeep threads log too
-        self._file = self._open()
+        self._fd = self._open()
 
-    def _open(self) -> TextIO:
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644)
-        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+    def _open(self) -> int:
+        return os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+                       | os.O_CLOEXEC, 0o644)
 
     def write_line(self, line: str) -> None:
+        """One ``write`` of the line (no buffer: each line is on disk once the event is)."""
         with self._lock:
             try:
-                self._file.write(line + "\n")
-                self._file.flush()
-                if self._file.tell() >= self._max_bytes:
+                os.write(self._fd, (line + "\n").encode("utf-8", "backslashreplace"))
+                if os.lseek(self._fd, 0, os.SEEK_CUR) >= self._max_bytes:  # at the end: O_APPEND
                     self._rotate()
             except OSError:  # a full disk must not stop the daemon; the next line tries again
                 if self._echo is None:
@@ -74,28 +71,28 @@ class EventLogFile:
                 print(line, file=self._echo, flush=True)
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         for number in range(self._backups, 0, -1):
             older = self._path.with_name(f"{self._path.name}.{number}")
             newer = self._path.with_name(f"{self._path.name}.{number - 1}") if number > 1 \
                 else self._path
             if newer.exists():
                 os.replace(newer, older)
-        self._file = self._open()
+        self._fd = self._open()
 
     def reopen_if_moved(self, _now: float = 0.0) -> None:
         """After an outside rotation the path names a new file (or none): follow it."""
         with self._lock:
             try:
-                same = os.stat(self._path).st_ino == os.fstat(self._file.fileno()).st_ino
+                same = os.stat(self._path).st_ino == os.fstat(self._fd).st_ino
             except OSError:
                 same = False
             if not same:
-                self._file.close()
-                self._file = self._open()
+                os.close(self._fd)
+                self._fd = self._open()
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
 
 class EventLog:
@@ -107,7 +104,7 @@ class EventLog:
         self._clock = clock
 
     def _write(self, level: str, event: str, fields: dict[str, Any]) -> None:
-        self._sink.write_line(render_line(iso_microseconds(self._clock()), level, event, fields))
+        self._sink.write_line(render_line(iso_utc_micro(self._clock()), level, event, fields))
 
     def info(self, event: str, **fields: Any) -> None:
         self._write("info", event, fields)

@@ -6,7 +6,10 @@ thread of its own. Loaded only when metrics are on.
 from __future__ import annotations
 
 import json
+import os
+import selectors
 import socket
+import socketserver
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -48,6 +51,9 @@ def health_app(heartbeat: Heartbeat, metrics: WsgiApp) -> WsgiApp:
 
 
 class MetricsServer:
+    """The WSGI server on a thread that sleeps until a request or :meth:`close` comes
+    (``serve_forever`` would wake twice a second to look for a shutdown)."""
+
     def __init__(self, address: str, app: WsgiApp) -> None:
         host, port = split_address(address)
         try:
@@ -56,18 +62,39 @@ class MetricsServer:
 
             class Server(ThreadingWSGIServer):
                 address_family = family
+                timeout = 0  # handle_request: take a waiting connection, never wait for one
+
+                def server_bind(self) -> None:
+                    """HTTPServer's without its reverse lookup of the address (a DNS query,
+                    and the resolver's libraries loaded) for a SERVER_NAME nobody reads."""
+                    socketserver.TCPServer.server_bind(self)
+                    self.server_name, self.server_port = host, self.server_address[1]
+                    self.setup_environ()
 
             self._httpd = make_server(host, port, app, Server, handler_class=_QuietHandler)
         except OSError as error:
             raise StartError(f"cannot serve metrics on METRICS_ADDRESS={address}: "
                              f"{error.strerror or error}") from None
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics",
-                                        daemon=True)
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="metrics", daemon=True)
         self._thread.start()
 
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._httpd, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_read in ready:  # close()
+                    return
+                self._httpd.handle_request()
+
     def close(self) -> None:
-        self._httpd.shutdown()
+        os.write(self._wake_write, b"x")
+        self._thread.join()
         self._httpd.server_close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
 
 def serve_metrics(address: str, engine: Engine, runner: Runner,

@@ -2,7 +2,9 @@
 
 Neither is needed for recovery (the run journals are), so a backlog does not pay two file
 replacements per trigger: slots are saved at most every SLOTS_SAVE_INTERVAL, the state every
-STATE_SAVE_INTERVAL, and a failed save is tried again after SAVE_RETRY_INTERVAL.
+STATE_SAVE_INTERVAL, and a failed save is tried again after SAVE_RETRY_INTERVAL. A save waits
+SAVE_SETTLE after the change that made it due: a run's start is then saved with its pid in one
+write, and the save does not take the CPU its agent needs to start.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starforge_daemon.store.state import DaemonState, StateFile
 STATE_SAVE_INTERVAL = 1.0
 SLOTS_SAVE_INTERVAL = 0.05
 SAVE_RETRY_INTERVAL = 1.0
+SAVE_SETTLE = 0.01
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Persistence:
         self._next_state_save = 0.0
         self._next_slots_save = 0.0
         self._next_retry = 0.0
+        self._dirty_since: float | None = None  # when a save was first seen due, since the last
         self._save_problem: str | None = None  # the failure said last, while it lasts
 
     def changed(self) -> None:
@@ -78,20 +82,28 @@ class Persistence:
     def due(self) -> list[float]:
         """The moments at which a save is due (for the loop's wait)."""
         moments = []
+        settled = 0.0 if self._dirty_since is None else self._dirty_since + SAVE_SETTLE
         if self.slots.dirty(self.ledger):
-            moments.append(max(self._next_slots_save, self._next_retry))
+            moments.append(max(self._next_slots_save, self._next_retry, settled))
         if self._state_dirty:
-            moments.append(max(self._next_state_save, self._next_retry))
+            moments.append(max(self._next_state_save, self._next_retry, settled))
         return moments
 
     def save(self, now: float, state: Callable[[float], DaemonState], force: bool = False) -> None:
         """Save what changed and is due; ``force`` saves it now (start and stop). Each file
         is saved on its own: one that cannot be written does not keep the other back, and its
         failure is said once per spell."""
-        if now < self._next_retry and not force:
+        slots_dirty = self.slots.dirty(self.ledger)
+        if not (slots_dirty or self._state_dirty):
+            self._dirty_since = None
             return
+        if self._dirty_since is None:
+            self._dirty_since = now
+        if (now < self._next_retry or now < self._dirty_since + SAVE_SETTLE) and not force:
+            return
+        self._dirty_since = None
         failures: list[str] = []
-        if self.slots.dirty(self.ledger) and (force or now >= self._next_slots_save):
+        if slots_dirty and (force or now >= self._next_slots_save):
             try:
                 self.slots.save(self.ledger)
                 self._next_slots_save = now + SLOTS_SAVE_INTERVAL

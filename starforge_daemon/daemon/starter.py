@@ -29,6 +29,7 @@ from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
 from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.daemon.finisher import Finisher, files_refused
 from starforge_daemon.daemon.persistence import Persistence, Stores
+from starforge_daemon.intake.recent import RecentTriggers
 from starforge_daemon.intake.triggers import load_trigger
 from starforge_daemon.intake.validate import InvalidTrigger
 from starforge_daemon.runtime.api import LaunchSpec, Runner, RunnerError
@@ -66,7 +67,8 @@ class Starter:
                  stores: Stores, workspaces: Workspaces, gauge: Gauge, finisher: Finisher,
                  saved: Persistence, events: Publisher, base_env: Mapping[str, str],
                  holds: Holds, sessions: TicketSessions | None,
-                 upstream_results: Callable[[tuple[str, ...]], list[dict[str, Any]]]) -> None:
+                 upstream_results: Callable[[tuple[str, ...]], list[dict[str, Any]]],
+                 recent: RecentTriggers) -> None:
         self.settings = settings
         self.paths = paths
         self.ledger = ledger
@@ -81,6 +83,7 @@ class Starter:
         self.holds = holds
         self.sessions = sessions
         self.upstream_results = upstream_results  # for a trigger's hand-off file
+        self.recent = recent  # triggers read at intake, not read again when still the same file
         self.command = settings.command_words
         self.prompt_on_stdin = settings.prompt_on_stdin
         self.output = settings.output_kind
@@ -129,8 +132,8 @@ class Starter:
         except OSError as error:
             return self._refused(error, now), entry
         try:
-            trigger = load_trigger(claimed, self.settings.MAX_TRIGGER_BYTES,
-                                   self.settings.ALLOW_FOREIGN_TRIGGERS)
+            trigger = self.recent.take(entry.name, claimed) or load_trigger(
+                claimed, self.settings.MAX_TRIGGER_BYTES, self.settings.ALLOW_FOREIGN_TRIGGERS)
         except (InvalidTrigger, OSError) as error:
             self.reject(claimed, entry.name, str(error), now, entry)
             return Start.SKIPPED, entry

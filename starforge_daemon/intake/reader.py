@@ -10,6 +10,7 @@ from collections.abc import Callable, Container
 from dataclasses import replace
 from pathlib import Path
 
+from starforge_daemon.intake.recent import RecentTriggers
 from starforge_daemon.intake.triggers import Accepted, NotReady, Rejected, examine, is_trigger_name
 
 
@@ -27,8 +28,9 @@ class TriggerReader:
 
     def __init__(self, folder: Path, inbox: Inbox, *, max_bytes: int, allow_foreign: bool,
                  settle_seconds: float, not_before: Callable[[str], float],
-                 on_lost: Callable[[], None] = lambda: None) -> None:
+                 recent: RecentTriggers, on_lost: Callable[[], None] = lambda: None) -> None:
         self._folder = folder
+        self._recent = recent  # what the starter takes back instead of reading a file again
         self._on_lost = on_lost  # told when the watcher lost events and the folder is scanned
         self._not_before = not_before
         self._inbox = inbox
@@ -84,7 +86,10 @@ class TriggerReader:
             if isinstance(verdict, Accepted):
                 held_until = self._not_before(name)
                 if held_until:
-                    verdict = Accepted(replace(verdict.entry, not_before=held_until))
+                    verdict = replace(verdict, entry=replace(verdict.entry,
+                                                             not_before=held_until))
+                if verdict.trigger is not None and verdict.identity is not None:
+                    self._recent.keep(name, verdict.identity, verdict.trigger, now)
                 verdicts.append((name, verdict))
             elif isinstance(verdict, Rejected):
                 verdicts.append((name, verdict))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starforge_daemon.core.models import QueuedTrigger, Trigger, assigned_id
+from starforge_daemon.intake.recent import FileIdentity, identity_of
 from starforge_daemon.intake.validate import InvalidTrigger, parse_trigger
 
 TRIGGER_SUFFIX = ".trigger"
@@ -25,6 +26,8 @@ def is_trigger_name(name: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Accepted:
     entry: QueuedTrigger
+    trigger: Trigger | None = None  # as read, from the file of ``identity``
+    identity: FileIdentity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,10 @@ def read_trigger_file(path: Path, max_bytes: int, allow_foreign: bool) -> tuple[
             )
         if info.st_size > max_bytes:
             raise InvalidTrigger(f"too big: {info.st_size} bytes (MAX_TRIGGER_BYTES={max_bytes})")
-        data = os.read(fd, max_bytes + 1)
+        want = info.st_size + 1  # no buffer of MAX_TRIGGER_BYTES for a file of a few bytes
+        data = os.read(fd, want)
+        if len(data) == want:  # it grew since: read on, to just past the limit
+            data += os.read(fd, max_bytes + 1 - want)
         if len(data) > max_bytes:
             raise InvalidTrigger(f"too big: more than {max_bytes} bytes (MAX_TRIGGER_BYTES)")
         return data, info
@@ -131,7 +137,7 @@ def examine(path: Path, now: float, *, max_bytes: int, allow_foreign: bool,
     return Accepted(QueuedTrigger(
         path.name, sys.intern(trigger.to_agent), key, id=trigger.id or assigned_id(path.name),
         after=trigger.after, on_upstream_failure=trigger.on_upstream_failure,
-        dedupe_key=trigger.dedupe_key))
+        dedupe_key=trigger.dedupe_key), trigger, identity_of(info))
 
 
 def scan(folder: Path) -> Iterator[str]:

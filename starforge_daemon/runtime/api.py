@@ -61,6 +61,17 @@ class Progressed:
 RunEvent = Started | Exited | Progressed
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What a backend found of the runs an earlier daemon left open: the ones it follows until
+    they end, with their handle (the journal's, or its own where the journal has none yet), and
+    the runs it held that none of them names (a journal lost their record), stopped: which
+    trigger is theirs cannot be told, and their agent's name must be free for its next run."""
+
+    followed: dict[str, Handle]
+    unnamed: tuple[str, ...] = ()
+
+
 class Watcher(Protocol):
     """The reactor's side a backend sees: call ``on_ready`` when ``fd`` is ready."""
 
@@ -91,9 +102,10 @@ class Runner(Protocol):
         the run is reported started is carried out once it is."""
         ...
 
-    def reconcile(self, open_runs: Mapping[str, Handle | None]) -> set[str]:
+    def reconcile(self, open_runs: Mapping[str, Handle | None]) -> Reconciled:
         """Of the runs an earlier daemon left open (with their handle once started), the ones
-        this backend follows until they end; the others are certainly over."""
+        this backend follows until they end; the others are over or never began, as their
+        journal tells (which the backend may complete first)."""
         ...
 
     def take_events(self) -> list[RunEvent]: ...

@@ -26,18 +26,26 @@ class JournalEntry:
     spawning: bool = False  # the keeper began its spawn (it writes that line first)
 
 
-def _records(path: Path) -> Iterator[dict[str, Any]]:
+def _records(path: Path, damaged: set[Path] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of one journal file; with ``damaged``, the file is added to it when a line
+    is skipped (torn, junk) or the file cannot be read: a record may be missing."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError:
+        if damaged is not None:
+            damaged.add(path)
         return
     for line in lines:
         try:
             record = json.loads(line)
         except ValueError:
             record = _after_a_torn_line(line)
+            if damaged is not None:
+                damaged.add(path)
         if isinstance(record, dict) and isinstance(record.get("run_id"), str):
             yield record
+        elif damaged is not None:
+            damaged.add(path)
 
 
 def _after_a_torn_line(line: bytes) -> Any:
@@ -52,8 +60,10 @@ def _after_a_torn_line(line: bytes) -> Any:
         return None
 
 
-def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEntry]:
-    """The runs of one journal file that are not done, with what happened to them."""
+def _fold(path: Path, records: Iterable[dict[str, Any]],
+          damaged: set[Path] | None = None) -> dict[str, JournalEntry]:
+    """The runs of one journal file that are not done, with what happened to them (a record
+    that does not read as one adds the file to ``damaged``)."""
     entries: dict[str, JournalEntry] = {}
     for record in records:
         run_id = record["run_id"]
@@ -72,6 +82,8 @@ def _fold(path: Path, records: Iterable[dict[str, Any]]) -> dict[str, JournalEnt
                 ended = RunExit.from_dict(record["exit"])
                 entries[run_id] = replace(entries[run_id], ended=ended)
         except ValueError:
+            if damaged is not None:
+                damaged.add(path)
             continue
     return entries
 
@@ -116,6 +128,9 @@ class RunJournal:
         self._current_bytes = 0
         self._file_of: dict[str, Path] = {}
         self._open_runs: Counter[Path] = Counter()
+        # the files found at start with a line skipped or unreadable: a run's record may be
+        # missing from them, so their silence proves nothing (recovery)
+        self.damaged: set[Path] = set()
 
     def create(self, run: Run) -> Path:
         """Record ``run`` before it starts; returns the file the keeper appends to."""
@@ -136,7 +151,7 @@ class RunJournal:
         """Every run not done yet, from every journal file (at start)."""
         found: list[JournalEntry] = []
         for path in sorted(self._folder.glob("*.jsonl")):
-            folded = _fold(path, _records(path))
+            folded = _fold(path, _records(path, self.damaged), self.damaged)
             self._open_runs[path] += 0  # known, so prune() removes it when nothing is open
             for run_id, entry in folded.items():
                 self._file_of[run_id] = path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 MAX_LINE_BYTES = 1 << 20
@@ -228,6 +227,8 @@ def epoch_seconds(value: Any) -> float | None:
         try:
             value = float(value)
         except ValueError:
+            from datetime import UTC, datetime  # not loaded into the keeper until needed
+
             try:
                 moment = datetime.fromisoformat(value.strip())
             except ValueError:

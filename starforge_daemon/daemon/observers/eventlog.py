@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from enum import StrEnum
 from typing import Any
 
@@ -30,6 +31,8 @@ _PLAIN: dict[type, tuple[Level, str, str | None]] = {
     ev.StateDamaged: (Level.ERROR, "RECOVERY", None),
     ev.RecoveryNote: (Level.WARNING, "RECOVERY", None),
     ev.Requeued: (Level.WARNING, "RECOVERY", "trigger was claimed but never started; queued again"),
+    ev.MayHaveRun: (Level.ERROR, "RECOVERY", "cannot tell whether its run started; archived "
+                    "to failed/ instead of running it again (starforge retry runs it)"),
     ev.Adopted: (Level.WARNING, "RECOVERY", "adopted a run that is still going"),
     ev.Recovered: (Level.WARNING, "RECOVERY", "finishing a run that ended while no daemon ran"),
     ev.Queued: (Level.INFO, "QUEUE", None),
@@ -70,8 +73,13 @@ _PLAIN: dict[type, tuple[Level, str, str | None]] = {
 
 
 def _fields(event: ev.Event, *leave_out: str) -> dict[str, Any]:
-    return {field.name: getattr(event, field.name) for field in dataclasses.fields(event)
-            if field.name not in leave_out}
+    return {name: getattr(event, name) for name in _field_names(type(event), leave_out)}
+
+
+@functools.cache
+def _field_names(kind: type, leave_out: tuple[str, ...]) -> tuple[str, ...]:
+    """An event type's fields, found once: every trigger's lines ask for them."""
+    return tuple(field.name for field in dataclasses.fields(kind) if field.name not in leave_out)
 
 
 def log_line(event: ev.Event) -> tuple[Level, str, dict[str, Any]]:

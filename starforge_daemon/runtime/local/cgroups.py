@@ -165,7 +165,7 @@ class HeldFiles:
 
 def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
              held: HeldFiles | None = None, **spawn: Any) -> int:
-    """``os.posix_spawnp`` with the child inside ``cgroup`` before it execs anything.
+    """``processes.spawn_program`` with the child inside ``cgroup`` before it execs anything.
 
     posix_spawn has no pre-exec hook, so the (single-threaded) caller moves itself into the
     cgroup, spawns (the child inherits it) and moves back: two migrations, about 25 µs of CPU
@@ -180,7 +180,7 @@ def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
     else:
         os.write(held.procs, me)
     try:
-        pid = os.posix_spawnp(argv[0], list(argv), env, **spawn)
+        pid = processes.spawn_program(list(argv), env, **spawn)
     finally:
         try:
             os.write(home_procs, me)

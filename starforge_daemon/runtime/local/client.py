@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,17 +30,15 @@ from starforge_daemon.runtime.api import (
     Exited,
     LaunchSpec,
     Progressed,
+    Reconciled,
     RunEvent,
     RunnerError,
     Started,
     Watcher,
 )
-from starforge_daemon.runtime.local import containment, keeper, orphans
+from starforge_daemon.runtime.local import containment, keeper, keeper_start, orphans
 from starforge_daemon.runtime.local.identities import is_alive, session_of
 from starforge_daemon.runtime.local.run_container import RunContainer
-
-KEEPER_START_TIMEOUT = 10.0
-KEEPER = Path(keeper.__file__)
 
 
 class ProcessRunner:
@@ -64,6 +59,8 @@ class ProcessRunner:
         self._limits = dict(limits)
         self._stop_signal = stop_signal
         self._channel: keeper.Channel | None = None
+        self._keeper: list[int] = []  # its pid and its reaper's, once connected
+        self._keeper_env: Mapping[str, str] | None = None  # the environment the keeper holds
         self._keeper_process: subprocess.Popen[bytes] | None = None
         self._inflight: dict[str, ProcessIdentity | None] = {}  # runs the keeper holds
         self._outputs: dict[str, orphans.Output] = {}  # of the runs launched here, till done
@@ -98,15 +95,19 @@ class ProcessRunner:
                 sock.connect(str(self._socket_path))
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
-                self._start_keeper()
+                self._keeper_process = keeper_start.start_keeper(self._socket_path,
+                                                                 self._keeper_log, self._runs)
                 continue
             channel = keeper.Channel(sock)
-            messages = self._await_hello(channel)
+            messages = keeper_start.await_hello(channel)
             if not messages:  # it was just exiting; the next try starts a fresh one
                 sock.close()
                 continue
             hello, *early = messages
             self._channel = channel
+            self._keeper = keeper_start.keeper_processes(hello["pid"])
+            # a keeper started by an earlier version (it outlives the daemon) may not know "env"
+            self._keeper_env = None if "env" in hello.get("ops", ()) else {}
             self._take(early)
             self._watch_keeper()
             self.keeper_runs = {run["run_id"]: ProcessIdentity(pid=run["pid"],
@@ -114,45 +115,6 @@ class ProcessRunner:
                                 for run in hello["running"]}
             return
         raise RunnerError(f"cannot reach the keeper at {self._socket_path}")
-    def _start_keeper(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._socket_path.unlink()  # nobody listens on it
-        log = os.open(self._keeper_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                      0o644)
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(KEEPER), str(self._socket_path),
-                 str(self._runs)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                start_new_session=True, cwd="/")
-        finally:
-            os.close(log)
-        assert process.stdout is not None
-        with process.stdout:
-            ready = selectors.DefaultSelector()
-            ready.register(process.stdout, selectors.EVENT_READ)
-            if not ready.select(KEEPER_START_TIMEOUT) or not process.stdout.readline():
-                process.kill()
-                process.wait()
-                raise RunnerError(f"the keeper did not start (see {self._keeper_log})")
-            ready.close()
-        self._keeper_process = process
-
-    @staticmethod
-    def _await_hello(channel: keeper.Channel) -> list[dict[str, Any]]:
-        """The hello and whatever came with it; empty when the keeper closed on us."""
-        deadline = time.monotonic() + KEEPER_START_TIMEOUT
-        waiting = selectors.DefaultSelector()
-        waiting.register(channel.sock, selectors.EVENT_READ)
-        try:
-            while time.monotonic() < deadline:
-                waiting.select(deadline - time.monotonic())
-                messages, closed = channel.receive()
-                if messages or closed:
-                    return messages
-        finally:
-            waiting.close()
-        return []
 
     def _watch_keeper(self) -> None:
         """Watch the keeper's socket, for writing too while a request waits to be sent."""
@@ -196,23 +158,37 @@ class ProcessRunner:
     def launch(self, spec: LaunchSpec) -> None:
         """Ask the keeper for the run (a new one if it died since its last word); it appends
         to ``spec.journal`` what becomes of it."""
+        try:
+            self._ask(spec)
+        except OSError:  # the keeper died since its last word (it never read this request)
+            self._keeper_lost()
+            self._ask(spec)
+        self._inflight[spec.run_id] = None
+        self._outputs[spec.run_id] = orphans.Output(spec.log_path, spec.output)
+        self._asked[spec.run_id] = spec
+        self._watch_keeper()
+
+    def _ask(self, spec: LaunchSpec) -> None:
+        """Send the spawn request; its environment as it differs from the one the keeper holds
+        for this connection (sent with the first request: most of it is the same each time)."""
+        channel = self._connected()
+        if self._keeper_env is None:
+            channel.send({"op": "env", "env": spec.env})
+            self._keeper_env = spec.env
+        held = self._keeper_env  # empty for a keeper that takes each run's whole environment
         container = self._container(spec.run_id)
-        request = {"op": "spawn", "run_id": spec.run_id, "argv": spec.argv, "env": spec.env,
+        request = {"op": "spawn", "run_id": spec.run_id, "argv": spec.argv,
+                   "env": {name: value for name, value in spec.env.items()
+                           if held.get(name) != value},
                    "cwd": spec.cwd, "stdin": None if spec.stdin is None else str(spec.stdin),
                    "log": str(spec.log_path), "log_cap": spec.log_cap,
                    "journal": str(spec.journal), "cgroup": container.cgroup,
                    "shared_cgroup": container.shared, "output": spec.output,
                    "limits": self._limits}
-        channel = self._connected()
-        try:
-            channel.send(request)
-        except OSError:  # the keeper died since its last word (it never read this request)
-            self._keeper_lost()
-            self._connected().send(request)
-        self._inflight[spec.run_id] = None
-        self._outputs[spec.run_id] = orphans.Output(spec.log_path, spec.output)
-        self._asked[spec.run_id] = spec
-        self._watch_keeper()
+        unset = [name for name in held if name not in spec.env]
+        if unset:
+            request["unset"] = unset
+        channel.send(request)
 
     def _connected(self) -> keeper.Channel:
         if self._channel is None:
@@ -220,21 +196,27 @@ class ProcessRunner:
         assert self._channel is not None
         return self._channel
 
-    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> set[str]:
-        """Follow the runs an earlier daemon started that the keeper holds or that still live;
-        empty the containers of the others, and remove containers no run owns."""
-        followed = set()
+    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> Reconciled:
+        """Follow the runs an earlier daemon started that the keeper holds (journalled or not)
+        or that still live (``orphans.journalled_spawn`` finds one a dead keeper began); empty
+        the containers of the others; stop the keeper's runs that no journal names."""
+        followed: dict[str, ProcessIdentity] = {}
         for run_id, agent in open_runs.items():
-            if run_id in self.keeper_runs:
-                self._inflight[run_id] = self.keeper_runs[run_id]
-                followed.add(run_id)
-            elif agent is not None and self._watch(run_id, agent):
-                followed.add(run_id)
+            held = self.keeper_runs.get(run_id)
+            agent = held or agent or orphans.journalled_spawn(self._runs, run_id).agent
+            if held is not None:
+                self._inflight[run_id] = held
+            if agent is not None and (held is not None or self._watch(run_id, agent)):
+                followed[run_id] = agent
             else:
                 self._empty(run_id, agent)
-        self._remove_stale(followed | set(self.keeper_runs))
-        self._reconciled = set(open_runs)
-        return followed
+        unnamed = tuple(sorted(set(self.keeper_runs) - set(open_runs)))
+        for run_id in unnamed:  # its end, which the keeper tells, no run awaits
+            self._inflight[run_id] = self.keeper_runs[run_id]
+            self.stop(run_id, force=True)
+        self._remove_stale(set(followed) | set(self.keeper_runs))
+        self._reconciled = set(open_runs) | set(unnamed)
+        return Reconciled(followed, unnamed)
 
     def _remove_stale(self, in_flight: set[str]) -> None:
         """Kill and remove the project's cgroups that no run in ``in_flight`` uses."""
@@ -325,7 +307,8 @@ class ProcessRunner:
 
     def close(self) -> None:
         """Let go of the keeper (it exits once its runs are over) and of our descriptors; with
-        no run left, remove the project's cgroup folder too."""
+        no run left, remove the project's cgroup folder too, and see the keeper gone: a stopped
+        daemon leaves no process behind."""
         busy = self._inflight or self._watched or set(self.keeper_runs) - self._reconciled
         if not busy and self._contained.project is not None:
             self._remove_stale(set())
@@ -334,6 +317,8 @@ class ProcessRunner:
         if self._channel is not None:
             self._reactor.forget(self._channel.sock.fileno())
             self._channel.sock.close()
+            if not busy:
+                keeper_start.wait_gone(self._keeper, keeper_start.KEEPER_EXIT_WAIT)
         for _agent, pidfd in self._watched.values():
             self._reactor.forget(pidfd)
             os.close(pidfd)

@@ -3,15 +3,14 @@ process is never taken for it."""
 
 from __future__ import annotations
 
-import psutil
-
 from starforge_daemon.core.models import ProcessIdentity
+from starforge_daemon.runtime.local.processes import process_create_time
 
 
 def identity_of(pid: int) -> ProcessIdentity | None:
     try:
-        return ProcessIdentity(pid=pid, create_time=psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return ProcessIdentity(pid=pid, create_time=process_create_time(pid))
+    except OSError:  # no such process
         return None
 
 

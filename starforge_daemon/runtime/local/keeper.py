@@ -18,9 +18,12 @@ exit is recorded.
 
 Messages are JSON objects, each framed by a 4-byte big-endian length:
 
-    daemon -> keeper  {"op": "spawn", "run_id", "argv", "env", "cwd", "stdin", "log", "log_cap",
-                       "journal", "cgroup", "shared_cgroup", "limits", "output"}
-    keeper -> daemon  {"ev": "hello", "pid", "running": [{"run_id", "pid", "create_time"}]}
+    daemon -> keeper  {"op": "env", "env"}  (the environment the runs' environments differ from)
+                      {"op": "spawn", "run_id", "argv", "env" (what differs), "unset" (names
+                       left out), "cwd", "stdin", "log", "log_cap", "journal", "cgroup",
+                       "shared_cgroup", "limits", "output"}
+    keeper -> daemon  {"ev": "hello", "pid", "ops" (the requests it knows), "running":
+                       [{"run_id", "pid", "create_time"}]}
                       {"ev": "started", "run_id", "pid", "create_time"}
                       {"ev": "progress", "run_id", <core.streams.Progress>, "last_event_at",
                        "result_at"}  (runs read as events: at most once a second)
@@ -59,7 +62,6 @@ else:  # run as a script with -I, which leaves this folder (and the package's) o
 
 _HEADER = struct.Struct(">I")
 _CHUNK = 1 << 16
-_SPAWN_DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 _IGNORED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1,
             signal.SIGUSR2)
 
@@ -174,16 +176,18 @@ class Keeper:
         self._poll = select.poll()
         self._poll.register(listener, select.POLLIN)
         self._client: Channel | None = None
+        self._client_env: dict[str, str] = {}  # what its spawn requests' "env" adds to
         self._runs: dict[int, _Run] = {}  # by pidfd
         self._logs = log_follow.Inotify()
         self._poll.register(self._logs.fd, select.POLLIN)
-        self._followed: dict[int, _Run] = {}  # by the inotify watch of its log
+        self._followed: dict[log_follow.LogKey, _Run] = {}  # by its log, as inotify tells
         self._streams: dict[str, stream_reader.RunStream] = {}  # of the runs read as events
         self._served = False
         self._refused_journals: list[journal_file.JournalFile] = []  # lines wait in them
         self._journal_retry_at = 0.0
         # an agent's shared cgroup, empty now: its files held open and the CPU seconds counted
         self._shared: dict[str | None, tuple[run_container.cgroups.HeldFiles, float]] = {}
+        self._reset_signals = processes.ignored_signals()  # what an agent must not inherit
 
     def serve(self) -> None:
         """Until no daemon is connected, no run is left and no journal line waits (after the
@@ -225,9 +229,9 @@ class Keeper:
             self._read_client()
         elif fd == self._logs.fd:
             wall = time.time()
-            for wd in self._logs.modified():
-                if wd in self._followed:
-                    self._followed[wd].log.catch_up(wall)
+            for key in self._logs.modified():
+                if key in self._followed:
+                    self._followed[key].log.catch_up(wall)
         elif fd in self._runs:
             self._finish(self._runs[fd])
 
@@ -242,9 +246,10 @@ class Keeper:
         self._served = True
         self._forget_shared()  # a new daemon removes the cgroups no run uses
         self._client = Channel(sock)
+        self._client_env = {}
         self._poll.register(sock, select.POLLIN)
         running = self._runs.values()
-        self._client.send({"ev": "hello", "pid": os.getpid(), "running": [
+        self._client.send({"ev": "hello", "pid": os.getpid(), "ops": ["spawn", "env"], "running": [
             {"run_id": run.run_id, "pid": run.pid, "create_time": run.create_time}
             for run in running]})
 
@@ -254,6 +259,8 @@ class Keeper:
         for message in messages:
             if message.get("op") == "spawn":
                 self._spawn(message)
+            elif message.get("op") == "env":
+                self._client_env = message["env"]
         if closed:
             self._drop_client()
 
@@ -347,12 +354,12 @@ class Keeper:
             argv = request["argv"]
             before = time.clock_gettime(time.CLOCK_BOOTTIME)
             pid = container.spawn(
-                argv, request["env"],
+                argv, self._environment(request),
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, request.get("stdin") or os.devnull,
                                os.O_RDONLY, 0),
                               (os.POSIX_SPAWN_DUP2, log_fd, 1),
                               (os.POSIX_SPAWN_DUP2, log_fd, 2)],
-                setsid=True, setsigdef=_SPAWN_DEFAULT_SIGNALS, setsigmask=())
+                setsid=True, setsigdef=self._reset_signals, setsigmask=())
             after = time.clock_gettime(time.CLOCK_BOOTTIME)
         except (OSError, ValueError) as error:
             reason = f"could not start {argv[0]!r}: {getattr(error, 'strerror', None) or error}"
@@ -381,17 +388,24 @@ class Keeper:
         self._poll.register(run.pidfd, select.POLLIN)
         self._tell({"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time})
 
+    def _environment(self, request: dict[str, Any]) -> dict[str, str]:
+        """A run's environment: the daemon's, as it differs for this run."""
+        env = {**self._client_env, **request["env"]}
+        for name in request.get("unset", ()):
+            env.pop(name, None)
+        return env
+
     def _follow(self, run: _Run, path: str) -> None:
         """Watch the run's log for its agent's writes; one not followed (the disk refused it,
         or no watch is left) is read and capped at the run's end only."""
         if not stat.S_ISREG(os.fstat(run.log.fd).st_mode):  # /dev/null: nothing to follow
             return
         try:
-            run.log.wd = self._logs.watch(path)
+            run.log.key = self._logs.key(path)
         except OSError as error:
             run.log.note(f"starforge: the log is read at the run's end only: {error}\n".encode())
             return
-        self._followed[run.log.wd] = run
+        self._followed[run.log.key] = run
 
     def _finish(self, run: _Run) -> None:
         """The agent exited: keep what it already wrote, stop what it left behind, record it."""
@@ -403,9 +417,8 @@ class Keeper:
         self._append(run.journal, {"run_id": run.run_id, "exit": {
             "ended_at": ended_at, "exit_code": code, "error": None}})
         run.log.catch_up(ended_at)  # what it wrote, not what a leftover writes from now on
-        if run.log.wd is not None:
-            self._logs.forget(run.log.wd)
-            del self._followed[run.log.wd]
+        if run.log.key is not None:
+            del self._followed[run.log.key]
         end = _end_container(run, rusage)
         usage = {} if end is None else {"cpu_seconds": end.usage.cpu_seconds,
                                         "peak_memory_bytes": end.usage.peak_memory,

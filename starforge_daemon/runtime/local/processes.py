@@ -7,7 +7,9 @@ from __future__ import annotations
 import functools
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 KILL_TIMEOUT = 5.0
 ROUND = 0.02  # between tries while killed processes die
@@ -34,6 +36,41 @@ def read_bytes(path: str) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+@functools.lru_cache(maxsize=64)
+def program_path(name: str) -> str:
+    """Where ``posix_spawnp`` would find ``name`` in this process's ``PATH`` (which does not
+    change), or ``name`` itself: found once per program, where ``posix_spawnp`` tries an exec
+    in each folder of ``PATH`` on every spawn while the spawning process waits."""
+    if "/" in name:
+        return name
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return name
+
+
+def spawn_program(argv: list[str], env: Mapping[str, str], **spawn: Any) -> int:
+    """``os.posix_spawnp``, with the program's path looked up once (``program_path``); a
+    program moved since is looked up again."""
+    path = program_path(argv[0])
+    if path == argv[0]:
+        return os.posix_spawnp(path, argv, env, **spawn)
+    try:
+        return os.posix_spawn(path, argv, env, **spawn)
+    except (FileNotFoundError, PermissionError):
+        program_path.cache_clear()
+        return os.posix_spawnp(argv[0], argv, env, **spawn)
+
+
+def ignored_signals() -> frozenset[int]:
+    """The signals this process ignores: the only dispositions a spawned program inherits
+    (handlers go back to the default at exec), so the only ones a spawn must reset."""
+    return frozenset(number for number in signal.valid_signals()
+                     if number not in (signal.SIGKILL, signal.SIGSTOP)
+                     and signal.getsignal(number) == signal.SIG_IGN)
 
 
 @functools.cache

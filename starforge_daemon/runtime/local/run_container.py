@@ -66,9 +66,9 @@ class RunContainer:
         return cgroups.cgroup_usage(self.cgroup, memory=False).cpu_seconds or 0.0
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], **spawn: Any) -> int:
-        """Start the run's first process (``os.posix_spawnp`` arguments) in the container."""
+        """Start the run's first process (``processes.spawn_program`` arguments) in the container."""
         if self.cgroup is None:
-            return os.posix_spawnp(argv[0], list(argv), env, **spawn)
+            return processes.spawn_program(list(argv), env, **spawn)
         return cgroups.spawn_in(self.cgroup, argv, env, self.held, **spawn)
 
     def members(self, session: int | None = None) -> list[int]:

@@ -31,6 +31,7 @@ from starforge_daemon.core.runids import parse_run_id
 from starforge_daemon.runtime.api import (
     Exited,
     LaunchSpec,
+    Reconciled,
     RunEvent,
     RunnerError,
     Started,
@@ -181,21 +182,21 @@ class SlurmRunner:
             self._jobs[run_id] = job_id
         self._wake.set()
 
-    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> set[str]:
+    def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> Reconciled:
         """Follow the runs whose job the controller still knows (an ended one is reaped on the
         first look, with its real status); cancel the project's jobs no open run owns."""
-        followed = set()
+        followed: dict[str, ProcessIdentity] = {}
         for run_id, handle in open_runs.items():
             job = self._found.get(handle.pid) if handle is not None else None
-            if job is not None and job.comment == run_id:
+            if handle is not None and job is not None and job.comment == run_id:
                 self._follow(run_id, job.job_id)
-                followed.add(run_id)
+                followed[run_id] = handle
         owned = {self._jobs[run_id] for run_id in followed}
         for job in self._found.values():
             if job.job_id not in owned and not job.over:
                 with contextlib.suppress(ClusterError):
                     self._cluster.cancel(job.job_id)
-        return followed
+        return Reconciled(followed)
 
     def stop(self, run_id: str, force: bool) -> None:
         """The stop signal to every process of the job's batch step; ``force``: SIGKILL, then
