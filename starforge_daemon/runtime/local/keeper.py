@@ -180,7 +180,7 @@ class Keeper:
         self._runs: dict[int, _Run] = {}  # by pidfd
         self._logs = log_follow.Inotify()
         self._poll.register(self._logs.fd, select.POLLIN)
-        self._followed: dict[log_follow.LogKey, _Run] = {}  # by its log, as inotify tells
+        self._followed: dict[int, _Run] = {}  # by the inotify watch of its log
         self._streams: dict[str, stream_reader.RunStream] = {}  # of the runs read as events
         self._served = False
         self._refused_journals: list[journal_file.JournalFile] = []  # lines wait in them
@@ -229,9 +229,9 @@ class Keeper:
             self._read_client()
         elif fd == self._logs.fd:
             wall = time.time()
-            for key in self._logs.modified():
-                if key in self._followed:
-                    self._followed[key].log.catch_up(wall)
+            for wd in self._logs.modified():
+                if wd in self._followed:
+                    self._followed[wd].log.catch_up(wall)
         elif fd in self._runs:
             self._finish(self._runs[fd])
 
@@ -401,11 +401,11 @@ class Keeper:
         if not stat.S_ISREG(os.fstat(run.log.fd).st_mode):  # /dev/null: nothing to follow
             return
         try:
-            run.log.key = self._logs.key(path)
+            run.log.wd = self._logs.watch(path)
         except OSError as error:
             run.log.note(f"starforge: the log is read at the run's end only: {error}\n".encode())
             return
-        self._followed[run.log.key] = run
+        self._followed[run.log.wd] = run
 
     def _finish(self, run: _Run) -> None:
         """The agent exited: keep what it already wrote, stop what it left behind, record it."""
@@ -417,8 +417,9 @@ class Keeper:
         self._append(run.journal, {"run_id": run.run_id, "exit": {
             "ended_at": ended_at, "exit_code": code, "error": None}})
         run.log.catch_up(ended_at)  # what it wrote, not what a leftover writes from now on
-        if run.log.key is not None:
-            del self._followed[run.log.key]
+        if run.log.wd is not None:
+            self._logs.forget(run.log.wd)
+            del self._followed[run.log.wd]
         end = _end_container(run, rusage)
         usage = {} if end is None else {"cpu_seconds": end.usage.cpu_seconds,
                                         "peak_memory_bytes": end.usage.peak_memory,

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from starforge_daemon.runtime.local.stream_reader import RunStream
 
 _IN_MODIFY = 0x2
-_IN_IGNORED = 0x8000  # the watch is gone: its folder was removed
 _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, name length
@@ -27,14 +26,8 @@ _CHUNK = 1 << 16
 MARKER = b"\n[starforge: output over LOG_MAX_BYTES dropped here; the latest output follows]\n"
 
 
-LogKey = tuple[int, bytes]  # the watch of a log's folder, the log's name in it
-
-
 class Inotify:
-    """One inotify instance watching the folders logs are in: which logs were written to since
-    the last read. One watch per folder, made once: a watch per log would cost each run an
-    ``inotify_add_watch`` and an ``inotify_rm_watch``, which waits for the kernel to retire the
-    watch."""
+    """One inotify instance: which watched files were written to since the last read."""
 
     def __init__(self) -> None:
         self._libc = ctypes.CDLL(None, use_errno=True)
@@ -42,21 +35,19 @@ class Inotify:
         if fd < 0:
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
         self.fd = fd
-        self._folders: dict[str, int] = {}
 
-    def key(self, path: str) -> LogKey:
-        """What :meth:`modified` says of writes to the log at ``path`` (its folder watched)."""
-        folder, name = os.path.split(path)
-        if folder not in self._folders:
-            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(folder), _IN_MODIFY)
-            if wd < 0:
-                raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), folder)
-            self._folders[folder] = wd
-        return self._folders[folder], os.fsencode(name)
+    def watch(self, path: str) -> int:
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), _IN_MODIFY)
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), path)
+        return wd
 
-    def modified(self) -> set[LogKey]:
-        """The files written to since the last call (drains the queue)."""
-        found: set[LogKey] = set()
+    def forget(self, wd: int) -> None:
+        self._libc.inotify_rm_watch(self.fd, wd)
+
+    def modified(self) -> set[int]:
+        """The watches with writes since the last call (drains the queue)."""
+        found: set[int] = set()
         while True:
             try:
                 data = os.read(self.fd, _CHUNK)
@@ -65,13 +56,9 @@ class Inotify:
             offset = 0
             while offset < len(data):
                 wd, mask, _, length = _EVENT.unpack_from(data, offset)
-                name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
                 offset += _EVENT.size + length
                 if mask & _IN_MODIFY:
-                    found.add((wd, name))
-                elif mask & _IN_IGNORED:  # a folder made again later is watched again
-                    self._folders = {path: known for path, known in self._folders.items()
-                                     if known != wd}
+                    found.add(wd)
 
 
 class FollowedLog:
@@ -85,7 +72,7 @@ class FollowedLog:
     def __init__(self, fd: int, cap: int, stream: RunStream | None, notes: list[str]) -> None:
         self.fd = fd
         self.stream = stream
-        self.key: LogKey | None = None  # as its folder's inotify watch tells of it, once followed
+        self.wd: int | None = None  # its inotify watch, once followed
         self._cap = cap
         for note in notes:
             self.note(f"starforge: {note}\n".encode())
