@@ -276,6 +276,11 @@ def test_which_runs_are_told_and_how() -> None:
     assert notice_of(finished(retry_at="T"), parse_kinds("dead_letter")) is None
     held = notice_of(ev.Held("rate-limited until 10:00 UTC", 4, "rate_limit"), DEFAULT_KINDS)
     assert held.body == "not starting new runs: rate-limited until 10:00 UTC; 4 queued"
+    uncertain = notice_of(ev.MayHaveRun("t.trigger", "unknown: may have run: no keeper line",
+                                        "r1"), DEFAULT_KINDS)
+    assert uncertain.kind is NoticeKind.FAILED
+    assert uncertain.title == "t.trigger: may have run, not run again"
+    assert uncertain.body.endswith("starforge retry t.trigger")
     assert notice_of(ev.Drained(), DEFAULT_KINDS) is None
     assert notice_of(ev.Drained(), parse_kinds("queue_drained")).title == "queue drained"
 

@@ -77,6 +77,10 @@ def _notice(event: ev.Event, enabled: frozenset[NoticeKind]) -> Notice | None:
         case ev.Held():
             return Notice(NoticeKind.HELD, "new runs held",
                           f"not starting new runs: {event.reason}; {event.queued} queued")
+        case ev.MayHaveRun():
+            return Notice(NoticeKind.FAILED, f"{event.trigger}: may have run, not run again",
+                          f"{event.reason}\nafter a crash nothing tells whether its run "
+                          f"started; run it again: starforge retry {event.trigger}")
         case ev.Adopted():
             return Notice(NoticeKind.ADOPTED, f"{event.agent}: run adopted after a restart",
                           f"run {event.run} (pid {event.pid}) was still going when this "
