@@ -67,6 +67,12 @@ class FollowedLog:
     Over ``cap`` bytes it is cut back to its first half, a marker and the newest quarter of
     the cap, so a runaway agent's log keeps both how it started and how it ended; the agent
     appends after that. Output the disk refuses is the agent's business: its writes fail.
+
+    The agent may write while a cut is made: the marker and the tail go to their place through
+    a descriptor of the log's own without ``O_APPEND`` (through the agent's ``O_APPEND`` one,
+    an agent's write between the truncation and the keeper's write landed before the marker
+    and the kept tail: its last output ended up in the middle), and what the agent appended
+    while the tail was read joins the tail, looked for again until there is none.
     """
 
     def __init__(self, fd: int, cap: int, stream: RunStream | None, notes: list[str]) -> None:
@@ -77,6 +83,7 @@ class FollowedLog:
         for note in notes:
             self.note(f"starforge: {note}\n".encode())
         self._read_to = os.fstat(fd).st_size  # what the stream reader has seen
+        self._cutter: int | None = None  # the log without O_APPEND, opened at the first cut
 
     def note(self, data: bytes) -> None:
         """A line of the keeper's own, before the agent starts or after it ended (so never
@@ -106,11 +113,21 @@ class FollowedLog:
             if size > self._cap:
                 self._cut(size)
         os.close(self.fd)
+        if self._cutter is not None:
+            os.close(self._cutter)
 
     def _cut(self, size: int) -> None:
         head = self._cap // 2
         room = max(0, self._cap - head - len(MARKER)) // 2
+        if self._cutter is None:
+            self._cutter = os.open(f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_CLOEXEC)
         tail = os.pread(self.fd, room, size - room) if room and size - room > head else b""
-        os.ftruncate(self.fd, head)
-        os.write(self.fd, MARKER + tail)  # O_APPEND: right after the head
+        while True:
+            os.pwrite(self._cutter, MARKER + tail, head)  # over what the cut drops
+            end = os.fstat(self.fd).st_size
+            if end == size:
+                break
+            tail = (tail + os.pread(self.fd, end - size, size))[-room:] if room else b""
+            size = end
+        os.ftruncate(self._cutter, head + len(MARKER) + len(tail))
         self._read_to = head + len(MARKER) + len(tail)
