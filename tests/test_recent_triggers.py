@@ -11,7 +11,7 @@ from starforge_daemon.intake.triggers import Accepted, examine
 
 def _accepted(path: Path) -> Accepted:
     verdict = examine(path, 0.0, max_bytes=4096, allow_foreign=False, settle_seconds=0.0)
-    assert isinstance(verdict, Accepted) and verdict.trigger is not None
+    assert isinstance(verdict, Accepted)
     assert verdict.identity == identity_of(os.lstat(path))
     return verdict
 
@@ -20,7 +20,6 @@ def _kept(tmp_path: Path, body: bytes) -> tuple[RecentTriggers, Path]:
     path = tmp_path / "a.trigger"
     path.write_bytes(body)
     verdict = _accepted(path)
-    assert verdict.trigger is not None and verdict.identity is not None
     recent = RecentTriggers()
     recent.keep(path.name, verdict.identity, verdict.trigger, 0.0)
     return recent, path
@@ -62,7 +61,6 @@ def test_a_link_or_a_missing_file_is_never_taken(tmp_path: Path) -> None:
 def test_when_full_the_first_kept_stay_unless_stale(tmp_path: Path) -> None:
     recent, path = _kept(tmp_path, b'{"to_agent": "a1"}')  # kept at 0
     verdict = _accepted(path)
-    assert verdict.trigger is not None and verdict.identity is not None
     for number in range(1, RecentTriggers.SIZE + 1):
         recent.keep(f"{number}.trigger", verdict.identity, verdict.trigger, 1.0)
     assert recent.take(f"{RecentTriggers.SIZE}.trigger", path) is None, "full: not kept"

@@ -6,7 +6,6 @@ Nothing here imports the engine; a client works the same whether a daemon runs o
 from __future__ import annotations
 
 import os
-import select
 import signal
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from starforge_daemon.core.models import parse_iso_utc
 from starforge_daemon.intake.triggers import is_trigger_name, scan
+from starforge_daemon.runtime.local.processes import wait_for_exit
 from starforge_daemon.store.atomic import move_unique
 from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.instance import running_pid
@@ -128,19 +128,6 @@ def status(paths: ProjectPaths, now: float | None = None,
         "held_back": state.held_back if pid else None,
         "notify_error": state.notify_error if pid else None,
     }
-
-
-def wait_for_exit(pid: int, timeout: float) -> bool:
-    """Block until process ``pid`` is gone (pidfd: no polling), or the timeout passes."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([pidfd], [], [], timeout)
-        return bool(readable)
-    finally:
-        os.close(pidfd)
 
 
 def signal_daemon(paths: ProjectPaths, number: int) -> int | None:

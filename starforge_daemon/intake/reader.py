@@ -88,8 +88,7 @@ class TriggerReader:
                 if held_until:
                     verdict = replace(verdict, entry=replace(verdict.entry,
                                                              not_before=held_until))
-                if verdict.trigger is not None and verdict.identity is not None:
-                    self._recent.keep(name, verdict.identity, verdict.trigger, now)
+                self._recent.keep(name, verdict.identity, verdict.trigger, now)
                 verdicts.append((name, verdict))
             elif isinstance(verdict, Rejected):
                 verdicts.append((name, verdict))

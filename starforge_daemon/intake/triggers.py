@@ -26,8 +26,8 @@ def is_trigger_name(name: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Accepted:
     entry: QueuedTrigger
-    trigger: Trigger | None = None  # as read, from the file of ``identity``
-    identity: FileIdentity | None = None
+    trigger: Trigger  # as read, from the file of ``identity``
+    identity: FileIdentity
 
 
 @dataclass(frozen=True, slots=True)

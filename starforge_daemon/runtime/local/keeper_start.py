@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import selectors
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from starforge_daemon.runtime.api import RunnerError
-from starforge_daemon.runtime.local import keeper
+from starforge_daemon.runtime.local import keeper, processes
 
 KEEPER_START_TIMEOUT = 10.0
 KEEPER_EXIT_WAIT = 5.0  # a keeper with no run left exits at once, its reaper right after it
@@ -63,15 +62,12 @@ def await_hello(channel: keeper.Channel) -> list[dict[str, Any]]:
 def keeper_processes(keeper_pid: int) -> list[int]:
     """The keeper and the reaper above it (its parent, running the same program), if alive."""
     try:
-        with open(f"/proc/{keeper_pid}/stat", "rb") as file:
-            parent = int(file.read().rsplit(b")", 1)[1].split()[1])
-        with open(f"/proc/{keeper_pid}/cmdline", "rb") as file:
-            program = file.read()
+        parent = int(processes.stat_fields(keeper_pid)[1])
+        program = processes.read_bytes(f"/proc/{keeper_pid}/cmdline")
     except (OSError, ValueError, IndexError):
         return []
     try:
-        with open(f"/proc/{parent}/cmdline", "rb") as file:
-            same = file.read() == program
+        same = processes.read_bytes(f"/proc/{parent}/cmdline") == program
     except OSError:
         same = False
     return [keeper_pid, parent] if same else [keeper_pid]
@@ -81,13 +77,4 @@ def wait_gone(pids: list[int], timeout: float) -> None:
     """Until every one of ``pids`` has exited, or ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     for pid in pids:
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:  # gone already
-            continue
-        try:
-            waiting = select.poll()
-            waiting.register(pidfd, select.POLLIN)
-            waiting.poll(max(0.0, deadline - time.monotonic()) * 1000)
-        finally:
-            os.close(pidfd)
+        processes.wait_for_exit(pid, deadline - time.monotonic())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import select
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,6 +105,19 @@ def zombie_exit(pid: int, create_time: float) -> int | None:
     if fields[0] != b"Z" or abs(started - create_time) >= 0.05 or len(fields) < 50:
         return None
     return os.waitstatus_to_exitcode(int(fields[49]))
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Block until process ``pid`` is gone (pidfd: no polling), or the timeout passes."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([pidfd], [], [], max(0.0, timeout))
+        return bool(readable)
+    finally:
+        os.close(pidfd)
 
 
 def pidfd_of(pid: int) -> int | None:
