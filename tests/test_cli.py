@@ -248,7 +248,7 @@ def test_queue_list_empty_and_bad_settings(project: Project) -> None:
 
 def test_queue_list_with_a_running_daemon(project: Project) -> None:
     project.trigger("long.trigger", "agent-a", context={"sleep": 60})
-    project.start()  # sequential: one run at a time
+    project.start(SEQUENTIAL_HANDOVER=0)  # sequential, nothing handed over: test_handover.py
     wait_until(lambda: project.slots().get("agent-a", {}).get("status") == "busy",
                what="agent-a busy")
     base = time.time_ns()

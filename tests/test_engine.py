@@ -45,6 +45,9 @@ class FakeRunner:
     def stop(self, run_id: str, force: bool) -> None:
         self.stops.append((run_id, force))
 
+    def can_follow(self, run_id: str) -> bool:
+        return False  # scripted runs start when the test says: none is handed over
+
     def take_events(self) -> list[RunEvent]:
         raise AssertionError("the tests drive Engine.apply directly")
 

@@ -9,8 +9,8 @@ from starforge_daemon.intake.recent import RecentTriggers, identity_of
 from starforge_daemon.intake.triggers import Accepted, examine
 
 
-def _accepted(path: Path) -> Accepted:
-    verdict = examine(path, 0.0, max_bytes=4096, allow_foreign=False, settle_seconds=0.0)
+def _accepted(path: Path, max_bytes: int = 4096) -> Accepted:
+    verdict = examine(path, 0.0, max_bytes=max_bytes, allow_foreign=False, settle_seconds=0.0)
     assert isinstance(verdict, Accepted)
     assert verdict.identity == identity_of(os.lstat(path))
     return verdict
@@ -61,11 +61,31 @@ def test_a_link_or_a_missing_file_is_never_taken(tmp_path: Path) -> None:
 def test_when_full_the_first_kept_stay_unless_stale(tmp_path: Path) -> None:
     recent, path = _kept(tmp_path, b'{"to_agent": "a1"}')  # kept at 0
     verdict = _accepted(path)
-    for number in range(1, RecentTriggers.SIZE + 1):
+    room = RecentTriggers.BUDGET_BYTES // (RecentTriggers.ENTRY_BYTES + verdict.identity[2])
+    for number in range(1, room):
         recent.keep(f"{number}.trigger", verdict.identity, verdict.trigger, 1.0)
-    assert recent.take(f"{RecentTriggers.SIZE}.trigger", path) is None, "full: not kept"
+    recent.keep(f"{room}.trigger", verdict.identity, verdict.trigger, 1.0)
+    assert recent.take(f"{room}.trigger", path) is None, "full: not kept"
     recent.keep("late.trigger", verdict.identity, verdict.trigger,
                 RecentTriggers.STALE_SECONDS + 0.5)  # in place of the stale first one
     assert recent.take(path.name, path) is None
     assert recent.take("late.trigger", path) is not None
     assert recent.take("1.trigger", path) is not None
+    assert recent.take(f"{room - 1}.trigger", path) is not None
+
+
+def test_the_memory_kept_is_bounded_by_the_size_of_the_files(tmp_path: Path) -> None:
+    """Big triggers take more of the room: three of a third of it each do not fit."""
+    recent = RecentTriggers()
+    message = "x" * (RecentTriggers.BUDGET_BYTES // 3)
+    verdicts = []
+    for number in range(3):
+        path = tmp_path / f"{number}.trigger"
+        path.write_text(f'{{"to_agent": "a1", "message": "{message}"}}')
+        verdicts.append((path, _accepted(path, max_bytes=len(message) + 64)))
+        recent.keep(path.name, verdicts[-1][1].identity, verdicts[-1][1].trigger, 1.0)
+    assert [recent.take(path.name, path) is not None for path, _ in verdicts] \
+        == [True, True, False]
+    path, verdict = verdicts[2]
+    recent.keep(path.name, verdict.identity, verdict.trigger, 1.0)  # room made by the takes
+    assert recent.take(path.name, path) is not None

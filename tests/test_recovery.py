@@ -40,7 +40,7 @@ def test_sigkilled_daemon_adopts_running_agent_and_records_its_real_exit(project
     slot = project.slots()["worker"]
     assert slot["status"] == "busy" and slot["pid"] == str(start["pid"])
     assert slot["started_at"] == busy["started_at"] and slot["run_id"] == busy["run_id"]
-    assert (project.paths.triggers / "u.trigger").exists(), "u waits for the adopted run"
+    assert project.started() == ["t.trigger"], "u waits for the adopted run"
     project.open_gate("t")
     project.wait_archived(2)
     result = project.result("t.trigger")

@@ -29,7 +29,7 @@ from starforge_daemon.store.atomic import read_json_object
 from starforge_daemon.store.attempts import Attempts
 from starforge_daemon.store.history import final_records
 from starforge_daemon.store.instance import running_pid
-from starforge_daemon.store.journal import open_runs
+from starforge_daemon.store.journal import JournalEntry, RunJournal
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.results import RESULT_SUFFIX, read_result
 from starforge_daemon.store.slots import read_slots
@@ -173,12 +173,29 @@ def _retries_waiting(paths: ProjectPaths, settings: Settings, now: float,
     return waiting
 
 
-def _judge_folder(paths: ProjectPaths, settings: Settings,
-                  now: float) -> tuple[list[QueuedTrigger], list[NotQueued], set[str]]:
-    """Every ``*.trigger`` and retry waiting, judged with the daemon's own rules: the valid
-    ones in the daemon's order, the others, and the ids of the triggers whose run is going
-    (the journals, read once)."""
-    in_flight = open_runs(paths)
+def _on_deck(paths: ProjectPaths, settings: Settings, now: float,
+             entries: list[JournalEntry]) -> list[QueuedTrigger]:
+    """Triggers handed over to start behind the run going (``SEQUENTIAL_HANDOVER``): claimed,
+    journalled, not spawned yet."""
+    waiting = []
+    for entry in entries:
+        if entry.run.behind is None or entry.spawning or entry.agent or entry.ended:
+            continue
+        verdict = examine(Path(entry.run.trigger_path), now,
+                          max_bytes=settings.MAX_TRIGGER_BYTES,
+                          allow_foreign=settings.ALLOW_FOREIGN_TRIGGERS, settle_seconds=0)
+        if isinstance(verdict, Accepted):
+            waiting.append(replace(verdict.entry, claimed=True))
+    return waiting
+
+
+def _judge_folder(paths: ProjectPaths, settings: Settings, now: float,
+                  ) -> tuple[list[QueuedTrigger], list[NotQueued], set[str], set[str]]:
+    """Every ``*.trigger``, retry waiting and trigger on deck, judged with the daemon's own
+    rules: the valid ones in the daemon's order, the others, the ids of the triggers whose run
+    is going or on deck (the journals, read once), and the names of those on deck."""
+    entries = RunJournal(paths).entries()
+    in_flight = [entry.run for entry in entries]
     accepted: list[QueuedTrigger] = []
     not_queued: list[NotQueued] = []
     try:
@@ -197,13 +214,16 @@ def _judge_folder(paths: ProjectPaths, settings: Settings,
         elif isinstance(verdict, Rejected):
             not_queued.append(NotQueued(name, "invalid", verdict.reason))
     accepted += _retries_waiting(paths, settings, now, {run.trigger_name for run in in_flight})
+    on_deck = _on_deck(paths, settings, now, entries)
+    accepted += on_deck
     accepted.sort(key=lambda entry: entry.key)
-    return accepted, not_queued, {run.trigger_ident for run in in_flight}
+    return (accepted, not_queued, {run.trigger_ident for run in in_flight},
+            {entry.name for entry in on_deck})
 
 
 def dependency_waits(paths: ProjectPaths, settings: Settings, now: float) -> list[dict[str, Any]]:
     """Each pending trigger that waits for others: its name, its id and the ids it waits for."""
-    accepted, _, running = _judge_folder(paths, settings, now)
+    accepted, _, running, _ = _judge_folder(paths, settings, now)
     blocked = waiting_upstreams(paths, accepted, running)
     return [{"trigger": entry.name, "id": entry.id, "waiting_for": blocked[entry.name]}
             for entry in accepted if entry.name in blocked]
@@ -211,7 +231,7 @@ def dependency_waits(paths: ProjectPaths, settings: Settings, now: float) -> lis
 
 def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueListing:
     """Judge every ``*.trigger`` with the daemon's own rules and order them like it does."""
-    accepted, not_queued, running = _judge_folder(paths, settings, now)
+    accepted, not_queued, running, on_deck = _judge_folder(paths, settings, now)
     pid = running_pid(paths)
     state = read_state(paths.state_file) if pid else StateView()
     limit = state.max_concurrent or settings.concurrency_limit
@@ -223,12 +243,17 @@ def list_queue(paths: ProjectPaths, settings: Settings, now: float) -> QueueList
     hold = Hold(set(busy), set(paused.get("agents", [])), bool(paused.get("all")),
                 settings.pools, max(0, limit - len(busy)))
     blocked = waiting_upstreams(paths, accepted, running)
-    decisions = iter(plan([entry for entry in accepted if entry.name not in blocked], hold, now))
+    decisions = iter(plan([entry for entry in accepted
+                           if entry.name not in blocked and entry.name not in on_deck], hold, now))
     pending = []
     for position, entry in enumerate(accepted, 1):
         upstreams = blocked.get(entry.name, [])
-        state_word, note = ("waiting", "waiting for " + ", ".join(upstreams)) if upstreams \
-            else next(decisions)
+        if entry.name in on_deck:
+            state_word, note = "next", "handed over: starts as the run before it ends"
+        elif upstreams:
+            state_word, note = "waiting", "waiting for " + ", ".join(upstreams)
+        else:
+            state_word, note = next(decisions)
         ticket, action, mtime = _details(paths, entry, settings)
         age = round(max(0.0, now - mtime), 1) if mtime is not None else None
         pending.append(Pending(position, entry.name, entry.id, entry.agent, ticket, action, age,

@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 import math
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -197,6 +197,7 @@ class Run:
     priority: int = 0
     trigger_id: str | None = None
     dedupe_key: str | None = None
+    behind: str | None = None  # the run it was handed over to start behind (``daemon/handover``)
 
     @property
     def target(self) -> str:
@@ -211,6 +212,13 @@ class Run:
     @property
     def deadline(self) -> float:
         return self.started_at + self.timeout
+
+    def begun_by(self, moment: float) -> Run:
+        """A run handed over to start behind another began when that one ended (its timeout
+        counts from then): as begun at ``moment``, if that is later than asked."""
+        if self.behind is None or moment <= self.started_at:
+            return self
+        return replace(self, started_at=moment)
 
     def to_dict(self) -> dict[str, Any]:
         return flat_dict(self)

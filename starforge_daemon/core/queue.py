@@ -54,8 +54,10 @@ class TriggerQueue:
         if heap[0] is entry:
             heapq.heappush(self._ready, (entry.key, entry.agent))
 
-    def take_next(self, now: float) -> tuple[QueuedTrigger, str] | None:
-        """The first trigger that may run now and the agent to run it."""
+    def take_next(self, now: float, freeing: str | None = None
+                  ) -> tuple[QueuedTrigger, str] | None:
+        """The first trigger that may run now and the agent to run it; ``freeing``, an agent
+        whose run is ending, counts as free (for a run to start behind that one)."""
         if self._all_paused:
             return None
         while self._waiting and self._waiting[0][0] <= now:
@@ -70,7 +72,7 @@ class TriggerQueue:
             if entry.not_before > now:
                 heapq.heappush(self._waiting, (entry.not_before, key, target))
                 continue
-            agent = self._agent_for(target)
+            agent = self._agent_for(target, freeing)
             if agent is None:
                 continue  # pushed again when an agent of it is released or resumed
             heapq.heappop(heap)
@@ -85,19 +87,27 @@ class TriggerQueue:
             return entry, agent
         return None
 
-    def _agent_for(self, target: str) -> str | None:
+    def _agent_for(self, target: str, freeing: str | None) -> str | None:
         """Who would run ``target`` now: itself, or a pool's next idle member in turn."""
         if target in self._paused:
             return None
         members = self._pools.get(target)
         if members is None:
-            return None if self._is_busy(target) else target
+            return None if self._is_busy(target) and target != freeing else target
         start = self._turn.get(target, 0)
         for offset in range(len(members)):
             member = members[(start + offset) % len(members)]
-            if not self._is_busy(member) and member not in self._paused:
+            if (not self._is_busy(member) or member == freeing) and member not in self._paused:
                 return member
         return None
+
+    def may_start(self, entry: QueuedTrigger, agent: str, now: float) -> bool:
+        """Whether ``entry``, taken out for ``agent`` already, would still be the next to run:
+        no pause holds it back and no trigger waiting now comes before it."""
+        if self._all_paused or entry.agent in self._paused or agent in self._paused:
+            return False
+        return not any(heap[0].key < entry.key and heap[0].not_before <= now
+                       and target not in self._paused for target, heap in self._by_target.items())
 
     def waiting_by_target(self) -> dict[str, int]:
         """How many triggers wait for each target (agent or pool name); O(targets)."""

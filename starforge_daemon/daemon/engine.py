@@ -15,7 +15,6 @@ from starforge_daemon.core import scheduler
 from starforge_daemon.core.events import (
     Contained,
     EventsLost,
-    KillEscalated,
     Mode,
     Problem,
     Publisher,
@@ -23,18 +22,17 @@ from starforge_daemon.core.events import (
     ShuttingDown,
     Spawned,
     StateDamaged,
-    TimedOut,
-    Watched,
 )
 from starforge_daemon.core.holds import HoldRules, Holds
-from starforge_daemon.core.ledger import Killing, Ledger, Stopping, StopReason
+from starforge_daemon.core.ledger import Ledger, StopReason
 from starforge_daemon.core.models import iso_utc
 from starforge_daemon.core.queue import TriggerQueue
-from starforge_daemon.core.scheduler import Kill, Terminate
 from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.daemon.admission import Admission
 from starforge_daemon.daemon.archivist import Archivist
+from starforge_daemon.daemon.enforcer import Enforcer
 from starforge_daemon.daemon.finisher import Finisher
+from starforge_daemon.daemon.handover import HandOver
 from starforge_daemon.daemon.load import MemoryGauge
 from starforge_daemon.daemon.operator import Operator
 from starforge_daemon.daemon.past import read_past
@@ -46,10 +44,10 @@ from starforge_daemon.daemon.starter import Gauge, Start, Starter
 from starforge_daemon.intake.reader import Inbox, TriggerReader
 from starforge_daemon.intake.recent import RecentTriggers
 from starforge_daemon.intake.triggers import Accepted
-from starforge_daemon.runtime.api import Exited, Progressed, RunEvent, Runner, Started
+from starforge_daemon.runtime.api import Exited, Progressed, RunEvent, Runner, Started, Withdrawn
 from starforge_daemon.store.control_socket import Reply
 from starforge_daemon.store.paths import ProjectPaths
-from starforge_daemon.store.settings import ResumeMode, Settings
+from starforge_daemon.store.settings import ResumeMode, Settings, WorktreeMode
 from starforge_daemon.store.slots import SlotTable
 from starforge_daemon.store.state import DaemonState
 from starforge_daemon.workspaces.base import Workspaces
@@ -83,11 +81,7 @@ class Engine:
         self.inbox = Inbox(reactor.wake)
         self.holds = Holds(HoldRules(settings.RATE_LIMIT_HOLD, settings.RATE_LIMIT_MAX_HOLD,
                                      settings.DAILY_COST_LIMIT_USD))
-        self.dogs = scheduler.Watchdogs(
-            first_output=settings.AGENT_FIRST_OUTPUT_TIMEOUT, stall=settings.AGENT_STALL_TIMEOUT,
-            result_grace=settings.AGENT_RESULT_GRACE, max_cost=settings.MAX_RUN_COST_USD,
-            fail_on_denial=settings.FAIL_ON_PERMISSION_DENIAL)
-        self.watched = self.dogs if settings.output_kind != "text" else None
+        self.enforcer = Enforcer(settings, self.ledger, runner, events)
         self.sessions = TicketSessions() if settings.RESUME_SESSIONS is ResumeMode.PER_TICKET \
             and settings.output_kind == "claude" \
             else None
@@ -100,6 +94,10 @@ class Engine:
                                     recent=recent, on_lost=lambda: events.publish(EventsLost()))
         self.saved = Persistence(SlotTable(paths.slots_file), stores.state_file, self.ledger,
                                  events)
+        self.handover = HandOver(runner, self.ledger, self.queue, stores.journal, depth=(
+            settings.SEQUENTIAL_HANDOVER if settings.concurrency_limit == 1
+            and settings.output_kind == "text" and settings.DAILY_COST_LIMIT_USD is None
+            and settings.WORKTREE_MODE is WorktreeMode.OFF else 0))
         archivist = Archivist(stores.archive, stores.history, events)
         self.admission = Admission(self.queue, archivist, self.holds, events, paths.triggers,
                                    settings.DEPENDENCY_WAIT)
@@ -107,15 +105,15 @@ class Engine:
             queue=self.queue, ledger=self.ledger, saved=self.saved, stores=stores,
             workspaces=workspaces, events=events,
             backoff=scheduler.Backoff(settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX),
-            dogs=self.dogs, holds=self.holds, sessions=self.sessions, archivist=archivist)
+            dogs=self.enforcer.dogs, holds=self.holds, sessions=self.sessions, archivist=archivist)
         self.starter = Starter(settings=settings, paths=paths, ledger=self.ledger, runner=runner,
                                stores=stores, workspaces=workspaces, gauge=gauge,
                                finisher=self.finisher, saved=self.saved, events=events,
                                base_env=base_env, holds=self.holds, sessions=self.sessions,
                                upstream_results=self.admission.upstream_results,
-                               recent=recent)
+                               recent=recent, handover=self.handover)
         self.operator = Operator(paths, self.admission, self.ledger, archivist, stores.attempts,
-                                 self.saved, events, reactor.wake, self._terminate, runner)
+                                 self.saved, events, reactor.wake, self.enforcer.terminate, runner)
         self.started_at = clock()
         self.stop_request: StopMode | None = None
         self.stop_mode: StopMode | None = None
@@ -169,7 +167,7 @@ class Engine:
     @property
     def finished(self) -> bool:
         return self.stop_mode is not None and (self.stop_mode is StopMode.HANDOFF
-                                               or not self.ledger)
+                                               or not (self.ledger or self.handover))
 
     def step(self) -> None:
         """One turn of the loop: wait, then apply what happened."""
@@ -184,18 +182,24 @@ class Engine:
     def apply(self, events: list[RunEvent], now: float) -> None:
         for event in events:
             if isinstance(event, Started):
-                self._on_started(event)
+                self._on_started(event, now)
             elif isinstance(event, Exited):
                 self._on_exited(event, now)
             elif isinstance(event, Progressed):
                 self._on_progress(event, now)
+            elif isinstance(event, Withdrawn):
+                self.handover.withdrawn(event.run_id)
         if self.stop_request and self.stop_mode is None:
             self._begin_stop(self.stop_request, now)
-        self.operator.serve(now)
+        if not self.handover:  # else a request waits until the run on deck is settled
+            self.operator.serve(now)
         self._take_in(now)
-        self._enforce(now)
+        self.enforcer.enforce(now)
         if now >= self._next_sweep:
             self._sweep(now)
+        if self.handover:
+            self.handover.review(self.stop_mode is None and not self.operator.pending
+                                 and not self.starter.holding_back(now, len(self.queue)), now)
         self._dispatch(now)
         self._archive(now)
         self.upkeep.run(now)
@@ -205,8 +209,7 @@ class Engine:
         if (self.stop_request and self.stop_mode is None) or self.operator.pending:
             return now
         moments = [self._next_sweep, self.reader.next_wakeup(now), self.queue.next_due(),
-                   scheduler.next_deadline(self.ledger, self.settings.AGENT_KILL_GRACE,
-                                           self.ledger.live, self.watched),
+                   self.enforcer.next_deadline(),
                    hold.ends_at if (hold := self.holds.current(now)) else None,
                    self.admission.next_due()]
         if self.starter.held_back and len(self.queue):
@@ -230,7 +233,8 @@ class Engine:
     # -- runs --------------------------------------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
-        capacity = scheduler.free_capacity(self.settings.concurrency_limit, len(self.ledger),
+        capacity = scheduler.free_capacity(self.settings.concurrency_limit,
+                                           len(self.ledger) + len(self.handover),
                                            accepting=self.stop_mode is None)
         if capacity and (len(self.queue) or self.starter.held_back) \
                 and self.starter.holding_back(now, len(self.queue)):
@@ -249,23 +253,45 @@ class Engine:
             else:
                 self.queue.add(entry)  # it waits for the disk, in its place
                 return
+        self._hand_over(now)
+
+    def _hand_over(self, now: float) -> None:
+        """One at a time: the next triggers, handed over to start when the run before ends."""
+        if self.stop_mode is not None or self.operator.pending:
+            return
+        in_flight = next((state.run.agent for state in self.ledger), None)
+        while (behind := self.handover.behind()) is not None:
+            if in_flight is not None:
+                self.queue.offer(in_flight)  # its triggers wait for it to be free: not now
+            taken = self.queue.take_next(now, freeing=in_flight)
+            if taken is None:
+                return
+            started, entry = self.starter.start(*taken, now, behind=behind.run_id)
+            if started is not Start.USED:
+                if started is Start.REFUSED:
+                    self.queue.add(entry)
+                return
 
     def _archive(self, now: float) -> None:
         """After the dispatch: the runs that ended, then what waited for them (whose agents
         may be free, so another dispatch)."""
-        self.finisher.archive_finished(now)
+        self.finisher.archive_finished(now, starting=len(self.handover))
         if self.admission.settle(now):
             self._dispatch(now)
 
-    def _on_started(self, event: Started) -> None:
+    def _on_started(self, event: Started, now: float) -> None:
+        self.handover.board(event.run_id, now)
         state = self.ledger.started(event.run_id, event.handle)
         if state is None:
             return
         run = state.run
         self.events.publish(Spawned(run.agent, run.ticket, event.handle.pid, run.run_id,
                                     run.trigger_name))
+        if self.stop_mode is StopMode.STOP:  # one handed over began as the stop came
+            self.enforcer.terminate(run.run_id, StopReason.SHUTDOWN, now)
 
     def _on_exited(self, event: Exited, now: float) -> None:
+        self.handover.board(event.run_id, now)  # one on deck may end without starting
         state = self.ledger.get(event.run_id)
         if state is not None:
             self.finisher.finish(state, event.exit, now)
@@ -277,33 +303,6 @@ class Engine:
             self.holds.rate_limited(reset, now)  # the run itself waits; new ones wait with it
             self.starter.holding_back(now, len(self.queue))  # said now, queue or not
 
-    def _enforce(self, now: float) -> None:
-        for decision in scheduler.enforce(self.ledger, now, self.settings.AGENT_KILL_GRACE,
-                                          self.ledger.live, self.watched):
-            run = self.ledger[decision.run_id].run
-            if isinstance(decision, Terminate):
-                if decision.reason is StopReason.TIMEOUT:
-                    self.events.publish(TimedOut(run.agent, run.run_id, run.timeout,
-                                                 self.settings.AGENT_STOP_SIGNAL))
-                else:
-                    self.events.publish(Watched(run.agent, run.run_id, decision.reason.value,
-                                                self.dogs.describe(
-                                                    decision.reason,
-                                                    self.settings.AGENT_STOP_SIGNAL)))
-                self._terminate(run.run_id, decision.reason, now)
-            else:
-                assert isinstance(decision, Kill)
-                self.ledger.kill(run.run_id)
-                self.events.publish(KillEscalated(run.agent, run.run_id))
-                self.runner.stop(run.run_id, force=True)
-
-    def _terminate(self, run_id: str, reason: StopReason, now: float) -> None:
-        """Ask a run to stop (once); ``_enforce`` has it killed after the grace period."""
-        before = self.ledger[run_id]
-        self.ledger.stop(run_id, reason, now)
-        if not isinstance(before, Stopping | Killing):
-            self.runner.stop(run_id, force=False)
-
     def logs_in_use(self) -> list[str]:
         return [state.run.log_path for state in self.ledger]
 
@@ -314,7 +313,7 @@ class Engine:
                                          handoff=mode is StopMode.HANDOFF))
         if mode is StopMode.STOP:
             for state in self.ledger:
-                self._terminate(state.run.run_id, StopReason.SHUTDOWN, now)
+                self.enforcer.terminate(state.run.run_id, StopReason.SHUTDOWN, now)
 
     def submit(self, request: dict[str, Any], reply: Reply) -> None:
         """Thread-safe: an operator request, answered from the loop."""
@@ -339,7 +338,8 @@ class Engine:
             mode="parallel" if self.settings.PARALLEL_DAEMON else "sequential",
             max_concurrent=self.settings.concurrency_limit,
             agent_timeout=self.settings.AGENT_TIMEOUT, agent_program=self.agent_program,
-            running=len(self.ledger), queued=len(self.queue) + len(self.admission.dependencies),
+            running=len(self.ledger),
+            queued=len(self.queue) + len(self.admission.dependencies) + len(self.handover),
             stopping=self.stop_mode.value if self.stop_mode else None, paused=self.queue.pauses,
             held_back=self.starter.held_back,
             pools={pool: list(members) for pool, members in self.settings.pools.items()},

@@ -100,11 +100,12 @@ class Finisher:
             and 0 < run.max_retries < run.attempt))
         self._drain_due = True
 
-    def archive_finished(self, now: float) -> None:
+    def archive_finished(self, now: float, starting: int = 0) -> None:
         """Archive the runs finished this turn, after the dispatch: the next run of a freed
-        agent does not wait for the file work. Until then the trigger stays in ``running/``
-        with its exit in the journal, so a crash in between finishes it again. While the
-        project's files refuse writes they wait, and are tried again with the hold's probes."""
+        agent does not wait for the file work (``starting``: runs handed over, not begun).
+        Until then the trigger stays in ``running/`` with its exit in the journal, so a crash
+        in between finishes it again. While the project's files refuse writes they wait, and
+        are tried again with the hold's probes."""
         if self.holds.disk_error is not None and not self.holds.probe_due(now):
             return
         while self._unarchived:
@@ -112,7 +113,7 @@ class Finisher:
             if not self._archive(run, result, now):
                 return
             self._unarchived.pop(0)
-        if self._drain_due and not self.ledger and not len(self.queue):
+        if self._drain_due and not (self.ledger or starting or len(self.queue)):
             self._drain_due = False
             self.events.publish(Drained())
         while self._untidy:

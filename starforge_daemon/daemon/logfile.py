@@ -20,23 +20,20 @@ from typing import Any, TextIO
 
 from starforge_daemon.core.models import iso_utc_micro
 
-_PLAIN = re.compile(r"^[^\s\"=]+$")
-
-
-def _value_text(value: Any) -> str:
-    if type(value) is int:  # most numbers: nothing to quote
-        return str(value)
-    text = str(value)
-    return text if _PLAIN.match(text) else json.dumps(text)
+_PLAIN = re.compile(r"^[^\s\"=]+$").match
+_LEVELS = {level: f"{level.upper():<7}" for level in ("info", "warning", "error", "critical")}
 
 
 def render_line(timestamp: str, level: str, event: str, fields: dict[str, Any]) -> str:
-    parts = [timestamp, f"{level.upper():<7}", event]
+    parts = [timestamp, _LEVELS.get(level) or f"{level.upper():<7}", event]
     message = fields.pop("msg", None)
     if message:
         parts.append(message if "\n" not in message else json.dumps(message))
-    parts.extend(f"{key}={_value_text(value)}" for key, value in fields.items()
-                 if value is not None)
+    for key, value in fields.items():  # inline: a backlog renders a few lines per trigger
+        if value is None:
+            continue
+        text = str(value)
+        parts.append(f"{key}={text if type(value) is int or _PLAIN(text) else json.dumps(text)}")
     return " ".join(parts)
 
 
@@ -103,17 +100,18 @@ class EventLog:
         self._sink = sink
         self._clock = clock
 
-    def _write(self, level: str, event: str, fields: dict[str, Any]) -> None:
+    def write(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        """One line; ``fields`` is the caller's to give away (its ``msg`` is taken out)."""
         self._sink.write_line(render_line(iso_utc_micro(self._clock()), level, event, fields))
 
     def info(self, event: str, **fields: Any) -> None:
-        self._write("info", event, fields)
+        self.write("info", event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
-        self._write("warning", event, fields)
+        self.write("warning", event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self._write("error", event, fields)
+        self.write("error", event, fields)
 
     def critical(self, event: str, **fields: Any) -> None:
-        self._write("critical", event, fields)
+        self.write("critical", event, fields)

@@ -101,7 +101,8 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folde
         if entry.ended is not None:
             result.to_finish.append((entry.run, entry.agent, entry.ended))
         elif run_id in found.followed:
-            result.adopted.append(Running(entry.run, found.followed[run_id]))
+            agent = found.followed[run_id]
+            result.adopted.append(Running(entry.run.begun_by(agent.create_time), agent))
         else:
             _not_followed(journal.read(run_id) or entry, entry.path in journal.damaged,
                           journal, queue_folder, result)

@@ -28,6 +28,7 @@ from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExi
 from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
 from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.daemon.finisher import Finisher, files_refused
+from starforge_daemon.daemon.handover import HandOver
 from starforge_daemon.daemon.persistence import Persistence, Stores
 from starforge_daemon.intake.recent import RecentTriggers
 from starforge_daemon.intake.triggers import load_trigger
@@ -68,7 +69,7 @@ class Starter:
                  saved: Persistence, events: Publisher, base_env: Mapping[str, str],
                  holds: Holds, sessions: TicketSessions | None,
                  upstream_results: Callable[[tuple[str, ...]], list[dict[str, Any]]],
-                 recent: RecentTriggers) -> None:
+                 recent: RecentTriggers, handover: HandOver) -> None:
         self.settings = settings
         self.paths = paths
         self.ledger = ledger
@@ -84,6 +85,7 @@ class Starter:
         self.sessions = sessions
         self.upstream_results = upstream_results  # for a trigger's hand-off file
         self.recent = recent  # triggers read at intake, not read again when still the same file
+        self.handover = handover
         self.command = settings.command_words
         self.prompt_on_stdin = settings.prompt_on_stdin
         self.output = settings.output_kind
@@ -118,9 +120,11 @@ class Starter:
             return
         self.events.publish(Rejected(name, reason))
 
-    def start(self, entry: QueuedTrigger, agent: str, now: float) -> tuple[Start, QueuedTrigger]:
-        """Start ``entry`` as ``agent``'s run; says what came of it, with the entry to queue
-        again when the files refused (claimed into ``running/`` once the claim went through)."""
+    def start(self, entry: QueuedTrigger, agent: str, now: float, behind: str | None = None,
+              ) -> tuple[Start, QueuedTrigger]:
+        """Start ``entry`` as ``agent``'s run (``behind``: handed over to start when that run
+        ends); says what came of it, with the entry to queue again when the files refused
+        (claimed into ``running/`` once the claim went through)."""
         try:
             claimed = self.paths.running / entry.name if entry.claimed \
                 else move_unique(self.paths.triggers / entry.name, self.paths.running)
@@ -149,7 +153,7 @@ class Starter:
                   pool=trigger.to_agent if trigger.to_agent != agent else None,
                   attempt=len(earlier) + 1, max_retries=max_retries,
                   priority=trigger.priority, trigger_id=entry.id or None,
-                  dedupe_key=trigger.dedupe_key)
+                  dedupe_key=trigger.dedupe_key, behind=behind)
         prompt_file = self.paths.prompt_file(run_id)
         upstream_file = self.paths.upstream_file(run_id) if trigger.after else None
         values = placeholder_values(run, trigger, str(claimed), str(prompt_file),
@@ -175,7 +179,9 @@ class Starter:
                 handoff = self.upstream_results(trigger.after)
                 write_new(upstream_file, json.dumps(handoff, indent=1).encode() + b"\n",
                           mode=0o600)
-            journal = self.stores.journal.create(run)
+            written = (prompt_file,) if self.writes_prompt else ()
+            journal = self.stores.journal.create(
+                run, (*written, upstream_file) if upstream_file is not None else written)
         except OSError as error:  # nothing started: the trigger waits, claimed, for the disk
             with contextlib.suppress(OSError):
                 prompt_file.unlink(missing_ok=True)
@@ -183,15 +189,19 @@ class Starter:
                     upstream_file.unlink(missing_ok=True)
             return self._refused(error, now), replace(entry, name=claimed.name, claimed=True)
         self.holds.disk_accepted()
-        self.ledger.add(Launching(run))
+        if behind is None:
+            self.ledger.add(Launching(run))
+        else:
+            self.handover.put(run, entry)
         try:
             spec = LaunchSpec(run_id=run_id, argv=argv, env={**environment, **workspace.env},
                               cwd=workspace.directory, log_path=log_path,
                               log_cap=self.settings.LOG_MAX_BYTES, journal=journal,
                               stdin=prompt_file if self.prompt_on_stdin else None,
-                              output=self.output, timeout=run.timeout)
+                              output=self.output, timeout=run.timeout, after=behind)
             self.runner.launch(spec)
         except (OSError, RunnerError) as error:
+            self.handover.board(run_id, now)
             self.stores.journal.done(run_id)
             self.events.publish(Problem(msg="cannot start run", trigger=entry.name,
                                         error=str(error)))

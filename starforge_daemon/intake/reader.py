@@ -88,7 +88,7 @@ class TriggerReader:
                 if held_until:
                     verdict = replace(verdict, entry=replace(verdict.entry,
                                                              not_before=held_until))
-                self._recent.keep(name, verdict.identity, verdict.trigger, now)
+                self._recent.keep(verdict.entry.name, verdict.identity, verdict.trigger, now)
                 verdicts.append((name, verdict))
             elif isinstance(verdict, Rejected):
                 verdicts.append((name, verdict))

@@ -8,6 +8,7 @@ allowed in words. Values are shown as JSON, the way the file holds them.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from starforge_daemon.core.models import AGENT_NAME_RULE, TRIGGER_FIELDS, Trigger, is_agent_name
@@ -86,6 +87,7 @@ def trigger_from_dict(document: Any) -> Trigger:
         raise _refuse("timeout", f"a number of seconds above 0, at most {TIMEOUT_LIMIT}", timeout)
     _check_dependencies(document)
     known = {name: document[name] for name in TRIGGER_FIELDS if name in document}
+    known["to_agent"] = sys.intern(known["to_agent"])  # a backlog names a few agents, often
     if "after" in known:
         known["after"] = tuple(dict.fromkeys(known["after"]))
     extra = {name: value for name, value in document.items() if name not in known}
@@ -117,6 +119,9 @@ def _check_dependencies(document: dict[str, Any]) -> None:
 
 def _no_constant(name: str) -> Any:
     raise InvalidTrigger(f"not valid JSON: {name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)  # json.loads would make one per file
 
 
 def _check_nesting_and_text(document: Any) -> None:
@@ -151,7 +156,7 @@ def _decode_json(data: bytes) -> Any:
         raise InvalidTrigger("not valid JSON: it starts with a byte order mark (save it as "
                              "UTF-8 without one)")
     try:
-        document = json.loads(text, parse_constant=_no_constant)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as error:
         raise InvalidTrigger(f"not valid JSON: {error.msg} at line {error.lineno} column "
                              f"{error.colno}") from None

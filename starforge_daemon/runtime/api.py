@@ -34,6 +34,7 @@ class LaunchSpec:
     stdin: Path | None = None  # the file the agent reads as stdin; None: /dev/null
     output: str = "text"  # how its output is read: text, or a core.streams adapter's kind
     timeout: float | None = None  # the run's timeout, for a backend's own limit behind it
+    after: str | None = None  # start once this run has ended and is emptied (at once if it has)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,14 @@ class Progressed:
     live: LiveProgress
 
 
-RunEvent = Started | Exited | Progressed
+@dataclass(frozen=True)
+class Withdrawn:
+    """A run launched ``after`` another was taken back before it started; it never will."""
+
+    run_id: str
+
+
+RunEvent = Started | Exited | Progressed | Withdrawn
 
 
 @dataclass(frozen=True)
@@ -93,9 +101,18 @@ class Runner(Protocol):
         """Whether the backend is connected now (the local keeper); health checks ask."""
         ...
 
+    def can_follow(self, run_id: str) -> bool:
+        """Whether a run launched ``after`` this one would start the moment it ends."""
+        ...
+
     def connect(self) -> None: ...
 
     def launch(self, spec: LaunchSpec) -> None: ...
+
+    def withdraw(self, run_id: str) -> None:
+        """Take back a run launched ``after`` another if it has not started: ``Withdrawn``
+        follows then, else its ``Started`` came first."""
+        ...
 
     def stop(self, run_id: str, force: bool) -> None:
         """Ask the run to stop (``force``: kill it and all it started); one asked for before

@@ -19,6 +19,7 @@ _renameat2 = getattr(_libc, "renameat2", None)
 FILE_MODE = 0o644
 NAME_MAX = 255  # bytes in one file name, on every filesystem Linux mounts for a project
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a planted link
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would make one per call
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
@@ -47,7 +48,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
         raise
 
 
-def write_new(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+def write_new(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Write ``path`` in place, for files no reader trusts before a later rename publishes them
     (or that only one reader, told of them, reads). A symlink there is refused (``ELOOP``)."""
     fd = os.open(path, _NEW | os.O_TRUNC, mode)
@@ -63,7 +64,7 @@ def append_json_line(path: Path, record: Any) -> int:
     """Append ``record`` as one line with a single ``write``, so concurrent appenders never
     interleave; returns the bytes written. A line cut short (the disk filled) raises ``ENOSPC``:
     its reader skips a torn line."""
-    line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    line = _COMPACT.encode(record).encode() + b"\n"
     fd = os.open(path, _NEW | os.O_APPEND, FILE_MODE)
     try:
         written = os.write(fd, line)
@@ -102,7 +103,7 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_bytes())
 
 
-def rename_noreplace(source: Path, target: Path) -> None:
+def rename_noreplace(source: str | Path, target: str | Path) -> None:
     """Atomic rename that fails with ``FileExistsError`` instead of replacing ``target``."""
     if _renameat2 is not None:
         if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),

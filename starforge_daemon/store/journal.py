@@ -127,13 +127,15 @@ class RunJournal:
         self._current: Path | None = None
         self._current_bytes = 0
         self._file_of: dict[str, Path] = {}
+        self._side_files: dict[str, tuple[Path, ...]] = {}  # the runs' prompt, hand-off files
         self._open_runs: Counter[Path] = Counter()
         # the files found at start with a line skipped or unreadable: a run's record may be
         # missing from them, so their silence proves nothing (recovery)
         self.damaged: set[Path] = set()
 
-    def create(self, run: Run) -> Path:
-        """Record ``run`` before it starts; returns the file the keeper appends to."""
+    def create(self, run: Run, side_files: tuple[Path, ...]) -> Path:
+        """Record ``run`` before it starts; returns the file the keeper appends to.
+        ``side_files``: the ones written for it (prompt, hand-off), removed once it is done."""
         if self._current is None or self._current_bytes > self.ROTATE_BYTES:
             self._current = self._folder / f"{time.time_ns()}.jsonl"
             self._current_bytes = 0
@@ -144,6 +146,8 @@ class RunJournal:
             self._current = None  # the next run starts a file of its own
             raise
         self._file_of[run.run_id] = self._current
+        if side_files:
+            self._side_files[run.run_id] = side_files
         self._open_runs[self._current] += 1
         return self._current
 
@@ -155,6 +159,7 @@ class RunJournal:
             self._open_runs[path] += 0  # known, so prune() removes it when nothing is open
             for run_id, entry in folded.items():
                 self._file_of[run_id] = path
+                self._side_files[run_id] = self._possible_side_files(run_id)
                 self._open_runs[path] += 1
                 found.append(entry)
         return found
@@ -179,9 +184,12 @@ class RunJournal:
 
     def done(self, run_id: str) -> None:
         """The run is archived (or never started): its lines are history now, and its prompt
-        and hand-off files go."""
-        self._paths.prompt_file(run_id).unlink(missing_ok=True)
-        self._paths.upstream_file(run_id).unlink(missing_ok=True)
+        and hand-off files go (for a run created here, only those it had written)."""
+        side_files = self._side_files.get(run_id, ()) if run_id in self._file_of \
+            else self._possible_side_files(run_id)
+        for side_file in side_files:
+            side_file.unlink(missing_ok=True)
+        self._side_files.pop(run_id, None)
         path = self._file_of.pop(run_id, None)
         if path is None:
             return
@@ -194,3 +202,7 @@ class RunJournal:
         if current:
             self._current = None
         self.prune()
+
+    def _possible_side_files(self, run_id: str) -> tuple[Path, ...]:
+        """The files a run may have had written for it, for a run not created here."""
+        return self._paths.prompt_file(run_id), self._paths.upstream_file(run_id)

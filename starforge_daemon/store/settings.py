@@ -84,6 +84,10 @@ class Settings:
         999, whole_number(1, also="auto"),
         "parallel mode: runs at once (still one per agent name); auto: 4 per CPU, at most one "
         "per 512 MiB of memory")
+    SEQUENTIAL_HANDOVER: int = setting(
+        2, whole_number(0, 8),
+        "sequential mode, output read as text: the next triggers claimed and handed to the keeper "
+        "while a run goes, each to start the moment the one before ends (0: none)")
     PROCESS_MONITOR_INTERVAL: float = setting(
         10.0, number(0, above=True), "seconds between sweeps (missed triggers, upkeep)")
     AGENT_TIMEOUT: float = setting(

@@ -12,6 +12,7 @@ from starforge_daemon.core import dependency_events as de
 from starforge_daemon.core import events as ev
 from starforge_daemon.core import schedule_events as se
 from starforge_daemon.core.models import OutcomeKind
+from starforge_daemon.daemon.logfile import EventLog
 
 
 class Level(StrEnum):
@@ -107,17 +108,20 @@ def log_line(event: ev.Event) -> tuple[Level, str, dict[str, Any]]:
                 "msg": "leaving agents running for the next daemon" if event.handoff
                 else "stopping agents"}
     level, word, message = _PLAIN[type(event)]
-    return level, word, {**_fields(event), **({"msg": message} if message else {})}
+    fields = _fields(event)
+    if message:
+        fields["msg"] = message
+    return level, word, fields
 
 
 class EventLogObserver:
     """Writes each event through ``log`` (an :class:`EventLog`, ``daemon/logfile.py``)."""
 
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: EventLog) -> None:
         self._log = log
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Archived):  # its FINISH line says it; a backlog pays per line
             return
         level, word, keys = log_line(event)
-        getattr(self._log, level.value)(word, **keys)
+        self._log.write(level, word, keys)

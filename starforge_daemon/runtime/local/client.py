@@ -35,10 +35,12 @@ from starforge_daemon.runtime.api import (
     RunnerError,
     Started,
     Watcher,
+    Withdrawn,
 )
 from starforge_daemon.runtime.local import containment, keeper, keeper_start, orphans
 from starforge_daemon.runtime.local.identities import is_alive, session_of
 from starforge_daemon.runtime.local.run_container import RunContainer
+from starforge_daemon.runtime.local.spawn_request import spawn_request
 
 
 class ProcessRunner:
@@ -61,6 +63,7 @@ class ProcessRunner:
         self._channel: keeper.Channel | None = None
         self._keeper: list[int] = []  # its pid and its reaper's, once connected
         self._keeper_env: Mapping[str, str] | None = None  # the environment the keeper holds
+        self._keeper_ops: frozenset[str] = frozenset()  # the requests it knows
         self._keeper_process: subprocess.Popen[bytes] | None = None
         self._inflight: dict[str, ProcessIdentity | None] = {}  # runs the keeper holds
         self._outputs: dict[str, orphans.Output] = {}  # of the runs launched here, till done
@@ -75,6 +78,12 @@ class ProcessRunner:
     def containment(self) -> str:
         """How runs are contained, in one line (for MODE and ``status``)."""
         return self._contained.text
+
+    def can_follow(self, run_id: str) -> bool:
+        """The keeper holds the run and starts one behind it (a keeper from an earlier
+        version, which outlives the daemon, may not); one watched from here, its keeper dead,
+        cannot be followed."""
+        return "after" in self._keeper_ops and run_id in self._inflight
 
     @property
     def reachable(self) -> bool:
@@ -106,8 +115,9 @@ class ProcessRunner:
             hello, *early = messages
             self._channel = channel
             self._keeper = keeper_start.keeper_processes(hello["pid"])
+            self._keeper_ops = frozenset(hello.get("ops", ()))
             # a keeper started by an earlier version (it outlives the daemon) may not know "env"
-            self._keeper_env = None if "env" in hello.get("ops", ()) else {}
+            self._keeper_env = None if "env" in self._keeper_ops else {}
             self._take(early)
             self._watch_keeper()
             self.keeper_runs = {run["run_id"]: ProcessIdentity(pid=run["pid"],
@@ -145,6 +155,8 @@ class ProcessRunner:
                                                              self._outputs.get(run_id)))
                     continue
                 agent = spawn.agent
+                if agent is not None:
+                    self._events.append(Started(run_id, agent))
             if agent is None or not self._watch(run_id, agent):
                 self._watched_ended(run_id, agent)
         for spec in never_spawned:  # asked again, of a new keeper
@@ -159,14 +171,32 @@ class ProcessRunner:
         """Ask the keeper for the run (a new one if it died since its last word); it appends
         to ``spec.journal`` what becomes of it."""
         try:
+            if not self._follows_held(spec):
+                return
             self._ask(spec)
         except OSError:  # the keeper died since its last word (it never read this request)
             self._keeper_lost()
+            if not self._follows_held(spec):
+                return
             self._ask(spec)
         self._inflight[spec.run_id] = None
         self._outputs[spec.run_id] = orphans.Output(spec.log_path, spec.output)
         self._asked[spec.run_id] = spec
         self._watch_keeper()
+
+    def _follows_held(self, spec: LaunchSpec) -> bool:
+        """False, and the run withdrawn, for a run to start behind one this keeper does not
+        hold (it died, and the run is watched from here): started now, it would not wait."""
+        if spec.after is None or spec.after in self._inflight:
+            return True
+        self._events.append(Withdrawn(spec.run_id))
+        return False
+
+    def withdraw(self, run_id: str) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(OSError):  # a dead keeper: its loss withdraws the run
+                self._channel.send({"op": "withdraw", "run_id": run_id})
+            self._watch_keeper()
 
     def _ask(self, spec: LaunchSpec) -> None:
         """Send the spawn request; its environment as it differs from the one the keeper holds
@@ -175,20 +205,8 @@ class ProcessRunner:
         if self._keeper_env is None:
             channel.send({"op": "env", "env": spec.env})
             self._keeper_env = spec.env
-        held = self._keeper_env  # empty for a keeper that takes each run's whole environment
-        container = self._container(spec.run_id)
-        request = {"op": "spawn", "run_id": spec.run_id, "argv": spec.argv,
-                   "env": {name: value for name, value in spec.env.items()
-                           if held.get(name) != value},
-                   "cwd": spec.cwd, "stdin": None if spec.stdin is None else str(spec.stdin),
-                   "log": str(spec.log_path), "log_cap": spec.log_cap,
-                   "journal": str(spec.journal), "cgroup": container.cgroup,
-                   "shared_cgroup": container.shared, "output": spec.output,
-                   "limits": self._limits}
-        unset = [name for name in held if name not in spec.env]
-        if unset:
-            request["unset"] = unset
-        channel.send(request)
+        channel.send(spawn_request(spec, self._keeper_env, self._container(spec.run_id),
+                                   self._limits))
 
     def _connected(self) -> keeper.Channel:
         if self._channel is None:
@@ -203,13 +221,14 @@ class ProcessRunner:
         followed: dict[str, ProcessIdentity] = {}
         for run_id, agent in open_runs.items():
             held = self.keeper_runs.get(run_id)
-            agent = held or agent or orphans.journalled_spawn(self._runs, run_id).agent
+            spawn = None if held or agent else orphans.journalled_spawn(self._runs, run_id)
+            agent = held or agent or (spawn.agent if spawn else None)
             if held is not None:
                 self._inflight[run_id] = held
             if agent is not None and (held is not None or self._watch(run_id, agent)):
                 followed[run_id] = agent
-            else:
-                self._empty(run_id, agent)
+            elif spawn is None or spawn.begun:  # one never spawned left nothing (its agent's
+                self._empty(run_id, agent)  # cgroup may hold the run it was handed behind)
         unnamed = tuple(sorted(set(self.keeper_runs) - set(open_runs)))
         for run_id in unnamed:  # its end, which the keeper tells, no run awaits
             self._inflight[run_id] = self.keeper_runs[run_id]
@@ -294,16 +313,22 @@ class ProcessRunner:
                     self.stop(run_id, self._stops[run_id])
             elif message["ev"] == "exited":
                 self._ended(run_id, RunExit.from_dict(message))
+            elif message["ev"] == "withdrawn":
+                self._forget(run_id)
+                self._events.append(Withdrawn(run_id))
             elif message["ev"] == "progress" and (live := LiveProgress.from_dict(message)):
                 self._events.append(Progressed(run_id, live))
 
     def _ended(self, run_id: str, ended: RunExit | None) -> None:
+        self._forget(run_id)
+        self._events.append(Exited(run_id, ended))
+
+    def _forget(self, run_id: str) -> None:
         self._inflight.pop(run_id, None)
         self._watched.pop(run_id, None)
         self._stops.pop(run_id, None)
         self._outputs.pop(run_id, None)
         self._asked.pop(run_id, None)
-        self._events.append(Exited(run_id, ended))
 
     def close(self) -> None:
         """Let go of the keeper (it exits once its runs are over) and of our descriptors; with

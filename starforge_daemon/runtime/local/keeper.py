@@ -21,7 +21,8 @@ Messages are JSON objects, each framed by a 4-byte big-endian length:
     daemon -> keeper  {"op": "env", "env"}  (the environment the runs' environments differ from)
                       {"op": "spawn", "run_id", "argv", "env" (what differs), "unset" (names
                        left out), "cwd", "stdin", "log", "log_cap", "journal", "cgroup",
-                       "shared_cgroup", "limits", "output"}
+                       "shared_cgroup", "limits", "output", "after" (a run to start behind)}
+                      {"op": "withdraw", "run_id"}  (a run waiting behind another, not begun)
     keeper -> daemon  {"ev": "hello", "pid", "ops" (the requests it knows), "running":
                        [{"run_id", "pid", "create_time"}]}
                       {"ev": "started", "run_id", "pid", "create_time"}
@@ -29,6 +30,14 @@ Messages are JSON objects, each framed by a 4-byte big-endian length:
                        "result_at"}  (runs read as events: at most once a second)
                       {"ev": "exited", "run_id", "ended_at", "exit_code", "error", "cpu_seconds",
                        "peak_memory_bytes", "oom_kills", "stream": <core.streams.Summary>}
+                      {"ev": "withdrawn", "run_id"}
+
+A spawn request with "after" waits until that run (running, or itself waiting) has exited,
+its container emptied and its exit told, then spawns: the next of one-at-a-time runs starts
+without waiting for the daemon to hear of the end.
+Withdrawing a waiting request withdraws the ones waiting behind it too. Waiting requests are
+forgotten, never spawned, when the daemon that sent them leaves (their journals have no
+"spawning" line: the next daemon queues their triggers again).
 """
 
 from __future__ import annotations
@@ -182,6 +191,7 @@ class Keeper:
         self._poll.register(self._logs.fd, select.POLLIN)
         self._followed: dict[int, _Run] = {}  # by the inotify watch of its log
         self._streams: dict[str, stream_reader.RunStream] = {}  # of the runs read as events
+        self._on_deck: dict[str, dict[str, Any]] = {}  # spawn requests by the run they follow
         self._served = False
         self._refused_journals: list[journal_file.JournalFile] = []  # lines wait in them
         self._journal_retry_at = 0.0
@@ -248,19 +258,21 @@ class Keeper:
         self._client = Channel(sock)
         self._client_env = {}
         self._poll.register(sock, select.POLLIN)
-        running = self._runs.values()
-        self._client.send({"ev": "hello", "pid": os.getpid(), "ops": ["spawn", "env"], "running": [
-            {"run_id": run.run_id, "pid": run.pid, "create_time": run.create_time}
-            for run in running]})
+        running = [{"run_id": run.run_id, "pid": run.pid, "create_time": run.create_time}
+                   for run in self._runs.values()]
+        self._client.send({"ev": "hello", "pid": os.getpid(),
+                           "ops": ["spawn", "env", "after", "withdraw"], "running": running})
 
     def _read_client(self) -> None:
         assert self._client is not None
         messages, closed = self._client.receive()
         for message in messages:
             if message.get("op") == "spawn":
-                self._spawn(message)
+                self._spawn_or_wait(message)
             elif message.get("op") == "env":
                 self._client_env = message["env"]
+            elif message.get("op") == "withdraw":
+                self._withdraw(message["run_id"])
         if closed:
             self._drop_client()
 
@@ -269,6 +281,7 @@ class Keeper:
         self._poll.unregister(self._client.sock)
         self._client.sock.close()
         self._client = None
+        self._on_deck.clear()
 
     def _tell(self, message: dict[str, Any]) -> None:
         if self._client is not None:
@@ -339,7 +352,38 @@ class Keeper:
             held.close()
         self._shared.clear()
 
-    def _spawn(self, request: dict[str, Any]) -> None:
+    def _spawn_or_wait(self, request: dict[str, Any]) -> None:
+        after = request.get("after")
+        waiting = {waiting["run_id"] for waiting in self._on_deck.values()}
+        if after is not None and (after in waiting or any(
+                run.run_id == after for run in self._runs.values())):
+            self._on_deck[after] = request
+        else:
+            self._announce(self._spawn(request))
+
+    def _withdraw(self, run_id: str) -> None:
+        """Take back a request waiting behind another run, and the ones waiting behind it; a
+        run spawned already stays."""
+        for after, request in list(self._on_deck.items()):
+            if request["run_id"] == run_id:
+                del self._on_deck[after]
+                self._tell({"ev": "withdrawn", "run_id": run_id})
+                if run_id in self._on_deck:
+                    self._withdraw(self._on_deck[run_id]["run_id"])
+
+    def _next_after(self, run_id: str) -> list[dict[str, Any]]:
+        """``run_id`` has ended: spawn the request waiting behind it, if any; what to tell of
+        it, after the end."""
+        waiting = self._on_deck.pop(run_id, None)
+        return [] if waiting is None else self._spawn(waiting)
+
+    def _announce(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self._tell(message)
+
+    def _spawn(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Spawn the run; what to tell: that it started, or that it could not start (and of
+        the run behind it)."""
         run_id = request["run_id"]
         container, notes, cpu_mark = self._container(request)
         log_fd = _open_log(request["log"])
@@ -372,8 +416,7 @@ class Keeper:
                 self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
             self._append(journal, {"run_id": run_id, "exit": ended})
-            self._tell({"ev": "exited", "run_id": run_id, **ended})
-            return
+            return [{"ev": "exited", "run_id": run_id, **ended}, *self._next_after(run_id)]
         finally:
             os.chdir("/")
         create_time = spawned_create_time(pid, before, after)
@@ -386,7 +429,7 @@ class Keeper:
         if log.stream is not None:
             self._streams[run_id] = log.stream
         self._poll.register(run.pidfd, select.POLLIN)
-        self._tell({"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time})
+        return [{"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time}]
 
     def _environment(self, request: dict[str, Any]) -> dict[str, str]:
         """A run's environment: the daemon's, as it differs for this run."""
@@ -425,9 +468,6 @@ class Keeper:
                                         "peak_memory_bytes": end.usage.peak_memory,
                                         "oom_kills": end.usage.oom_kills}
         self._keep_shared(run.container, end, run.cpu_mark)
-        self._poll.unregister(run.pidfd)
-        del self._runs[run.pidfd]
-        os.close(run.pidfd)
         run.log.close()
         ended = {"ended_at": ended_at, "exit_code": code, "error": None, **usage}
         if run.log.stream is not None:
@@ -435,6 +475,12 @@ class Keeper:
             del self._streams[run.run_id]
         self._append(run.journal, {"run_id": run.run_id, "exit": ended})
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})
+        # its end on record and told first: a daemon that finds this keeper dead from here on
+        # does not take the run behind it for this one's leftovers
+        self._announce(self._next_after(run.run_id))
+        self._poll.unregister(run.pidfd)
+        del self._runs[run.pidfd]
+        os.close(run.pidfd)
         with contextlib.suppress(OSError):  # emptied already; a daemon's start removes it else
             run.container.remove()
 

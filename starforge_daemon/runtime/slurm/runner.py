@@ -108,6 +108,13 @@ class SlurmRunner:
         """The controller answered the latest look at the jobs."""
         return self._reachable
 
+    def can_follow(self, run_id: str) -> bool:
+        """A job waits in Slurm's queue anyway: runs are not handed over ahead."""
+        return False
+
+    def withdraw(self, run_id: str) -> None:
+        raise RunnerError("Slurm runs are not launched behind another")
+
     def connect(self) -> None:
         """Reach the controller, learn the project's jobs and journal the ones an earlier
         daemon submitted without journalling them; then start following jobs."""
