@@ -9,7 +9,7 @@ import shlex
 import stat
 import sys
 
-from conftest import Project
+from conftest import Project, wait_until
 from fake_messages_api import (
     FakeMessagesAPI,
     Turn,
@@ -42,7 +42,13 @@ def test_a_500_kb_trigger_runs_with_the_default_command(
     [request] = fake_api.main_requests()
     prompt = "\n".join(request.texts())
     assert marker in prompt and len(prompt) > BIG
-    assert not project.paths.prompt_file(project.result("big.trigger")["run_id"]).exists()
+    prompt_file_gone(project, project.result("big.trigger")["run_id"])
+
+
+def prompt_file_gone(project: Project, run_id: str) -> None:
+    """The prompt file goes with its run, once the run's trigger is archived (just after)."""
+    prompt = project.paths.prompt_file(run_id)
+    wait_until(lambda: not prompt.exists(), what=f"{prompt.name} removed")
 
 
 def _path_with(program: str | None) -> str:
@@ -61,7 +67,7 @@ def test_prompt_file_hands_the_prompt_over_privately(project: Project) -> None:
     assert mode == oct(stat.S_IRUSR | stat.S_IWUSR), "only the daemon's user reads the prompt"
     assert prompt.startswith("You are the StarForge agent 'agent-a'.") and "y" * 300_000 in prompt
     run_id = project.result("t.trigger")["run_id"]
-    assert not project.paths.prompt_file(run_id).exists(), "the prompt file goes with its run"
+    prompt_file_gone(project, run_id)
 
 
 def test_a_trigger_too_big_for_one_argument_is_rejected_and_the_daemon_goes_on(
@@ -85,4 +91,4 @@ def test_agent_stdin_prompt_hands_any_command_the_prompt_on_stdin(project: Proje
     [start] = project.journal("start")
     assert start["stdin"].startswith("You are the StarForge agent 'agent-a'.")
     assert "w" * 200_000 in start["stdin"]
-    assert not project.paths.prompt_file(start["run_id"]).exists()
+    prompt_file_gone(project, start["run_id"])
