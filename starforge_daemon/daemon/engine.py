@@ -206,7 +206,8 @@ class Engine:
         self.saved.save(now, self.state, force=self.finished)
 
     def _next_wakeup(self, now: float) -> float | None:
-        if (self.stop_request and self.stop_mode is None) or self.operator.pending:
+        if (self.stop_request and self.stop_mode is None) or (
+                self.operator.pending and not self.handover):  # else the runner's word wakes us
             return now
         moments = [self._next_sweep, self.reader.next_wakeup(now), self.queue.next_due(),
                    self.enforcer.next_deadline(),
@@ -259,8 +260,8 @@ class Engine:
         """One at a time: the next triggers, handed over to start when the run before ends."""
         if self.stop_mode is not None or self.operator.pending:
             return
-        in_flight = next((state.run.agent for state in self.ledger), None)
-        while (behind := self.handover.behind()) is not None:
+        while (behind := self.handover.behind()) is not None:  # at most one run in flight
+            in_flight = next((state.run.agent for state in self.ledger), None)
             if in_flight is not None:
                 self.queue.offer(in_flight)  # its triggers wait for it to be free: not now
             taken = self.queue.take_next(now, freeing=in_flight)

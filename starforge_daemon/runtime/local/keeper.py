@@ -34,10 +34,10 @@ Messages are JSON objects, each framed by a 4-byte big-endian length:
 
 A spawn request with "after" waits until that run (running, or itself waiting) has exited,
 its container emptied and its exit told, then spawns: the next of one-at-a-time runs starts
-without waiting for the daemon to hear of the end.
-Withdrawing a waiting request withdraws the ones waiting behind it too. Waiting requests are
-forgotten, never spawned, when the daemon that sent them leaves (their journals have no
-"spawning" line: the next daemon queues their triggers again).
+without waiting for the daemon to hear of the end. Withdrawing a waiting request withdraws the
+ones waiting behind it too. Waiting requests are forgotten, never spawned, when the daemon that
+sent them leaves (their journals have no "spawning" line: the next daemon queues their
+triggers again).
 """
 
 from __future__ import annotations
@@ -354,9 +354,9 @@ class Keeper:
 
     def _spawn_or_wait(self, request: dict[str, Any]) -> None:
         after = request.get("after")
-        waiting = {waiting["run_id"] for waiting in self._on_deck.values()}
-        if after is not None and (after in waiting or any(
-                run.run_id == after for run in self._runs.values())):
+        if after is not None and any(run_id == after for run_id in (
+                *(waiting["run_id"] for waiting in self._on_deck.values()),
+                *(run.run_id for run in self._runs.values()))):
             self._on_deck[after] = request
         else:
             self._announce(self._spawn(request))
