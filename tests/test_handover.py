@@ -19,6 +19,13 @@ def on_deck(project: Project) -> list[str]:
                   if path.name not in started)
 
 
+def hand_overs(project: Project, name: str) -> int:
+    """How many runs the daemon's journal has recorded for trigger ``name``."""
+    return sum(1 for path in project.paths.runs.glob("*.jsonl")
+               for line in path.read_text().splitlines()
+               if json.loads(line).get("run", {}).get("trigger_name") == name)
+
+
 def one_at_a_time(project: Project) -> None:
     """Every run ended before the next one started (the agents' own journal lines)."""
     events = [(entry["event"], entry["run_id"]) for entry in project.journal()]
@@ -73,6 +80,20 @@ def test_a_pause_takes_back_the_runs_on_deck(project: Project) -> None:
                 if " SPAWNED " in line and "t2.trigger" in line]
     assert project.started() == ["t1.trigger"]
     project.cli("queue", "resume")
+    project.wait_archived(2)
+    assert project.started() == ["t1.trigger", "t2.trigger"]
+    one_at_a_time(project)
+
+
+def test_a_health_check_leaves_the_runs_on_deck_where_they_are(project: Project) -> None:
+    t2_on_deck(project)
+    assert hand_overs(project, "t2.trigger") == 1
+    for _ in range(3):  # a request that changes something would take t2 back, then hand it again
+        checked = project.cli("daemon", "status", "--check")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert on_deck(project) == ["t2.trigger"]
+    assert hand_overs(project, "t2.trigger") == 1
+    project.open_gate("g1")
     project.wait_archived(2)
     assert project.started() == ["t1.trigger", "t2.trigger"]
     one_at_a_time(project)

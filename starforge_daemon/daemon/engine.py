@@ -191,8 +191,8 @@ class Engine:
                 self.handover.withdrawn(event.run_id)
         if self.stop_request and self.stop_mode is None:
             self._begin_stop(self.stop_request, now)
-        if not self.handover:  # else a request waits until the run on deck is settled
-            self.operator.serve(now)
+        # a request that changes something waits until the runs on deck are taken back
+        self.operator.serve(now, changes=not self.handover)
         self._take_in(now)
         self.enforcer.enforce(now)
         if now >= self._next_sweep:

@@ -1,5 +1,7 @@
 """Operator requests from the control socket: pause, resume, stop-agent, cancel, and health
 (answered from the loop, so an answer shows the loop turns; ``status --check`` asks it).
+Health changes nothing, so it is answered at once; the others may wait for the loop (runs
+handed over to start next are taken back first).
 
 The socket's thread only queues a request and wakes the loop; the loop serves it between
 events, so the queue and the ledger keep one writer.
@@ -27,6 +29,8 @@ from starforge_daemon.store.results import NoRun
 
 Request = tuple[dict[str, Any], Reply]
 Answer = dict[str, Any]
+Handlers = dict[str, Callable[[dict[str, Any], float], Answer]]
+READ_ONLY = frozenset({"health"})
 
 
 class Operator:
@@ -45,25 +49,33 @@ class Operator:
         self._wake = wake
         self._terminate = terminate
         self._runner = runner
-        self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()  # they change things
+        self.reads: queue.SimpleQueue[Request] = queue.SimpleQueue()
 
     def submit(self, request: dict[str, Any], reply: Reply) -> None:
         """Thread-safe: queue an operator request; ``reply`` is called from the loop."""
-        self.requests.put((request, reply))
+        (self.reads if request.get("op") in READ_ONLY else self.requests).put((request, reply))
         self._wake()
 
     @property
     def pending(self) -> bool:
+        """A request that changes something waits."""
         return not self.requests.empty()
 
-    def serve(self, now: float) -> None:
-        handlers: dict[str, Callable[[dict[str, Any], float], Answer]] = {
+    def serve(self, now: float, changes: bool = True) -> None:
+        """Answer the waiting requests; the ones that change something only with ``changes``."""
+        handlers: Handlers = {
             "pause": lambda request, _now: self._set_pause(request, True),
             "resume": lambda request, _now: self._set_pause(request, False),
             "stop-agent": self._stop_agent, "cancel": self._cancel,
             "health": lambda _request, _now: {"ok": True, "keeper": self._runner.reachable}}
-        while not self.requests.empty():
-            request, reply = self.requests.get_nowait()
+        for requests in (self.reads, self.requests) if changes else (self.reads,):
+            self._answer(requests, handlers, now)
+
+    @staticmethod
+    def _answer(requests: queue.SimpleQueue[Request], handlers: Handlers, now: float) -> None:
+        while not requests.empty():
+            request, reply = requests.get_nowait()
             handler = handlers.get(str(request.get("op")))
             try:
                 answer = handler(request, now) if handler else {
