@@ -60,7 +60,8 @@ def test_a_retry_waits_in_running_for_its_backoff_and_runs_again_from_there(setu
     engine.apply([started(second, 6), exited(second, 3, clock.now)], clock.now)
     archived = result(paths, paths.failed, "flaky.trigger")
     assert [attempt["attempt"] for attempt in archived["attempts"]] == [1, 2]
-    assert list(archived) == [*RESULT_KEYS, "attempts", "archived_at"], "the file format holds"
+    assert list(archived) == [*RESULT_KEYS, "attempts", "archived_at", "archived_as"], \
+        "the file format holds"
     assert list(archived["attempts"][0]) == RESULT_KEYS
     assert not list(paths.attempts.iterdir())
 

@@ -156,7 +156,7 @@ class Admission:
             self.events.publish(Duplicate(entry.name, entry.id, original_id, str(archived)))
 
     def _archive_unadmitted(self, name: str, kind: OutcomeKind, reason: str, trigger_id: str,
-                            now: float) -> Path | None:
+                            now: float) -> str | None:
         """Archive a trigger that never joined the queue. Its id is on record only when no live
         trigger has it (a resent handoff with the original's id does not end the original);
         then those waiting for that id are told."""

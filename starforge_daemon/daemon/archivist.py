@@ -21,14 +21,18 @@ class Archivist:
         self.events = events
         self.on_ended: EndedListener = lambda _record, _archived_as: None
 
-    def put(self, source: Path, name: str, record: dict[str, Any], now: float,
-            admitted: bool = True) -> Path:
-        """Archive ``source`` with ``record``; raises what :meth:`Archive.put` raises."""
+    def put(self, source: str | Path, name: str, record: dict[str, Any], now: float,
+            admitted: bool = True) -> str:
+        """Archive ``source`` with ``record``; where it went. Raises what :meth:`Archive.put`
+        raises."""
         archived = self.archive.put(source, name, record, now)
-        self.record({**record, "archived_as": str(archived)})
+        try:
+            self.history.append_line(archived.line)
+        except OSError as error:
+            self._history_refused(error)
         if admitted:
-            self.on_ended(record, str(archived))
-        return archived
+            self.on_ended(record, archived.path)
+        return archived.path
 
     def lost_file(self, record: dict[str, Any]) -> None:
         """A trigger's file was taken away by someone (from ``running/`` after its run, or from
@@ -40,4 +44,7 @@ class Archivist:
         try:
             self.history.append(record)
         except OSError as error:
-            self.events.publish(Problem(msg="cannot append run history", error=str(error)))
+            self._history_refused(error)
+
+    def _history_refused(self, error: OSError) -> None:
+        self.events.publish(Problem(msg="cannot append run history", error=str(error)))

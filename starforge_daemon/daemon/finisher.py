@@ -135,7 +135,7 @@ class Finisher:
     def _archive(self, run: Run, result: dict[str, Any], now: float) -> bool:
         """Archive one run's trigger with its result; False when the files refused."""
         try:
-            archived = self.archivist.put(Path(run.trigger_path), run.trigger_name, result, now)
+            archived = self.archivist.put(run.trigger_path, run.trigger_name, result, now)
         except FileNotFoundError as error:
             if Path(run.trigger_path).exists():
                 self._refused(error, now, "a finished trigger waits in running/")
@@ -154,7 +154,7 @@ class Finisher:
         self.holds.disk_accepted()
         if self._untidy or not self._tidy(run, now):
             self._untidy.append(run)  # after those waiting already, in order
-        self.events.publish(Archived(run.agent, run.run_id, result["outcome"], str(archived)))
+        self.events.publish(Archived(run.agent, run.run_id, result["outcome"], archived))
         return True
 
     def _refused(self, error: OSError, now: float, what: str) -> None:

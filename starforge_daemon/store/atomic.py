@@ -48,10 +48,12 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
         raise
 
 
-def write_new(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
+def write_new(path: str | Path, data: bytes, mode: int = FILE_MODE, *,
+              exclusive: bool = False) -> None:
     """Write ``path`` in place, for files no reader trusts before a later rename publishes them
-    (or that only one reader, told of them, reads). A symlink there is refused (``ELOOP``)."""
-    fd = os.open(path, _NEW | os.O_TRUNC, mode)
+    (or that only one reader, told of them, reads). A symlink there is refused (``ELOOP``);
+    ``exclusive``: any file there is (``FileExistsError``)."""
+    fd = os.open(path, _NEW | (os.O_EXCL if exclusive else os.O_TRUNC), mode)
     try:
         view = memoryview(data)
         while view:
@@ -60,11 +62,20 @@ def write_new(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
         os.close(fd)
 
 
+def json_line(record: Any) -> bytes:
+    """``record`` as one line of compact JSON."""
+    return _COMPACT.encode(record).encode() + b"\n"
+
+
 def append_json_line(path: Path, record: Any) -> int:
     """Append ``record`` as one line with a single ``write``, so concurrent appenders never
     interleave; returns the bytes written. A line cut short (the disk filled) raises ``ENOSPC``:
     its reader skips a torn line."""
-    line = _COMPACT.encode(record).encode() + b"\n"
+    return append_line(path, json_line(record))
+
+
+def append_line(path: Path, line: bytes) -> int:
+    """``append_json_line`` for a line made already."""
     fd = os.open(path, _NEW | os.O_APPEND, FILE_MODE)
     try:
         written = os.write(fd, line)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from starforge_daemon.store.atomic import append_json_line
+from starforge_daemon.store.atomic import append_json_line, append_line
 from starforge_daemon.store.results import ResultRecord
 
 
@@ -19,6 +19,10 @@ class History:
 
     def append(self, record: dict[str, Any]) -> None:
         append_json_line(self._path, record)
+
+    def append_line(self, line: bytes) -> None:
+        """A record as one JSON line, made already (an archived trigger's result file's)."""
+        append_line(self._path, line)
 
     def records(self) -> list[ResultRecord]:
         return read_history(self._path)[0]

@@ -1,11 +1,10 @@
 """Archived triggers with their results: ``<name>.result.json`` beside each archived trigger,
-the same record (plus where it went) as a line of the run history."""
+the same line in the run history."""
 
 from __future__ import annotations
 
 import errno
 import functools
-import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ from starforge_daemon.core.models import (
 from starforge_daemon.core.streams import Summary
 from starforge_daemon.store.atomic import (
     candidate_names,
+    json_line,
     read_json_object,
     rename_noreplace,
     write_new,
@@ -54,33 +54,56 @@ class Archive:
     def folder(self, which: ArchiveFolder) -> Path:
         return self._folders[which]
 
-    def put(self, source: Path, name: str, result: dict[str, Any], now: float) -> Path:
+    def put(self, source: str | Path, name: str, result: dict[str, Any], now: float,
+            ) -> ArchivedTrigger:
         """Archive ``source`` (named ``name`` in the queue) with ``result`` beside it."""
-        record = {**result, "archived_at": iso_utc(now, precise=True)}
-        which = folder_for(OutcomeKind(record["outcome"]))
+        which = folder_for(OutcomeKind(result["outcome"]))
         folder = self._folder_texts[which]
-        data = json.dumps(record).encode() + b"\n"
+        archived_at = iso_utc(now, precise=True)
         for candidate in candidate_names(name, room=len(RESULT_SUFFIX)):
             target = f"{folder}/{candidate}"
-            if os.path.lexists(target):
+            line = json_line({**result, "archived_at": archived_at, "archived_as": target})
+            if not self._put_result(which, target, line):
                 continue
-            sidecar = target + RESULT_SUFFIX  # a file left by a crash mid-archive is replaced
-            try:
-                write_new(sidecar, data)
-            except FileNotFoundError:  # the folder was removed by hand
-                self._folders[which].mkdir(parents=True, exist_ok=True)
-                write_new(sidecar, data)
-            except OSError as error:
-                if error.errno == errno.ELOOP:  # a link planted there: this name is taken
-                    continue
-                raise
             try:
                 rename_noreplace(source, target)
+            except FileExistsError:  # a trigger archived there lost its result file
+                os.unlink(target + RESULT_SUFFIX)
+                continue
             except BaseException:
-                Path(sidecar).unlink(missing_ok=True)
+                Path(target + RESULT_SUFFIX).unlink(missing_ok=True)
                 raise
-            return Path(target)
+            return ArchivedTrigger(target, line)
         raise FileExistsError(f"no free name for {name} in {folder}")
+
+    def _put_result(self, which: ArchiveFolder, target: str, line: bytes) -> bool:
+        """Write the result file of a trigger to be archived as ``target``; False when that
+        name is taken (by an archived trigger, or a link planted there)."""
+        path = target + RESULT_SUFFIX
+        try:
+            write_new(path, line, exclusive=True)  # the common case: one call, no lookup
+            return True
+        except FileExistsError:
+            if os.path.lexists(target):  # that trigger's own result
+                return False
+        except FileNotFoundError:  # the folder was removed by hand
+            self._folders[which].mkdir(parents=True, exist_ok=True)
+        try:
+            write_new(path, line)  # a file left by a crash mid-archive is replaced
+        except OSError as error:
+            if error.errno == errno.ELOOP:  # a link planted there
+                return False
+            raise
+        return True
+
+
+@dataclass(frozen=True)
+class ArchivedTrigger:
+    """Where a trigger was archived, and its result as one line (its result file's content and
+    its line in the run history)."""
+
+    path: str
+    line: bytes
 
 
 @dataclass(frozen=True)
