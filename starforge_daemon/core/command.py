@@ -43,15 +43,17 @@ def prompt_for(agent: str, trigger: Trigger, trigger_file: str) -> str:
 
 
 def placeholder_values(run: Run, trigger: Trigger, trigger_file: str,
-                       prompt_file: str, upstream_file: str = "") -> dict[str, str]:
-    """``upstream_file``: the hand-off file of a trigger with ``after`` (else empty)."""
+                       prompt_file: str, upstream_file: str = "", *,
+                       prompt: bool = True) -> dict[str, str]:
+    """``upstream_file``: the hand-off file of a trigger with ``after`` (else empty);
+    ``prompt``: whether the command takes the prompt (else it is left empty, not written)."""
     return {
         "agent": run.agent,
         "ticket": run.ticket or "",
         "action": run.action or "",
         "from_agent": run.from_agent or "",
         "trigger_file": trigger_file,
-        "prompt": prompt_for(run.agent, trigger, trigger_file),
+        "prompt": prompt_for(run.agent, trigger, trigger_file) if prompt else "",
         "prompt_file": prompt_file,
         "run_id": run.run_id,
         "upstream_results": upstream_file,

@@ -90,6 +90,7 @@ class Starter:
         self.prompt_on_stdin = settings.prompt_on_stdin
         self.output = settings.output_kind
         self.writes_prompt = self.prompt_on_stdin or uses_placeholder(self.command, "prompt_file")
+        self.takes_prompt = self.writes_prompt or uses_placeholder(self.command, "prompt")
         self.held_back: str | None = None
 
     def holding_back(self, now: float, queued: int) -> bool:
@@ -157,7 +158,7 @@ class Starter:
         prompt_file = self.paths.prompt_file(run_id)
         upstream_file = self.paths.upstream_file(run_id) if trigger.after else None
         values = placeholder_values(run, trigger, str(claimed), str(prompt_file),
-                                    str(upstream_file or ""))
+                                    str(upstream_file or ""), prompt=self.takes_prompt)
         argv = render_argv(self.command, values)
         if self.sessions is not None:
             argv = self.sessions.resuming(argv, run.ticket)
