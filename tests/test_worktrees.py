@@ -44,7 +44,10 @@ def finished(project: Project) -> int:
 
 
 def wait_finished(project: Project, count: int) -> None:
-    wait_until(lambda: finished(project) >= count, 20, f"{count} finished runs")
+    """``count`` runs finished and their triggers archived (a moment after FINISH, the same
+    turn)."""
+    wait_until(lambda: finished(project) >= count and len(project.all_archived()) >= count, 20,
+               f"{count} finished runs, archived")
 
 
 def listing(project: Project) -> dict[str, dict[str, Any]]:

@@ -85,9 +85,13 @@ class Channel:
         self._outbox = b""
 
     def send(self, message: dict[str, Any]) -> None:
+        self.put(message)
+        self.flush()
+
+    def put(self, message: dict[str, Any]) -> None:
+        """Buffer ``message`` for the next ``flush``."""
         body = json.dumps(message, separators=(",", ":")).encode()
         self._outbox += _HEADER.pack(len(body)) + body
-        self.flush()
 
     @property
     def wants_write(self) -> bool:
@@ -205,10 +209,11 @@ class Keeper:
         listener = self._listener.fileno()
         while (self._client is not None or self._runs or not self._served
                or self._refused_journals):
-            self._update_client_interest()
-            # a departed daemon's last requests are handled before a new daemon is greeted
             waits = [wait for wait in (self._tell_progress(), self._retry_journals())
                      if wait is not None]
+            self._flush_client()  # what this turn told, in one write
+            self._update_client_interest()
+            # a departed daemon's last requests are handled before a new daemon is greeted
             for fd, _ in sorted(self._poll.poll(min(waits, default=None)),
                                 key=lambda event: event[0] == listener):
                 self._handle(fd)
@@ -285,8 +290,12 @@ class Keeper:
 
     def _tell(self, message: dict[str, Any]) -> None:
         if self._client is not None:
+            self._client.put(message)
+
+    def _flush_client(self) -> None:
+        if self._client is not None:
             try:
-                self._client.send(message)
+                self._client.flush()
             except OSError:
                 self._drop_client()
 
@@ -375,7 +384,10 @@ class Keeper:
         """``run_id`` has ended: spawn the request waiting behind it, if any; what to tell of
         it, after the end."""
         waiting = self._on_deck.pop(run_id, None)
-        return [] if waiting is None else self._spawn(waiting)
+        if waiting is None:
+            return []
+        self._flush_client()  # the end of the run before is told before this one starts
+        return [] if self._client is None else self._spawn(waiting)  # else its daemon is gone
 
     def _announce(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
