@@ -162,18 +162,27 @@ def _fields_from_json(cls: type, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__} record is not a JSON object")
     values: dict[str, Any] = {}
-    for spec in fields(cls):
-        if spec.name not in data:
-            if spec.default is MISSING:
-                raise ValueError(f"{cls.__name__} record lacks {spec.name}")
+    for name, required, allowed in _json_fields(cls):
+        if name not in data:
+            if required:
+                raise ValueError(f"{cls.__name__} record lacks {name}")
             continue
-        value = data[spec.name]
-        allowed = tuple(kind for part in str(spec.type).split("|")
-                        for kind in _JSON_TYPES[part.strip()])
+        value = data[name]
         if isinstance(value, bool) or not isinstance(value, allowed):
-            raise ValueError(f"{cls.__name__} record has {spec.name}={value!r}")
-        values[spec.name] = value
+            raise ValueError(f"{cls.__name__} record has {name}={value!r}")
+        values[name] = value
     return values
+
+
+@functools.cache
+def _json_fields(cls: type) -> tuple[tuple[str, bool, tuple[type, ...]], ...]:
+    """Each field of ``cls``: its name, whether it is required, and the JSON types it takes
+    (none for a field of another type), worked out once: every keeper message is read
+    through this."""
+    return tuple((spec.name, spec.default is MISSING,
+                  tuple(kind for part in str(spec.type).split("|")
+                        for kind in _JSON_TYPES.get(part.strip(), ())))
+                 for spec in fields(cls))
 
 
 @dataclass(frozen=True, slots=True)
