@@ -91,6 +91,7 @@ class Starter:
         self.output = settings.output_kind
         self.writes_prompt = self.prompt_on_stdin or uses_placeholder(self.command, "prompt_file")
         self.takes_prompt = self.writes_prompt or uses_placeholder(self.command, "prompt")
+        self.root = str(paths.root)  # every run's working directory but a worktree's
         self.held_back: str | None = None
 
     def holding_back(self, now: float, queued: int) -> bool:
@@ -154,7 +155,7 @@ class Starter:
                   pool=trigger.to_agent if trigger.to_agent != agent else None,
                   attempt=len(earlier) + 1, max_retries=max_retries,
                   priority=trigger.priority, trigger_id=entry.id or None,
-                  dedupe_key=trigger.dedupe_key, behind=behind)
+                  dedupe_key=trigger.dedupe_key, behind=behind, workdir=self.root)
         prompt_file = self.paths.prompt_file(run_id)
         upstream_file = self.paths.upstream_file(run_id) if trigger.after else None
         values = placeholder_values(run, trigger, str(claimed), str(prompt_file),
@@ -162,7 +163,7 @@ class Starter:
         argv = render_argv(self.command, values)
         if self.sessions is not None:
             argv = self.sessions.resuming(argv, run.ticket)
-        environment = run_environment(self.base_env, values, str(self.paths.root))
+        environment = run_environment(self.base_env, values, self.root)
         too_big = argv_problem(argv, environment, ARG_LIMIT)
         if too_big:  # the kernel would refuse it: the trigger is what does not fit
             self.reject(claimed, entry.name, too_big, now, entry)
@@ -172,7 +173,8 @@ class Starter:
         except WorkspaceError as error:
             self.finisher.finish(Launching(run), RunExit(ended_at=now, error=str(error)), now)
             return Start.USED, entry
-        run = replace(run, workdir=workspace.directory)
+        if workspace.directory != run.workdir:
+            run = replace(run, workdir=workspace.directory)
         try:
             if self.writes_prompt:
                 write_new(prompt_file, values["prompt"].encode(), mode=0o600)
