@@ -380,13 +380,16 @@ class Keeper:
                 if run_id in self._on_deck:
                     self._withdraw(self._on_deck[run_id]["run_id"])
 
-    def _next_after(self, run_id: str) -> list[dict[str, Any]]:
-        """``run_id`` has ended: spawn the request waiting behind it, if any; what to tell of
-        it, after the end."""
+    def _next_after(self, run_id: str, cgroup: str | None) -> list[dict[str, Any]]:
+        """``run_id`` (contained in ``cgroup``) has ended: spawn the request waiting behind it,
+        if any; what to tell of it, after the end."""
         waiting = self._on_deck.pop(run_id, None)
         if waiting is None:
             return []
-        self._flush_client()  # the end of the run before is told before this one starts
+        if waiting.get("cgroup") == cgroup:
+            # a daemon that finds this keeper dead empties the cgroup of a run it thinks is
+            # still going: the end of the run before is told before this one joins its cgroup
+            self._flush_client()
         return [] if self._client is None else self._spawn(waiting)  # else its daemon is gone
 
     def _announce(self, messages: list[dict[str, Any]]) -> None:
@@ -428,7 +431,8 @@ class Keeper:
                 self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
             self._append(journal, {"run_id": run_id, "exit": ended})
-            return [{"ev": "exited", "run_id": run_id, **ended}, *self._next_after(run_id)]
+            return [{"ev": "exited", "run_id": run_id, **ended},
+                    *self._next_after(run_id, container.cgroup)]
         finally:
             os.chdir("/")
         create_time = spawned_create_time(pid, before, after)
@@ -486,10 +490,8 @@ class Keeper:
             ended["stream"] = run.log.stream.finish()
             del self._streams[run.run_id]
         self._append(run.journal, {"run_id": run.run_id, "exit": ended})
-        self._tell({"ev": "exited", "run_id": run.run_id, **ended})
-        # its end on record and told first: a daemon that finds this keeper dead from here on
-        # does not take the run behind it for this one's leftovers
-        self._announce(self._next_after(run.run_id))
+        self._tell({"ev": "exited", "run_id": run.run_id, **ended})  # before the run behind's
+        self._announce(self._next_after(run.run_id, run.container.cgroup))
         self._poll.unregister(run.pidfd)
         del self._runs[run.pidfd]
         os.close(run.pidfd)
