@@ -313,6 +313,7 @@ class Engine:
         self.events.publish(ShuttingDown(mode.value, len(self.ledger), len(self.queue),
                                          handoff=mode is StopMode.HANDOFF))
         if mode is StopMode.STOP:
+            self.handover.review(False, now)  # taken back before the runs they wait behind end
             for state in self.ledger:
                 self.enforcer.terminate(state.run.run_id, StopReason.SHUTDOWN, now)
 

@@ -213,9 +213,11 @@ class Keeper:
                      if wait is not None]
             self._flush_client()  # what this turn told, in one write
             self._update_client_interest()
-            # a departed daemon's last requests are handled before a new daemon is greeted
+            # the daemon's word before the runs' ends (a run taken back before the end of the
+            # one it waited behind); a departed daemon's last requests before a new daemon
+            client = -1 if self._client is None else self._client.sock.fileno()
             for fd, _ in sorted(self._poll.poll(min(waits, default=None)),
-                                key=lambda event: event[0] == listener):
+                                key=lambda event: (event[0] == listener, event[0] != client)):
                 self._handle(fd)
 
     def _tell_progress(self) -> int | None:
