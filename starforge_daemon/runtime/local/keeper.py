@@ -284,7 +284,9 @@ class Keeper:
             self._drop_client()
 
     def _drop_client(self) -> None:
-        assert self._client is not None
+        """Let the daemon go (once: a failed write may have let it go already)."""
+        if self._client is None:
+            return
         self._poll.unregister(self._client.sock)
         self._client.sock.close()
         self._client = None
