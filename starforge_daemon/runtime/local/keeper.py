@@ -385,8 +385,8 @@ class Keeper:
                     self._withdraw(self._on_deck[run_id]["run_id"])
 
     def _next_after(self, run_id: str, cgroup: str | None) -> list[dict[str, Any]]:
-        """``run_id`` (contained in ``cgroup``) has ended: spawn the request waiting behind it,
-        if any; what to tell of it, after the end."""
+        """``run_id`` (contained in ``cgroup``) has ended and its end is told: spawn the
+        request waiting behind it, if any; what to tell of it."""
         waiting = self._on_deck.pop(run_id, None)
         if waiting is None:
             return []
@@ -401,8 +401,8 @@ class Keeper:
             self._tell(message)
 
     def _spawn(self, request: dict[str, Any]) -> list[dict[str, Any]]:
-        """Spawn the run; what to tell: that it started, or that it could not start (and of
-        the run behind it)."""
+        """Spawn the run; what to tell after what was told: that it started (a run that could
+        not start is told at once, and what to tell of the run behind it is returned)."""
         run_id = request["run_id"]
         container, notes, cpu_mark = self._container(request)
         log_fd = _open_log(request["log"])
@@ -435,8 +435,8 @@ class Keeper:
                 self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
             self._append(journal, {"run_id": run_id, "exit": ended})
-            return [{"ev": "exited", "run_id": run_id, **ended},
-                    *self._next_after(run_id, container.cgroup)]
+            self._tell({"ev": "exited", "run_id": run_id, **ended})  # before the run behind's
+            return self._next_after(run_id, container.cgroup)
         finally:
             os.chdir("/")
         create_time = spawned_create_time(pid, before, after)
