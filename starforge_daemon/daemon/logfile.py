@@ -107,11 +107,5 @@ class EventLog:
     def info(self, event: str, **fields: Any) -> None:
         self.write("info", event, fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
-        self.write("warning", event, fields)
-
     def error(self, event: str, **fields: Any) -> None:
         self.write("error", event, fields)
-
-    def critical(self, event: str, **fields: Any) -> None:
-        self.write("critical", event, fields)
