@@ -7,8 +7,8 @@ as text (no cost, rate limit or session is read from it), no daily budget, no wo
 runner that hands over; at most ``SEQUENTIAL_HANDOVER`` runs (two by default: the second covers
 the time the daemon takes to answer an end). Runs on deck count against the concurrency limit
 and show as busy once started. They are withdrawn (their triggers wait in the queue again,
-claimed) when they would no longer start next: a stop, a pause, a hold, an operator's request,
-a trigger that outranks them.
+claimed) when they would no longer start next: a stop, a pause, a hold, an operator's request
+that changes something, a trigger that outranks them.
 """
 
 from __future__ import annotations

@@ -32,9 +32,10 @@ Messages are JSON objects, each framed by a 4-byte big-endian length:
                        "peak_memory_bytes", "oom_kills", "stream": <core.streams.Summary>}
                       {"ev": "withdrawn", "run_id"}
 
-A spawn request with "after" waits until that run (running, or itself waiting) has exited,
-its container emptied and its exit told, then spawns: the next of one-at-a-time runs starts
-without waiting for the daemon to hear of the end. Withdrawing a waiting request withdraws the
+A spawn request with "after" waits until that run (running, or itself waiting) has exited and
+its container is emptied, then spawns (its exit sent first when both share a cgroup, else in
+the same write after): the next of one-at-a-time runs starts without waiting for the daemon to
+hear of the end. Withdrawing a waiting request withdraws the
 ones waiting behind it too. Waiting requests are forgotten, never spawned, when the daemon that
 sent them leaves (their journals have no "spawning" line: the next daemon queues their
 triggers again).
