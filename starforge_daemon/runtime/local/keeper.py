@@ -32,10 +32,11 @@ Messages are JSON objects, each framed by a 4-byte big-endian length:
                        "peak_memory_bytes", "oom_kills", "stream": <core.streams.Summary>}
                       {"ev": "withdrawn", "run_id"}
 
-A spawn request with "after" waits until that run (running, or itself waiting) has exited and
-its container is emptied, then spawns (its exit sent first when both share a cgroup, else in
-the same write after): the next of one-at-a-time runs starts without waiting for the daemon to
-hear of the end. Withdrawing a waiting request withdraws the
+A spawn request with "after" waits until that run (running, or itself waiting) has exited,
+then spawns: at once when it goes into another container (that run's container is emptied and
+its end recorded after, both ends told in one write, that run's first), else once that run's
+cgroup is emptied and its end sent. The next of one-at-a-time runs starts without waiting for
+the daemon to hear of the end. Withdrawing a waiting request withdraws the
 ones waiting behind it too. Waiting requests are forgotten, never spawned, when the daemon that
 sent them leaves (their journals have no "spawning" line: the next daemon queues their
 triggers again).
@@ -246,12 +247,15 @@ class Keeper:
             self._client.flush()
             self._read_client()
         elif fd == self._logs.fd:
-            wall = time.time()
-            for wd in self._logs.modified():
-                if wd in self._followed:
-                    self._followed[wd].log.catch_up(wall)
+            self._catch_up_logs()
         elif fd in self._runs:
             self._finish(self._runs[fd])
+
+    def _catch_up_logs(self) -> None:
+        wall = time.time()
+        for wd in self._logs.modified():
+            if wd in self._followed:
+                self._followed[wd].log.catch_up(wall)
 
     def _accept(self) -> None:
         try:
@@ -373,7 +377,7 @@ class Keeper:
                 *(run.run_id for run in self._runs.values()))):
             self._on_deck[after] = request
         else:
-            self._announce(self._spawn(request))
+            self._start(request)
 
     def _withdraw(self, run_id: str) -> None:
         """Take back a request waiting behind another run, and the ones waiting behind it; a
@@ -385,25 +389,34 @@ class Keeper:
                 if run_id in self._on_deck:
                     self._withdraw(self._on_deck[run_id]["run_id"])
 
-    def _next_after(self, run_id: str, cgroup: str | None) -> list[dict[str, Any]]:
-        """``run_id`` (contained in ``cgroup``) has ended and its end is told: spawn the
-        request waiting behind it, if any; what to tell of it."""
+    def _behind(self, run_id: str) -> dict[str, Any] | None:
+        """The request waiting behind ``run_id``, taken off deck; None when there is none or
+        its daemon is gone (it is then never spawned)."""
         waiting = self._on_deck.pop(run_id, None)
-        if waiting is None:
-            return []
-        if waiting.get("cgroup") == cgroup:
-            # a daemon that finds this keeper dead empties the cgroup of a run it thinks is
-            # still going: the end of the run before is told before this one joins its cgroup
-            self._flush_client()
-        return [] if self._client is None else self._spawn(waiting)  # else its daemon is gone
+        return None if self._client is None else waiting
 
-    def _announce(self, messages: list[dict[str, Any]]) -> None:
-        for message in messages:
-            self._tell(message)
+    def _start(self, request: dict[str, Any], told: dict[str, Any] | None = None,
+               after_cgroup: str | None = None) -> None:
+        """Spawn ``request``'s run (unless ``told`` says how its spawn went already) and tell
+        that, after what was told. A run that could not start hands on to the one behind it.
 
-    def _spawn(self, request: dict[str, Any]) -> list[dict[str, Any]]:
-        """Spawn the run; what to tell after what was told: that it started (a run that could
-        not start is told at once, and what to tell of the run behind it is returned)."""
+        A run joining the cgroup of the run it follows (``after_cgroup``) is spawned only once
+        that run's end is sent: a daemon that finds this keeper dead empties the cgroup of a
+        run it thinks is still going."""
+        while True:
+            if told is None:
+                if after_cgroup is not None and request.get("cgroup") == after_cgroup:
+                    self._flush_client()
+                told = self._spawn(request)
+            self._tell(told)
+            behind = None if told["ev"] == "started" else self._behind(request["run_id"])
+            if behind is None:
+                return
+            request, told, after_cgroup = behind, None, request.get("cgroup")
+
+    def _spawn(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Spawn the run; what to tell of it: that it started, or (its end journalled) that it
+        could not start."""
         run_id = request["run_id"]
         container, notes, cpu_mark = self._container(request)
         log_fd = _open_log(request["log"])
@@ -436,8 +449,7 @@ class Keeper:
                 self._keep_shared(container, None, cpu_mark)
             ended = {"ended_at": time.time(), "exit_code": None, "error": reason}
             self._append(journal, {"run_id": run_id, "exit": ended})
-            self._tell({"ev": "exited", "run_id": run_id, **ended})  # before the run behind's
-            return self._next_after(run_id, container.cgroup)
+            return {"ev": "exited", "run_id": run_id, **ended}
         finally:
             os.chdir("/")
         create_time = spawned_create_time(pid, before, after)
@@ -450,7 +462,7 @@ class Keeper:
         if log.stream is not None:
             self._streams[run_id] = log.stream
         self._poll.register(run.pidfd, select.POLLIN)
-        return [{"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time}]
+        return {"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time}
 
     def _environment(self, request: dict[str, Any]) -> dict[str, str]:
         """A run's environment: the daemon's, as it differs for this run."""
@@ -472,7 +484,17 @@ class Keeper:
         self._followed[run.log.wd] = run
 
     def _finish(self, run: _Run) -> None:
-        """The agent exited: keep what it already wrote, stop what it left behind, record it."""
+        """The agent exited: start the run behind it, keep what it already wrote, stop what it
+        left behind, record it.
+
+        The run behind in another container starts first, its spawn not waiting for this
+        run's bookkeeping (this run stays a zombie meanwhile: should this keeper die, its
+        status goes to ``reaper``)."""
+        behind = self._behind(run.run_id)
+        cgroup = run.container.cgroup
+        told = None
+        if behind is not None and (cgroup is None or behind.get("cgroup") != cgroup):
+            told = self._spawn(behind)
         _, status, rusage = os.wait4(run.pid, 0)
         ended_at = time.time()
         code = os.waitstatus_to_exitcode(status)
@@ -484,6 +506,7 @@ class Keeper:
         if run.log.wd is not None:
             self._logs.forget(run.log.wd)
             del self._followed[run.log.wd]
+            self._catch_up_logs()  # and the forgetting's own event, read now, not in a turn
         end = _end_container(run, rusage)
         usage = {} if end is None else {"cpu_seconds": end.usage.cpu_seconds,
                                         "peak_memory_bytes": end.usage.peak_memory,
@@ -496,7 +519,8 @@ class Keeper:
             del self._streams[run.run_id]
         self._append(run.journal, {"run_id": run.run_id, "exit": ended})
         self._tell({"ev": "exited", "run_id": run.run_id, **ended})  # before the run behind's
-        self._announce(self._next_after(run.run_id, run.container.cgroup))
+        if behind is not None:
+            self._start(behind, told, cgroup)
         self._poll.unregister(run.pidfd)
         del self._runs[run.pidfd]
         os.close(run.pidfd)
