@@ -117,6 +117,14 @@ def _git_revision(folder: Path) -> str | None:
     return head + ("+dirty" if dirty.strip() else "")
 
 
+def _libpython_shared() -> bool:
+    """Whether this interpreter runs from a shared ``libpython`` (pyenv's default build) rather
+    than one linked into the executable (Debian's ``python3``): the daemon's CPU per trigger
+    differs by about a sixth between the two on this machine (docs/BENCHMARKS.md)."""
+    with open("/proc/self/maps") as maps:
+        return any("/libpython" in line for line in maps)
+
+
 def machine(checkout: Path) -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
@@ -124,6 +132,8 @@ def machine(checkout: Path) -> dict[str, Any]:
         "kernel": platform.release(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        "python_executable": os.path.realpath(sys.executable),
+        "libpython_shared": _libpython_shared(),
         "revision": _git_revision(checkout),
     }
 

@@ -3,7 +3,9 @@
     python3 bench/run.py [--only SCENARIO[,...]] [--quick] [--json PATH]
 
 Each scenario starts ``starforge daemon start`` in a temporary project, so the package must be
-installed (``pip install -e .``); nothing is installed or downloaded here. Prints one markdown
+installed (``pip install -e .``); nothing is installed or downloaded here. The daemon and its
+keeper run on the interpreter that runs this script: run it with a venv's ``python`` to measure
+that interpreter. Prints one markdown
 table and writes the same figures, with the machine's description, as JSON.
 """
 
@@ -122,7 +124,9 @@ def _heading(run: dict[str, Any]) -> str:
     box = run["machine"]
     before, after = run["load_average_before"][0], run["load_average_after"][0]
     text = (f"starforge bench, {run['started_at']}: {box['cpus_usable']} CPUs, Linux "
-            f"{box['kernel']}, Python {box['python']}, revision {box['revision']}; "
+            f"{box['kernel']}, Python {box['python']} ({box['python_executable']}, "
+            f"{'shared' if box['libpython_shared'] else 'linked-in'} libpython), revision "
+            f"{box['revision']}; "
             f"load average {before:.2f} before, {after:.2f} after")
     if run["quick"]:
         text += "\n\n--quick: reduced counts; the targets are written for the full sizes"

@@ -13,8 +13,8 @@ that changes something, a trigger that outranks them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from starforge_daemon.core.ledger import Launching, Ledger
 from starforge_daemon.core.models import QueuedTrigger, Run
@@ -58,7 +58,7 @@ class HandOver:
 
     def put(self, run: Run, entry: QueuedTrigger) -> None:
         """``run`` was launched behind ``run.behind``."""
-        self.on_deck.append(OnDeck(run, replace(entry, name=Path(run.trigger_path).name,
+        self.on_deck.append(OnDeck(run, replace(entry, name=os.path.basename(run.trigger_path),
                                                 claimed=True)))
 
     def board(self, run_id: str, now: float) -> None:

@@ -156,9 +156,9 @@ class Starter:
                   attempt=len(earlier) + 1, max_retries=max_retries,
                   priority=trigger.priority, trigger_id=entry.id or None,
                   dedupe_key=trigger.dedupe_key, behind=behind, workdir=self.root)
-        prompt_file = self.paths.prompt_file(run_id)
+        prompt_file = self.paths.prompt_file(run_id) if self.writes_prompt else None
         upstream_file = self.paths.upstream_file(run_id) if trigger.after else None
-        values = placeholder_values(run, trigger, str(claimed), str(prompt_file),
+        values = placeholder_values(run, trigger, str(claimed), str(prompt_file or ""),
                                     str(upstream_file or ""), prompt=self.takes_prompt)
         argv = render_argv(self.command, values)
         if self.sessions is not None:
@@ -175,21 +175,19 @@ class Starter:
             return Start.USED, entry
         if workspace.directory != run.workdir:
             run = replace(run, workdir=workspace.directory)
+        side_files = tuple(path for path in (prompt_file, upstream_file) if path is not None)
         try:
-            if self.writes_prompt:
+            if prompt_file is not None:
                 write_new(prompt_file, values["prompt"].encode(), mode=0o600)
             if upstream_file is not None:
                 handoff = self.upstream_results(trigger.after)
                 write_new(upstream_file, json.dumps(handoff, indent=1).encode() + b"\n",
                           mode=0o600)
-            written = (prompt_file,) if self.writes_prompt else ()
-            journal = self.stores.journal.create(
-                run, (*written, upstream_file) if upstream_file is not None else written)
+            journal = self.stores.journal.create(run, side_files)
         except OSError as error:  # nothing started: the trigger waits, claimed, for the disk
             with contextlib.suppress(OSError):
-                prompt_file.unlink(missing_ok=True)
-                if upstream_file is not None:
-                    upstream_file.unlink(missing_ok=True)
+                for side_file in side_files:
+                    side_file.unlink(missing_ok=True)
             return self._refused(error, now), replace(entry, name=claimed.name, claimed=True)
         self.holds.disk_accepted()
         if behind is None:

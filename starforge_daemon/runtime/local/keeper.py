@@ -55,7 +55,7 @@ import struct
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 if __package__:
@@ -192,6 +192,7 @@ class Keeper:
         self._poll.register(listener, select.POLLIN)
         self._client: Channel | None = None
         self._client_env: dict[str, str] = {}  # what its spawn requests' "env" adds to
+        self._client_writes = False  # whether poll watches its socket for writing too
         self._runs: dict[int, _Run] = {}  # by pidfd
         self._logs = log_follow.Inotify()
         self._poll.register(self._logs.fd, select.POLLIN)
@@ -204,6 +205,7 @@ class Keeper:
         # an agent's shared cgroup, empty now: its files held open and the CPU seconds counted
         self._shared: dict[str | None, tuple[run_container.cgroups.HeldFiles, float]] = {}
         self._reset_signals = processes.ignored_signals()  # what an agent must not inherit
+        self._null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # a run's stdin, mostly
 
     def serve(self) -> None:
         """Until no daemon is connected, no run is left and no journal line waits (after the
@@ -236,8 +238,11 @@ class Keeper:
         return None if wait is None else max(1, int(wait * 1000))
 
     def _update_client_interest(self) -> None:
-        if self._client is not None:
-            mask = select.POLLIN | (select.POLLOUT if self._client.wants_write else 0)
+        """Ask poll for the daemon's socket turning writable only while a reply waits (a
+        change of interest, not every turn: that would be a syscall per turn)."""
+        if self._client is not None and self._client.wants_write != self._client_writes:
+            self._client_writes = self._client.wants_write
+            mask = select.POLLIN | (select.POLLOUT if self._client_writes else 0)
             self._poll.modify(self._client.sock, mask)
 
     def _handle(self, fd: int) -> None:
@@ -270,6 +275,7 @@ class Keeper:
         self._client = Channel(sock)
         self._client_env = {}
         self._poll.register(sock, select.POLLIN)
+        self._client_writes = False
         running = [{"run_id": run.run_id, "pid": run.pid, "create_time": run.create_time}
                    for run in self._runs.values()]
         self._client.send({"ev": "hello", "pid": os.getpid(),
@@ -312,12 +318,12 @@ class Keeper:
                    ) -> tuple[run_container.RunContainer, list[str], float]:
         """The run's container, made; notes on what it lacks (limits not set, no cgroup); the
         CPU seconds its shared cgroup counted before the run."""
-        run_id = request["run_id"]
-        container = run_container.RunContainer(run_id, request.get("cgroup"),
-                                               bool(request.get("shared_cgroup")))
-        if container.cgroup in self._shared:  # made, and left empty by its previous run
-            held, cpu_mark = self._shared.pop(container.cgroup)
-            return replace(container, held=held), [], cpu_mark
+        run_id, cgroup, shared = request["run_id"], request.get("cgroup"), bool(
+            request.get("shared_cgroup"))
+        if cgroup in self._shared:  # made, and left empty by its previous run
+            held, cpu_mark = self._shared.pop(cgroup)
+            return run_container.RunContainer(run_id, cgroup, shared, held), [], cpu_mark
+        container = run_container.RunContainer(run_id, cgroup, shared)
         try:
             notes = container.create(request.get("limits"))
             if container.shared:
@@ -432,8 +438,8 @@ class Keeper:
             before = time.clock_gettime(time.CLOCK_BOOTTIME)
             pid = container.spawn(
                 argv, self._environment(request),
-                file_actions=[(os.POSIX_SPAWN_OPEN, 0, request.get("stdin") or os.devnull,
-                               os.O_RDONLY, 0),
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, request["stdin"], os.O_RDONLY, 0)
+                              if request.get("stdin") else (os.POSIX_SPAWN_DUP2, self._null, 0),
                               (os.POSIX_SPAWN_DUP2, log_fd, 1),
                               (os.POSIX_SPAWN_DUP2, log_fd, 2)],
                 setsid=True, setsigdef=self._reset_signals, setsigmask=())
