@@ -113,6 +113,23 @@ def test_a_runaway_writer_is_capped_and_its_last_output_kept(project: Project) -
     assert project.result("t.trigger")["outcome"] == "succeeded"
 
 
+def test_a_run_that_wrote_past_its_cap_and_goes_on_is_cut_while_it_runs(
+        project: Project) -> None:
+    """A log read as text is first looked at half a second into its run: what the agent wrote
+    before is cut back then, not only at its end."""
+    project.trigger("t.trigger", "chatty", context={"output": 1_000_000, "gate": "go"})
+    project.start(LOG_MAX_BYTES=65536)
+    wait_until(lambda: [log for log in project.paths.logs.glob("chatty-*.log")
+                        if b"THE END" in log.read_bytes()], what="the agent wrote it all")
+    (log,) = project.paths.logs.glob("chatty-*.log")
+    wait_until(lambda: log.stat().st_size <= 65536, what="the log cut back to its cap")
+    assert b"output over LOG_MAX_BYTES dropped" in log.read_bytes()
+    assert project.all_archived() == {}  # the run still goes: the gate is not there yet
+    project.open_gate("go")
+    project.wait_archived(1)
+    assert log.read_bytes().endswith(b"THE END\n")
+
+
 def test_daemon_tidies_agent_logs_at_start(project: Project) -> None:
     project.paths.ensure()
     now = time.time()

@@ -4,8 +4,9 @@ The daemon starts one keeper per project (``python3 -I -S keeper.py SOCKET RUNS`
 library only, so it starts fast and shares no state) and talks to it over a Unix stream socket.
 The keeper spawns agents with ``posix_spawn`` in their own sessions, their stdout and stderr
 the run's log itself (``log_follow``: it follows the log, reads a run read as events and caps
-it), waits for them and appends what happened to each run's journal
-(``.claude/daemon/runs/*.jsonl``) before telling the daemon. When the daemon dies the keeper
+it; a log read as text is followed from half a second into its run, and capped at its end),
+waits for them and appends what happened to each run's journal (``.claude/daemon/runs/*.jsonl``)
+before telling the daemon. When the daemon dies the keeper
 carries on; the next daemon connects, learns which runs are still going, and reads the journals
 for the ones that ended meanwhile. With no daemon connected and no run left, the keeper exits.
 When the keeper itself dies its agents go on writing to their logs, and its parent (``reaper``)
@@ -197,6 +198,9 @@ class Keeper:
         self._logs = log_follow.Inotify()
         self._poll.register(self._logs.fd, select.POLLIN)
         self._followed: dict[int, _Run] = {}  # by the inotify watch of its log
+        # runs read as text, with their log's path: their log is watched a while after the start
+        self._follow_later: log_follow.Later[tuple[_Run, str]] = log_follow.Later(
+            log_follow.FOLLOW_AFTER)
         self._streams: dict[str, stream_reader.RunStream] = {}  # of the runs read as events
         self._on_deck: dict[str, dict[str, Any]] = {}  # spawn requests by the run they follow
         self._served = False
@@ -213,8 +217,8 @@ class Keeper:
         listener = self._listener.fileno()
         while (self._client is not None or self._runs or not self._served
                or self._refused_journals):
-            waits = [wait for wait in (self._tell_progress(), self._retry_journals())
-                     if wait is not None]
+            waits = [wait for wait in (self._tell_progress(), self._retry_journals(),
+                                       self._follow_due()) if wait is not None]
             self._flush_client()  # what this turn told, in one write
             self._update_client_interest()
             # the daemon's word before the runs' ends (a run taken back before the end of the
@@ -464,9 +468,11 @@ class Keeper:
         run = _Run(run_id, pid, create_time, os.pidfd_open(pid), log, journal, container,
                    cpu_mark)
         self._runs[run.pidfd] = run
-        self._follow(run, request["log"])
         if log.stream is not None:
+            self._follow(run, request["log"])
             self._streams[run_id] = log.stream
+        else:
+            self._follow_later.add((run, request["log"]), time.monotonic())
         self._poll.register(run.pidfd, select.POLLIN)
         return {"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time}
 
@@ -476,6 +482,17 @@ class Keeper:
         for name in request.get("unset", ()):
             env.pop(name, None)
         return env
+
+    def _follow_due(self) -> int | None:
+        """Watch the logs of the runs read as text that are due (and still going), cut back to
+        the cap what they wrote until then; milliseconds until the next is due."""
+        now = time.monotonic()
+        for run, path in self._follow_later.due(now):
+            if self._runs.get(run.pidfd) is run:
+                self._follow(run, path)
+                run.log.catch_up(time.time())
+        wait = self._follow_later.wait(now)
+        return None if wait is None else max(1, int(wait * 1000))
 
     def _follow(self, run: _Run, path: str) -> None:
         """Watch the run's log for its agent's writes; one not followed (the disk refused it,

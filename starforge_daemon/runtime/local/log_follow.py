@@ -8,11 +8,12 @@ Imported by the keeper as a sibling module: standard library only (inotify throu
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import os
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
     from starforge_daemon.runtime.local.stream_reader import RunStream
@@ -24,6 +25,35 @@ _EVENT = struct.Struct("iIII")  # wd, mask, cookie, name length
 _CHUNK = 1 << 16
 
 MARKER = b"\n[starforge: output over LOG_MAX_BYTES dropped here; the latest output follows]\n"
+
+# A log read as text is watched only from this many seconds into its run: a watch costs the
+# keeper more than a short run's other handling (removing one whose file a process held, tens
+# of µs), and the cap needs no instant look (a run's end cuts its log too).
+FOLLOW_AFTER = 0.5
+
+Item = TypeVar("Item")
+
+
+class Later(Generic[Item]):
+    """Items due ``delay`` seconds after they were added, in the order they were added."""
+
+    def __init__(self, delay: float) -> None:
+        self._delay = delay
+        self._waiting: collections.deque[tuple[float, Item]] = collections.deque()
+
+    def add(self, item: Item, now: float) -> None:
+        self._waiting.append((now + self._delay, item))
+
+    def due(self, now: float) -> list[Item]:
+        """The items due by ``now``, taken out."""
+        found = []
+        while self._waiting and self._waiting[0][0] <= now:
+            found.append(self._waiting.popleft()[1])
+        return found
+
+    def wait(self, now: float) -> float | None:
+        """Seconds until the next item is due; None when none waits."""
+        return max(0.0, self._waiting[0][0] - now) if self._waiting else None
 
 
 class Inotify:
