@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 RETRY_INTERVAL = 1.0  # seconds between two tries of a journal's waiting lines
+COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would make one per call
 
 
 class JournalFile:
@@ -24,7 +25,7 @@ class JournalFile:
         self.waiting: list[bytes] = []
 
     def append(self, record: dict[str, Any]) -> None:
-        self.waiting.append(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        self.waiting.append(COMPACT.encode(record).encode() + b"\n")
         self.flush()
 
     def flush(self) -> None:

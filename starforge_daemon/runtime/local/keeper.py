@@ -93,7 +93,7 @@ class Channel:
 
     def put(self, message: dict[str, Any]) -> None:
         """Buffer ``message`` for the next ``flush``."""
-        body = json.dumps(message, separators=(",", ":")).encode()
+        body = journal_file.COMPACT.encode(message).encode()
         self._outbox += _HEADER.pack(len(body)) + body
 
     @property
