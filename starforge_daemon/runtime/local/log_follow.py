@@ -30,15 +30,19 @@ MARKER = b"\n[starforge: output over LOG_MAX_BYTES dropped here; the latest outp
 # keeper more than a short run's other handling (removing one whose file a process held, tens
 # of µs), and the cap needs no instant look (a run's end cuts its log too).
 FOLLOW_AFTER = 0.5
+FOLLOW_BATCH = 0.1  # seconds: the logs due within it are followed in one wake-up of the keeper
 
 Item = TypeVar("Item")
 
 
 class Later(Generic[Item]):
-    """Items due ``delay`` seconds after they were added, in the order they were added."""
+    """Items due ``delay`` seconds after they were added, in the order they were added; the
+    wait for the next is never shorter than ``batch``, so that items added in a burst are taken
+    a few wake-ups at a time, not one each."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, batch: float) -> None:
         self._delay = delay
+        self._batch = batch
         self._waiting: collections.deque[tuple[float, Item]] = collections.deque()
 
     def add(self, item: Item, now: float) -> None:
@@ -52,8 +56,8 @@ class Later(Generic[Item]):
         return found
 
     def wait(self, now: float) -> float | None:
-        """Seconds until the next item is due; None when none waits."""
-        return max(0.0, self._waiting[0][0] - now) if self._waiting else None
+        """Seconds until the next item is due, at least ``batch``; None when none waits."""
+        return max(self._batch, self._waiting[0][0] - now) if self._waiting else None
 
 
 class Inotify:
