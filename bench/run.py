@@ -5,8 +5,8 @@
 Each scenario starts ``starforge daemon start`` in a temporary project, so the package must be
 installed (``pip install -e .``); nothing is installed or downloaded here. The daemon and its
 keeper run on the interpreter that runs this script: run it with a venv's ``python`` to measure
-that interpreter. Prints one markdown
-table and writes the same figures, with the machine's description, as JSON.
+that interpreter. Prints one markdown table and writes the same figures, with the machine's
+description, as JSON.
 """
 
 from __future__ import annotations

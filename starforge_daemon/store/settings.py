@@ -156,7 +156,8 @@ class Settings:
         False, SWITCH, "accept trigger files owned by another user than the daemon's")
     LOG_MAX_BYTES: int = setting(
         100 * 1024 * 1024, whole_number(4096),
-        "per agent: the most its run logs may take; also the cap of one run's log")
+        "per agent: the most its run logs may take; also the cap of one run's log (cut back as "
+        "it passes it; a log read as text from half a second into its run, or at its end)")
     LOG_RETENTION_DAYS: float = setting(
         7.0, number(0, above=True), "run logs older than this many days are deleted")
     LOG_COMPRESS_AFTER_HOURS: float = setting(
