@@ -99,6 +99,20 @@ def test_a_rate_limit_holds_until_its_reset_within_the_cap() -> None:
     assert holds.current(1600.0) is None
 
 
+def test_refused_writes_back_off_by_failed_tries_not_by_every_refusal() -> None:
+    holds = Holds(HoldRules(60.0, 600.0, daily_cost_limit=None))
+    assert holds.disk_refused("Read-only file system", 100.0)  # the spell begins
+    for _ in range(6):  # the history, the slot file, ... refused in the same turn
+        assert not holds.disk_refused("Read-only file system", 100.0)
+    hold = holds.current(100.0)
+    assert hold is not None and hold.kind is HoldKind.DISK and hold.ends_at == 101.0
+    assert not holds.probe_due(100.9) and holds.probe_due(101.0)
+    assert not holds.disk_refused("Read-only file system", 101.0)  # the try failed: doubled
+    assert holds.current(101.0).ends_at == 103.0
+    holds.disk_accepted()
+    assert holds.current(103.0) is None and not holds.probe_due(103.0)
+
+
 def test_the_daily_budget_holds_until_midnight_utc() -> None:
     holds = Holds(HoldRules(60.0, 600.0, daily_cost_limit=1.0))
     day = utc_day_start(1_770_000_000.0)

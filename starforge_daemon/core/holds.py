@@ -65,10 +65,16 @@ class Holds:
 
     def disk_refused(self, error: str, now: float) -> bool:
         """A write to the project's files failed; True when this begins a spell. The next try
-        is allowed after a backoff (``probe_due``)."""
+        is allowed after a backoff (``probe_due``), doubled by a failed try only: the other
+        writes refused while it waits (the history, the slot file...) leave it as it is."""
         began = self.disk_error is None
         self.disk_error = error
-        self._disk_wait = DISK_PROBE_FIRST if began else min(2 * self._disk_wait, DISK_PROBE_MAX)
+        if began:
+            self._disk_wait = DISK_PROBE_FIRST
+        elif now >= self._disk_probe_at:
+            self._disk_wait = min(2 * self._disk_wait, DISK_PROBE_MAX)
+        else:
+            return False
         self._disk_probe_at = now + self._disk_wait
         return began
 
