@@ -19,16 +19,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent
+HEAD = "this checkout"
 DEFAULT_BASE = "c66a1e4"  # main before the package was reshaped into layers
 FIGURES = {  # scenario -> the metrics compared (as bench/run.py names them)
     "parallel-backlog": ("triggers: ready to all archived", "daemon CPU per trigger",
                          "keeper CPU per trigger"),
     "sequential-backlog": ("overhead per trigger", "daemon CPU per trigger",
                            "keeper CPU per trigger"),
+    "live-latency": ("rename to first instruction, p50", "rename to first instruction, p99",
+                     "noticed), p50", "QUEUE event to first instruction, p50"),
 }
 
 
@@ -72,36 +77,43 @@ def _ratio_cell(base: float, head: float) -> str:
     return f"{head / base:.2f}x" if base else "-"
 
 
+@contextmanager
+def revision_trees(bases: list[str]) -> Iterator[dict[str, Path]]:
+    """Each revision checked out into a temporary git worktree, then this checkout; by name."""
+    with tempfile.TemporaryDirectory(prefix="starforge-compare-") as scratch:
+        trees = {revision: Path(scratch) / revision for revision in bases}
+        try:
+            for revision, tree in trees.items():
+                subprocess.run(["git", "-C", str(CHECKOUT), "worktree", "add", "--detach",
+                                "--quiet", str(tree), revision], check=True)
+            yield {**trees, HEAD: CHECKOUT}
+        finally:
+            for tree in trees.values():
+                if tree.exists():
+                    subprocess.run(["git", "-C", str(CHECKOUT), "worktree", "remove", "--force",
+                                    str(tree)], check=False)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     scenarios = [name.strip() for name in args.only.split(",") if name.strip() in FIGURES]
     bases = [revision.strip() for revision in args.base.split(",") if revision.strip()]
-    with tempfile.TemporaryDirectory(prefix="starforge-compare-") as scratch:
-        sides = {revision: Path(scratch) / revision for revision in bases}
-        for revision, tree in sides.items():
-            subprocess.run(["git", "-C", str(CHECKOUT), "worktree", "add", "--detach",
-                            "--quiet", str(tree), revision], check=True)
-        sides["this checkout"] = CHECKOUT
-        samples: dict[str, dict[tuple[str, str], list[float]]] = {side: {} for side in sides}
-        try:
-            for number in range(args.rounds):
-                for side, tree in sides.items():
-                    print(f"compare: round {number + 1}/{args.rounds}, {side}", file=sys.stderr,
-                          flush=True)
-                    report = Path(scratch) / f"{tree.name}-{number}.json"
-                    for key, value in _bench(tree, args, scenarios, report).items():
-                        samples[side].setdefault(key, []).append(value)
-        finally:
-            for revision in bases:
-                subprocess.run(["git", "-C", str(CHECKOUT), "worktree", "remove", "--force",
-                                str(sides[revision])], check=False)
+    samples: dict[str, dict[tuple[str, str], list[float]]] = {}
+    with revision_trees(bases) as sides, tempfile.TemporaryDirectory() as reports:
+        for number in range(args.rounds):
+            for side, tree in sides.items():
+                print(f"compare: round {number + 1}/{args.rounds}, {side}", file=sys.stderr,
+                      flush=True)
+                report = Path(reports) / f"{tree.name}-{number}.json"
+                for key, value in _bench(tree, args, scenarios, report).items():
+                    samples.setdefault(side, {}).setdefault(key, []).append(value)
     print(_table(samples, bases, args.rounds))
     return 0
 
 
 def _table(samples: dict[str, dict[tuple[str, str], list[float]]], bases: list[str],
            rounds: int) -> str:
-    head = "this checkout"
+    head = HEAD
     columns = [*bases, head]
     lines = ["| scenario | metric | " + " | ".join(columns) + " | "
              + " | ".join(f"ratio to {base}" for base in bases) + " |",

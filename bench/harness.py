@@ -206,6 +206,7 @@ class Daemon:
 class Project:
     paths: ProjectPaths
     notes: list[str] = field(default_factory=list)
+    package_tree: Path | None = None  # the daemon's code from this tree (another revision's)
 
     @classmethod
     def create(cls, parent: Path, name: str, settings: dict[str, str]) -> Project:
@@ -221,8 +222,11 @@ class Project:
         return self.paths.root
 
     def cli(self, *words: str) -> subprocess.CompletedProcess[str]:
+        environment = daemon_environment()
+        if self.package_tree is not None:
+            environment["PYTHONPATH"] = str(self.package_tree)
         return subprocess.run([*STARFORGE, "--project-dir", str(self.root), *words],
-                              env=daemon_environment(), capture_output=True, text=True,
+                              env=environment, capture_output=True, text=True,
                               timeout=CLI_TIMEOUT, check=False)
 
     def start(self) -> Daemon:

@@ -78,7 +78,7 @@ class Engine:
         self.on_stopping = on_stopping
         self.ledger = Ledger()
         self.queue = TriggerQueue(settings.pools, self.ledger.is_busy)
-        self.inbox = Inbox(reactor.wake)
+        self.inbox = Inbox()
         self.holds = Holds(HoldRules(settings.RATE_LIMIT_HOLD, settings.RATE_LIMIT_MAX_HOLD,
                                      settings.DAILY_COST_LIMIT_USD))
         self.enforcer = Enforcer(settings, self.ledger, runner, events)

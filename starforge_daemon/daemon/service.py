@@ -210,6 +210,7 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
             raise StartError(str(error)) from None
         raise
     watcher = TriggerWatcher(paths.triggers, engine.inbox.put, engine.inbox.request_scan)
+    reactor.watch(watcher.fd, watcher.read)
     control = ControlServer(paths.control_socket, engine.submit)
     _install_signal_handlers(engine, reactor)
     pid = os.getpid()
@@ -224,7 +225,6 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
         on_ready(pid, notes)
 
     try:
-        watcher.start()
         control.start()
         engine.run(ready)
         events.publish(Stopped(engine.stop_mode.value if engine.stop_mode else None))
@@ -238,7 +238,8 @@ def serve(paths: ProjectPaths, settings: Settings, on_ready: Callable[[int, list
         if notifications is not None:
             notifications.close(engine)
         control.stop()
-        watcher.stop()
+        reactor.forget(watcher.fd)
+        watcher.close()
         upkeep.join(timeout=10)
         if read_pid(paths) == pid:
             paths.pid_file.unlink(missing_ok=True)

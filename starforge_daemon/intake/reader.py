@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import queue
-import threading
 from collections.abc import Callable, Container
 from dataclasses import replace
 from pathlib import Path
@@ -101,36 +99,28 @@ class TriggerReader:
 
 
 class Inbox:
-    """Names handed over by other threads, plus a wake-up call for the engine's loop."""
+    """Names from the watcher since the reader's last turn, and whether the folder must be
+    scanned whole (the watcher lost events)."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
-        self._names: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self._rescan = threading.Event()
-        self._wake = wake
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._rescan = False
 
     def put(self, name: str) -> None:
-        self._names.put(name)
-        self._wake()
+        self._names.append(name)
 
     def request_scan(self) -> None:
         """Events were lost (the kernel's queue overflowed): look at the whole folder."""
-        self._rescan.set()
-        self._wake()
+        self._rescan = True
 
     def take_scan_request(self) -> bool:
-        if self._rescan.is_set():
-            self._rescan.clear()
-            return True
-        return False
+        asked, self._rescan = self._rescan, False
+        return asked
 
     @property
     def pending(self) -> bool:
-        return not self._names.empty() or self._rescan.is_set()
+        return bool(self._names) or self._rescan
 
     def drain(self) -> list[str]:
-        names = []
-        while True:
-            try:
-                names.append(self._names.get_nowait())
-            except queue.Empty:
-                return names
+        names, self._names = self._names, []
+        return names

@@ -3,59 +3,72 @@ clients that read or write triggers import :mod:`.intake`, which stays free of w
 
 from __future__ import annotations
 
+import ctypes
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD
+from watchdog.observers.inotify_c import (
+    InotifyConstants,
+    InotifyEvent,
+    InotifyFD,
+    inotify_add_watch,
+    inotify_init,
+)
 
 from starforge_daemon.intake.triggers import is_trigger_name
 
 
-class _TriggerEvents:
-    """watchdog's inotify callback for the trigger folder: hands each trigger name over."""
-
-    def __init__(self, notify: Callable[[str], None], on_overflow: Callable[[], None]) -> None:
-        self._notify = notify
-        self._on_overflow = on_overflow
-
-    def on_event(self, event: InotifyEvent) -> None:
-        name = os.fsdecode(event.name)
-        if is_trigger_name(name):
-            self._notify(name)
-
-    def on_watch_deleted(self, wd: int) -> None:
-        """The folder itself went away; the sweep reports what it cannot scan."""
-
-    def on_queue_overflow(self) -> None:
-        self._on_overflow()
-
-
 class TriggerWatcher:
-    """watchdog's observer holds a rename whose other half it has not seen for half a second, and
-    every later event waits behind it; each claim (a rename out of this folder into
-    ``running/``) is such a half, so a trigger dropped soon after a dispatch was noticed up to
-    0.5 s late. Its :class:`InotifyFD` reports the kernel's events as they come, and only the
-    ones asked for (created, closed after writing, renamed in). The thread only hands names to
-    ``notify``; an overflow of the kernel's queue asks for a scan instead.
+    """inotify on the trigger folder, read on the daemon's loop: ``fd`` goes to the reactor,
+    ``read`` hands each trigger name to ``notify`` in the same turn. A thread of its own (as
+    watchdog's observers have) cost every trigger one more wake-up, on this path where each
+    one adds up to the latency (docs/BENCHMARKS.md). watchdog supplies the inotify calls;
+    only the kernel's events asked for come (created, closed after writing, renamed in), with
+    no rename pairing to wait for. An overflow of the kernel's queue asks for a scan instead.
     """
 
     MASK = (InotifyConstants.IN_CREATE | InotifyConstants.IN_CLOSE_WRITE
             | InotifyConstants.IN_MOVED_TO)
+    _EVENT = struct.Struct("iIII")  # struct inotify_event, before its name
+    _BUFFER = 1 << 16
 
     def __init__(self, folder: Path, notify: Callable[[str], None],
                  on_overflow: Callable[[], None]) -> None:
-        self._inotify = InotifyFD()
-        self._inotify.daemon = True
-        self._inotify.add_callback(os.fsencode(folder), self.MASK,
-                                   _TriggerEvents(notify, on_overflow), "triggers")
+        self.fd = inotify_init()
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_init: {os.strerror(ctypes.get_errno())}")
+        os.set_inheritable(self.fd, False)
+        os.set_blocking(self.fd, False)
+        if inotify_add_watch(self.fd, os.fsencode(folder), self.MASK) < 0:
+            error = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(error, f"cannot watch {folder}: {os.strerror(error)}")
+        self._notify = notify
+        self._on_overflow = on_overflow
 
-    def start(self) -> None:
-        self._inotify.start()
+    def read(self) -> None:
+        """What the kernel has queued for the folder, up to a buffer's worth (the reactor
+        calls again while more waits)."""
+        try:
+            events = os.read(self.fd, self._BUFFER)
+        except BlockingIOError:
+            return
+        at = 0
+        while at < len(events):
+            _, mask, _, length = self._EVENT.unpack_from(events, at)
+            at += self._EVENT.size
+            if mask & InotifyConstants.IN_Q_OVERFLOW:
+                self._on_overflow()
+            else:
+                name = os.fsdecode(events[at:at + length].rstrip(b"\0"))
+                if is_trigger_name(name):
+                    self._notify(name)
+            at += length
 
-    def stop(self) -> None:
-        self._inotify.stop()
-        self._inotify.join(timeout=5)
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class _AnyEvent:
