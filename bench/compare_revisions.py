@@ -34,6 +34,7 @@ FIGURES = {  # scenario -> the metrics compared (as bench/run.py names them)
                            "keeper CPU per trigger"),
     "live-latency": ("rename to first instruction, p50", "rename to first instruction, p99",
                      "noticed), p50", "QUEUE event to first instruction, p50"),
+    "many-at-once": ("exit to reap (FINISH logged), p99", "exit to reap, p50", "exit to reap, max"),
 }
 
 
