@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Project, wait_until
 
-from starforge_daemon.core.runids import agent_of
+from starforge_daemon.core.runids import RunIds, agent_of, parse_run_id
 from starforge_daemon.daemon import logupkeep
 from starforge_daemon.daemon.logupkeep import LogPolicy, LogUpkeep, tidy
 
@@ -39,6 +39,16 @@ def test_agent_names_are_read_from_run_log_names() -> None:
     assert agent_of("daemon.log") is None
     assert agent_of("notes-x-y.log") is None
     assert agent_of("notes-2.log") is None
+
+
+def test_a_run_id_is_never_issued_twice_in_a_second() -> None:
+    tokens = iter(["abc123", "abc123", "abc123", "def456", "abc123"])
+    run_ids = RunIds(lambda: next(tokens))
+    first = run_ids.new("qa", 1_796_000_000.2)
+    second = run_ids.new("qa", 1_796_000_000.9)  # the same token drawn twice more: redrawn
+    assert (first, second) == ("qa-1796000000-abc123", "qa-1796000000-def456")
+    assert run_ids.new("qa", 1_796_000_001.0) == "qa-1796000001-abc123"  # a new second
+    assert parse_run_id(second) is not None and parse_run_id(second).agent == "qa"
 
 
 def test_old_logs_deleted_day_old_compressed_fresh_kept(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from starforge_daemon.core.events import Held, HoldLifted, Problem, Publisher, R
 from starforge_daemon.core.holds import HoldKind, Holds
 from starforge_daemon.core.ledger import Launching, Ledger
 from starforge_daemon.core.models import OutcomeKind, QueuedTrigger, Run, RunExit, Trigger
-from starforge_daemon.core.runids import TOKEN_BYTES, new_run_id
+from starforge_daemon.core.runids import TOKEN_BYTES, RunIds
 from starforge_daemon.core.sessions import TicketSessions
 from starforge_daemon.daemon.finisher import Finisher, files_refused
 from starforge_daemon.daemon.handover import HandOver
@@ -92,6 +92,7 @@ class Starter:
         self.writes_prompt = self.prompt_on_stdin or uses_placeholder(self.command, "prompt_file")
         self.takes_prompt = self.writes_prompt or uses_placeholder(self.command, "prompt")
         self.root = str(paths.root)  # every run's working directory but a worktree's
+        self.run_ids = RunIds(lambda: secrets.token_hex(TOKEN_BYTES))
         self.held_back: str | None = None
 
     def holding_back(self, now: float, queued: int) -> bool:
@@ -143,7 +144,7 @@ class Starter:
         except (InvalidTrigger, OSError) as error:
             self.reject(claimed, entry.name, str(error), now, entry)
             return Start.SKIPPED, entry
-        run_id = new_run_id(agent, now, secrets.token_hex(TOKEN_BYTES))
+        run_id = self.run_ids.new(agent, now)
         log_path = self.paths.logs / f"{run_id}.log"
         earlier = self.stores.attempts.load(entry.name).attempts
         max_retries = self.settings.MAX_RETRIES if trigger.max_retries is None \
