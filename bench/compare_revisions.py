@@ -99,23 +99,22 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     scenarios = [name.strip() for name in args.only.split(",") if name.strip() in FIGURES]
     bases = [revision.strip() for revision in args.base.split(",") if revision.strip()]
-    samples: dict[str, dict[tuple[str, str], list[float]]] = {}
     with revision_trees(bases) as sides, tempfile.TemporaryDirectory() as reports:
+        samples: dict[str, dict[tuple[str, str], list[float]]] = {side: {} for side in sides}
         for number in range(args.rounds):
             for side, tree in sides.items():
                 print(f"compare: round {number + 1}/{args.rounds}, {side}", file=sys.stderr,
                       flush=True)
                 report = Path(reports) / f"{tree.name}-{number}.json"
                 for key, value in _bench(tree, args, scenarios, report).items():
-                    samples.setdefault(side, {}).setdefault(key, []).append(value)
+                    samples[side].setdefault(key, []).append(value)
     print(_table(samples, bases, args.rounds))
     return 0
 
 
 def _table(samples: dict[str, dict[tuple[str, str], list[float]]], bases: list[str],
            rounds: int) -> str:
-    head = HEAD
-    columns = [*bases, head]
+    columns = [*bases, HEAD]
     lines = ["| scenario | metric | " + " | ".join(columns) + " | "
              + " | ".join(f"ratio to {base}" for base in bases) + " |",
              "|---|---|" + "---|" * (len(columns) + len(bases)),
@@ -125,7 +124,7 @@ def _table(samples: dict[str, dict[tuple[str, str], list[float]]], bases: list[s
         medians = {side: statistics.median(samples[side][key]) for side in columns}
         cells = [f"{medians[side]:.2f} ({' / '.join(f'{v:.2f}' for v in samples[side][key])})"
                  for side in columns]
-        ratios = [_ratio_cell(medians[base], medians[head]) for base in bases]
+        ratios = [_ratio_cell(medians[base], medians[HEAD]) for base in bases]
         lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells + ratios) + " |")
     return "\n".join([f"medians of {rounds} alternating runs (each run in brackets)", "", *lines])
 
