@@ -94,9 +94,21 @@ def json_text(value: Any) -> bytes:
     """``value`` as JSON, an object with one key per line: readable, and made by the C encoder
     (``indent`` takes the pure-Python one, many times slower; the slot file is written up to
     twenty times a second)."""
-    if not isinstance(value, dict) or not value:
+    if not isinstance(value, dict):
         return json.dumps(value).encode() + b"\n"
-    lines = ",\n".join(f"  {json.dumps(str(key))}: {json.dumps(item)}" for key, item in value.items())
+    return json_object_text([json_member(key, item) for key, item in value.items()])
+
+
+def json_member(key: Any, item: Any) -> str:
+    """One line of :func:`json_text`'s object, to be joined by :func:`json_object_text`."""
+    return f"  {json.dumps(str(key))}: {json.dumps(item)}"
+
+
+def json_object_text(members: list[str]) -> bytes:
+    """The object of :func:`json_text` from its lines, made by :func:`json_member`."""
+    if not members:
+        return b"{}\n"
+    lines = ",\n".join(members)
     return f"{{\n{lines}\n}}\n".encode()
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from starforge_daemon.core.ledger import Ledger, RunState
 from starforge_daemon.core.models import OutcomeKind, Run, SlotHistory, SlotStatus, iso_utc, parse_iso_utc
 from starforge_daemon.core.streams.reports import LiveProgress
-from starforge_daemon.store.atomic import read_json_object, write_json_atomic
+from starforge_daemon.store.atomic import json_member, json_object_text, read_json_object, write_atomic
 
 
 def progress_to_json(live: LiveProgress) -> dict[str, Any]:
@@ -97,6 +97,18 @@ def read_slots(path: Path) -> dict[str, SlotView]:
             if isinstance(entry, dict)}
 
 
+NO_HISTORY = SlotHistory()
+
+
+class _Line(NamedTuple):
+    """One agent's line of the slot file, with what it was made from."""
+
+    history: SlotHistory
+    state: RunState | None
+    live: LiveProgress | None
+    text: str
+
+
 class SlotTable:
     """Each agent's slot history; :meth:`save` renders the file with the ledger's busy runs."""
 
@@ -105,6 +117,7 @@ class SlotTable:
         self._histories: dict[str, SlotHistory] = histories or {}
         self._changed = True
         self._saved_version = -1
+        self._lines: dict[str, _Line] = {}  # as last rendered, by agent
 
     @classmethod
     def load(cls, path: Path) -> tuple[SlotTable, str | None]:
@@ -138,16 +151,26 @@ class SlotTable:
     def dirty(self, ledger: Ledger) -> bool:
         return self._changed or ledger.version != self._saved_version
 
-    def to_json(self, ledger: Ledger) -> dict[str, Any]:
+    def render(self, ledger: Ledger) -> bytes:
+        """The file's text. An agent's line is made again only when its history, run state or
+        progress changed; each is immutable, so identity tells. (Making every line on every
+        save took 14 to 23 ms with 1,000 agents, up to twenty times a second.)"""
         busy = ledger.busy_agents()
-        slots = {}
+        lines: dict[str, _Line] = {}
         for agent in sorted({*self._histories, *busy}):
+            history = self._histories.get(agent, NO_HISTORY)
             state = busy.get(agent)
             live = ledger.live(state.run.run_id) if state else None
-            slots[agent] = slot_to_json(self._histories.get(agent, SlotHistory()), state, live)
-        return slots
+            line = self._lines.get(agent)
+            if line is None or line.history is not history or line.state is not state \
+                    or line.live is not live:
+                line = _Line(history, state, live,
+                             json_member(agent, slot_to_json(history, state, live)))
+            lines[agent] = line
+        self._lines = lines
+        return json_object_text([line.text for line in lines.values()])
 
     def save(self, ledger: Ledger) -> None:
-        write_json_atomic(self._path, self.to_json(ledger))
+        write_atomic(self._path, self.render(ledger))
         self._changed = False
         self._saved_version = ledger.version
