@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starforge_daemon.core.deadlines import Deadlines
 from starforge_daemon.core.holds import DAY, HoldKind, HoldRules, Holds, utc_day_start
 from starforge_daemon.core.ledger import Launching, Ledger, StopReason
 from starforge_daemon.core.models import ProcessIdentity, Run
@@ -10,9 +11,7 @@ from starforge_daemon.core.scheduler import (
     Kill,
     Terminate,
     Watchdogs,
-    enforce,
     free_capacity,
-    next_deadline,
 )
 from starforge_daemon.core.streams import Progress
 from starforge_daemon.core.streams.reports import LiveProgress
@@ -25,29 +24,59 @@ def run(run_id: str, started: float, timeout: float, agent: str = "a") -> Run:
 
 def test_terminate_at_deadline_then_kill_after_grace() -> None:
     ledger = Ledger()
+    deadlines = Deadlines(ledger, grace=2.0, dogs=None)
     ledger.add(Launching(run("r", started=100.0, timeout=10.0)))
     ledger.started("r", ProcessIdentity(pid=5, create_time=1.0))
-    assert enforce(ledger, now=109.9, grace=2.0) == []
-    assert next_deadline(ledger, grace=2.0) == 110.0
-    assert enforce(ledger, now=110.0, grace=2.0) == [Terminate("r", StopReason.TIMEOUT)]
+    assert deadlines.decide(now=109.9) == []
+    assert deadlines.next() == 110.0
+    assert deadlines.decide(now=110.0) == [Terminate("r", StopReason.TIMEOUT)]
     ledger.stop("r", StopReason.TIMEOUT, 110.0)
-    assert enforce(ledger, now=111.0, grace=2.0) == []
-    assert next_deadline(ledger, grace=2.0) == 112.0
-    assert enforce(ledger, now=112.0, grace=2.0) == [Kill("r")]
+    assert deadlines.decide(now=111.0) == []
+    assert deadlines.next() == 112.0
+    assert deadlines.decide(now=112.0) == [Kill("r")]
     ledger.kill("r")
-    assert enforce(ledger, now=500.0, grace=2.0) == []
-    assert next_deadline(ledger, grace=2.0) is None
+    assert deadlines.decide(now=500.0) == []
+    assert deadlines.next() is None
 
 
 def test_a_run_stopped_before_its_process_is_known_keeps_stopping_once_it_is() -> None:
     ledger = Ledger()
+    deadlines = Deadlines(ledger, grace=2.0, dogs=None)
     ledger.add(Launching(run("r", started=100.0, timeout=10.0)))
     ledger.stop("r", StopReason.OPERATOR, 101.0)
     state = ledger.started("r", ProcessIdentity(pid=5, create_time=1.0))
     assert state is not None and state.handle is not None and ledger.is_busy("a")
-    assert next_deadline(ledger, grace=2.0) == 103.0
+    assert deadlines.next() == 103.0
     ledger.remove("r")
     assert not ledger.is_busy("a") and len(ledger) == 0
+    assert deadlines.next() is None
+
+
+def test_each_due_decision_is_made_once_and_the_earliest_run_comes_first() -> None:
+    ledger = Ledger()
+    deadlines = Deadlines(ledger, grace=2.0, dogs=None)
+    for number, timeout in enumerate((30.0, 10.0, 20.0)):
+        ledger.add(Launching(run(f"r{number}", started=100.0, timeout=timeout,
+                                 agent=f"a{number}")))
+    assert deadlines.next() == 110.0
+    ledger.remove("r1")  # it ended before its deadline
+    assert deadlines.next() == 120.0
+    assert deadlines.decide(now=125.0) == [Terminate("r2", StopReason.TIMEOUT)]
+    assert deadlines.decide(now=125.0) == []  # not acted on: still decided once
+    assert deadlines.next() == 130.0
+
+
+def test_old_entries_do_not_pile_up_behind_an_earlier_run() -> None:
+    ledger = Ledger()
+    deadlines = Deadlines(ledger, grace=2.0, dogs=Watchdogs(first_output=5.0, stall=10.0))
+    ledger.add(Launching(run("quiet", started=100.0, timeout=10_000.0, agent="a")))
+    ledger.add(Launching(run("chatty", started=100.0, timeout=10_000.0, agent="b")))
+    for second in range(1000):
+        ledger.report("chatty", live(last_event=100.0 + second))
+        assert deadlines.next() == 105.0  # the quiet run's first-output watchdog
+    assert len(deadlines._heap) <= 2 * 2 + 64
+    ledger.remove("quiet")
+    assert deadlines.next() == 100.0 + 999 + 10.0 + REPORT_DELAY
 
 
 def test_capacity() -> None:
@@ -67,24 +96,29 @@ def live(last_event: float | None, result_at: float | None = None,
 
 def test_the_watchdogs_read_the_runs_latest_progress() -> None:
     ledger = Ledger()
+    deadlines = Deadlines(ledger, 2.0, Watchdogs(first_output=5.0, stall=10.0, result_grace=3.0,
+                                                 max_cost=1.0))
     ledger.add(Launching(run("r", started=100.0, timeout=1000.0)))
-    dogs = Watchdogs(first_output=5.0, stall=10.0, result_grace=3.0, max_cost=1.0)
-    reports: dict[str, LiveProgress] = {}
 
-    def decide(now: float) -> list[Kill | Terminate]:
-        return enforce(ledger, now, 2.0, reports.get, dogs)
+    assert deadlines.next() == 105.0  # no event yet
+    assert deadlines.decide(105.0) == [Terminate("r", StopReason.NO_OUTPUT)]
+    ledger.report("r", live(last_event=104.0))
+    assert deadlines.decide(105.0) == []
+    assert deadlines.next() == 104.0 + 10.0 + REPORT_DELAY
+    assert deadlines.decide(115.0) == [Terminate("r", StopReason.STALLED)]
+    ledger.report("r", live(last_event=110.0, result_at=110.0))
+    assert deadlines.decide(113.0) == [Terminate("r", StopReason.LINGERING)]
+    ledger.report("r", live(last_event=110.0, cost=1.5))
+    assert deadlines.decide(110.5) == [Terminate("r", StopReason.OVER_BUDGET)]
 
-    assert next_deadline(ledger, 2.0, reports.get, dogs) == 105.0  # no event yet
-    assert decide(105.0) == [Terminate("r", StopReason.NO_OUTPUT)]
-    reports["r"] = live(last_event=104.0)
-    assert decide(105.0) == []
-    assert next_deadline(ledger, 2.0, reports.get, dogs) == 104.0 + 10.0 + REPORT_DELAY
-    assert decide(115.0) == [Terminate("r", StopReason.STALLED)]
-    reports["r"] = live(last_event=110.0, result_at=110.0)
-    assert decide(113.0) == [Terminate("r", StopReason.LINGERING)]
-    reports["r"] = live(last_event=110.0, cost=1.5)
-    assert decide(110.5) == [Terminate("r", StopReason.OVER_BUDGET)]
-    assert enforce(ledger, 500.0, 2.0, reports.get, None) == []  # a text run: only its timeout
+
+def test_a_run_read_as_text_is_stopped_by_its_timeout_alone() -> None:
+    ledger = Ledger()
+    deadlines = Deadlines(ledger, 2.0, None)
+    ledger.add(Launching(run("r", started=100.0, timeout=1000.0)))
+    ledger.report("r", live(last_event=110.0, cost=1.5))
+    assert deadlines.decide(500.0) == []
+    assert deadlines.next() == 1100.0
 
 
 def test_a_rate_limit_holds_until_its_reset_within_the_cap() -> None:

@@ -77,6 +77,7 @@ class Ledger:
         self._by_agent: dict[str, str] = {}
         self._live: dict[str, LiveProgress] = {}  # what runs read as events report of themselves
         self.version = 0  # bumped on every change: the slot file is saved when it moved
+        self._changed: set[str] = set()  # run ids, since the last take_changed
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -144,6 +145,7 @@ class Ledger:
         if state is not None:
             del self._by_agent[state.run.agent]
             self._live.pop(run_id, None)
+            self._changed.add(run_id)
             self.version += 1
         return state
 
@@ -151,11 +153,19 @@ class Ledger:
         """The run's latest progress (a run no longer here is ignored)."""
         if run_id in self._runs:
             self._live[run_id] = live
+            self._changed.add(run_id)
             self.version += 1
 
     def live(self, run_id: str) -> LiveProgress | None:
         return self._live.get(run_id)
 
+    def take_changed(self) -> set[str]:
+        """The runs added, changed, reported on or removed since the last call (the deadlines
+        follow the ledger by it: they have one reader)."""
+        changed, self._changed = self._changed, set()
+        return changed
+
     def _put(self, state: RunState) -> None:
         self._runs[state.run.run_id] = state
+        self._changed.add(state.run.run_id)
         self.version += 1

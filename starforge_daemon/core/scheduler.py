@@ -7,7 +7,6 @@ later tick turns that into a SIGKILL once the grace period has passed. Nothing h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from starforge_daemon.core.ledger import Killing, RunState, Stopping, StopReason, stop_reason
@@ -55,19 +54,16 @@ class Watchdogs:
                                         f"{stop}"}[reason]
 
 
-Progressions = Callable[[str], LiveProgress | None]  # a run's latest progress, by run id
-
-
-def _due(state: RunState, grace: float, live: LiveProgress | None,
-         dogs: Watchdogs | None) -> tuple[float, StopReason | None] | None:
+def due_moment(state: RunState, grace: float, live: LiveProgress | None,
+               dogs: Watchdogs | None) -> tuple[float, StopReason | None] | None:
     """When ``state`` next calls for a decision, and which: a stop for a reason, or (None) the
-    kill at the end of its grace."""
+    kill at the end of its grace. ``dogs`` None: a run read as text, its timeout alone."""
     if isinstance(state, Killing):
         return None
     if isinstance(state, Stopping):
         return state.since + grace, None
     run = state.run
-    if dogs is None:  # a run read as text: its timeout alone
+    if dogs is None:
         return run.deadline, StopReason.TIMEOUT
     moments: list[tuple[float, StopReason | None]] = [(run.deadline, StopReason.TIMEOUT)]
     last_event = live.last_event_at if live else None
@@ -81,29 +77,6 @@ def _due(state: RunState, grace: float, live: LiveProgress | None,
     if dogs.max_cost is not None and cost is not None and cost > dogs.max_cost:
         moments.append((run.started_at, StopReason.OVER_BUDGET))
     return min(moments, key=lambda moment: moment[0])
-
-
-def enforce(runs: Iterable[RunState], now: float, grace: float,
-            live: Progressions = lambda run_id: None,
-            dogs: Watchdogs | None = None) -> list[Decision]:
-    decisions: list[Decision] = []
-    for state in runs:
-        due = _due(state, grace, live(state.run.run_id) if dogs else None, dogs)
-        if due is None or now < due[0]:
-            continue
-        run_id, reason = state.run.run_id, due[1]
-        decisions.append(Kill(run_id) if reason is None else Terminate(run_id, reason))
-    return decisions
-
-
-def next_deadline(runs: Iterable[RunState], grace: float,
-                  live: Progressions = lambda run_id: None,
-                  dogs: Watchdogs | None = None) -> float | None:
-    """The earliest moment at which :func:`enforce` would decide something new."""
-    return min((due[0] for state in runs
-                if (due := _due(state, grace, live(state.run.run_id) if dogs else None, dogs))
-                is not None),
-               default=None)
 
 
 def free_capacity(limit: int, running: int, accepting: bool) -> int:

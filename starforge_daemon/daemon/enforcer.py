@@ -4,6 +4,7 @@ once its grace period has passed too."""
 from __future__ import annotations
 
 from starforge_daemon.core import scheduler
+from starforge_daemon.core.deadlines import Deadlines
 from starforge_daemon.core.events import KillEscalated, Publisher, TimedOut, Watched
 from starforge_daemon.core.ledger import Killing, Ledger, Stopping, StopReason
 from starforge_daemon.core.scheduler import Kill, Terminate
@@ -22,15 +23,14 @@ class Enforcer:
             first_output=settings.AGENT_FIRST_OUTPUT_TIMEOUT, stall=settings.AGENT_STALL_TIMEOUT,
             result_grace=settings.AGENT_RESULT_GRACE, max_cost=settings.MAX_RUN_COST_USD,
             fail_on_denial=settings.FAIL_ON_PERMISSION_DENIAL)
-        self.watched = self.dogs if settings.output_kind != "text" else None
+        self._deadlines = Deadlines(ledger, settings.AGENT_KILL_GRACE,
+                                   self.dogs if settings.output_kind != "text" else None)
 
     def next_deadline(self) -> float | None:
-        return scheduler.next_deadline(self.ledger, self.settings.AGENT_KILL_GRACE,
-                                       self.ledger.live, self.watched)
+        return self._deadlines.next()
 
     def enforce(self, now: float) -> None:
-        for decision in scheduler.enforce(self.ledger, now, self.settings.AGENT_KILL_GRACE,
-                                          self.ledger.live, self.watched):
+        for decision in self._deadlines.decide(now):
             run = self.ledger[decision.run_id].run
             if isinstance(decision, Terminate):
                 if decision.reason is StopReason.TIMEOUT:
