@@ -4,8 +4,9 @@
                                        [--quick]
 
 Each earlier revision is checked out into a temporary git worktree and benchmarked with its own
-``bench/run.py`` and its own package (``PYTHONPATH``); the sides alternate round by round
-(base, this, base, this...) so that a drift of the machine's load hits all of them. Prints,
+``bench/run.py`` and its own package (``PYTHONPATH``); the sides alternate, in one order in
+even rounds and the other in odd ones (base, this, this, base...), so that a drift of the
+machine's load, and whatever the run before leaves behind, hits all of them. Prints,
 per figure, the median of each side (each run in brackets) and the ratio of this checkout to
 each base, as a markdown table.
 """
@@ -102,7 +103,8 @@ def main(argv: list[str]) -> int:
     with revision_trees(bases) as sides, tempfile.TemporaryDirectory() as reports:
         samples: dict[str, dict[tuple[str, str], list[float]]] = {side: {} for side in sides}
         for number in range(args.rounds):
-            for side, tree in sides.items():
+            order = list(sides.items())
+            for side, tree in order if number % 2 == 0 else reversed(order):
                 print(f"compare: round {number + 1}/{args.rounds}, {side}", file=sys.stderr,
                       flush=True)
                 report = Path(reports) / f"{tree.name}-{number}.json"
