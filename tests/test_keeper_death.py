@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -119,27 +118,3 @@ def test_a_run_the_dead_keeper_never_began_is_asked_of_a_new_one(project: Projec
     assert project.started() == ["t.trigger"]
     assert (project.result("t.trigger")["outcome"], project.result("t.trigger")["exit_code"]) \
         == ("failed", 3)
-
-
-def test_the_reaper_tells_runs_begun_within_one_clock_tick_apart_by_their_agents_environment(
-        tmp_path: Path) -> None:
-    from starforge_daemon.runtime.local import processes, reaper
-
-    started = []
-    for run_id in ("run-a", "run-b"):
-        child = subprocess.Popen(["sleep", "30"], start_new_session=True,
-                                 env={"PATH": "/usr/bin:/bin", "STARFORGE_RUN_ID": run_id})
-        started.append(child)
-    try:
-        create_times = [processes.process_create_time(child.pid) for child in started]
-        journal = tmp_path / "1.jsonl"  # the keeper died after both spawns, before "started"
-        journal.write_text("".join(
-            json.dumps({"run_id": run_id, "spawning": min(create_times) - 0.001}) + "\n"
-            for run_id in ("run-a", "run-b")))
-        found = [reaper.find_run(str(tmp_path), child.pid, create_time, leader=True)
-                 for child, create_time in zip(started, create_times, strict=True)]
-        assert found == [(str(journal), "run-a"), (str(journal), "run-b")]
-    finally:
-        for child in started:
-            child.kill()
-            child.wait()

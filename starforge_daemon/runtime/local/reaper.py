@@ -25,11 +25,9 @@ from typing import Any
 
 if __package__:
     from . import journal_file, processes
-    from .sweep import RUN_ID_ENV
 else:
     import journal_file
     import processes
-    from sweep import RUN_ID_ENV
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -91,19 +89,7 @@ def find_run(runs: str, pid: int, create_time: float, leader: bool) -> tuple[str
         elif leader and _begun_unjournalled(seen) \
                 and -0.05 < create_time - float(seen.get("spawning") or 0) < SPAWN_WINDOW:
             begun.append((path, run_id))
-    if len(begun) > 1:  # spawns begun within a clock tick: the agent's environment names its run
-        begun = [(path, run_id) for path, run_id in begun if _carries(pid, run_id)]
     return begun[0] if len(begun) == 1 else None
-
-
-def _carries(pid: int, run_id: str) -> bool:
-    """Whether the live process ``pid`` has ``STARFORGE_RUN_ID=<run_id>`` in the environment it
-    started with (a zombie's is gone)."""
-    try:
-        environment = processes.read_bytes(f"/proc/{pid}/environ").split(b"\0")
-    except OSError:
-        return False
-    return f"{RUN_ID_ENV}={run_id}".encode() in environment
 
 
 def _children(parent: int) -> list[int]:
