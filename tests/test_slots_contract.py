@@ -61,3 +61,21 @@ def test_recipes_on_the_file_the_daemon_writes(project: Project) -> None:
     assert isinstance(pid, str) and pid.isdigit()
     assert recipes(text) == (1, ["junior-dev-a"], [pid])
     assert json.loads(text)["junior-dev-a"]["ticket"] == "52"
+
+
+def test_a_save_shows_what_changed_since_the_last_one(tmp_path: Path) -> None:
+    table = SlotTable(tmp_path / "agent-slots.json")
+    ledger = Ledger()
+    run = Run(run_id="a-1-x", agent="a", trigger_name="t", trigger_path="/t", log_path="/l",
+              started_at=1761368400.0, timeout=60, ticket="52")
+    ledger.add(Launching(run))
+    table.save(ledger)
+    assert json.loads(table.render(ledger))["a"]["pid"] is None
+    ledger.started(run.run_id, ProcessIdentity(pid=12345, create_time=1.0))
+    table.save(ledger)
+    assert json.loads((tmp_path / "agent-slots.json").read_text())["a"]["pid"] == "12345"
+    ledger.remove(run.run_id)
+    table.ended(run, OutcomeKind.SUCCEEDED, 1761368460.0)
+    table.save(ledger)
+    slot = json.loads((tmp_path / "agent-slots.json").read_text())["a"]
+    assert (slot["status"], slot["pid"], slot["last_run_id"]) == ("idle", None, "a-1-x")
