@@ -139,6 +139,15 @@ class Project:
                    f"{count} archived triggers (have {self.all_archived()})")
         return self.all_archived()
 
+    def history(self, count: int = 0, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """The run history's records, once it holds at least ``count`` (the daemon appends a
+        trigger's line just after it archived the trigger)."""
+        def lines() -> list[str]:
+            path = self.paths.history_file
+            return path.read_text().splitlines() if path.exists() else []
+        wait_until(lambda: len(lines()) >= count, timeout, f"{count} lines in the run history")
+        return [json.loads(line) for line in lines()]
+
     def journal(self, event: str | None = None) -> list[dict[str, Any]]:
         path = self.root / "journal.jsonl"
         if not path.exists():

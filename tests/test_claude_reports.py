@@ -56,8 +56,7 @@ def test_a_claude_run_shows_its_tool_call_in_the_slot_and_records_its_cost(
     assert result["tokens_out"] == 2 * DEFAULT_USAGE["output_tokens"], result
     assert result["cache_read_tokens"] == 2 * DEFAULT_USAGE["cache_read_input_tokens"]
     assert result["result_text"] == "All done.\nThe gate opened."
-    history = [json.loads(line) for line in claude.project.paths.history_file.read_text().splitlines()]
-    assert history[-1]["cost_usd"] == result["cost_usd"]
+    assert claude.project.history(1)[-1]["cost_usd"] == result["cost_usd"]
 
 
 def test_an_api_error_claude_reports_fails_the_run_with_its_reason(

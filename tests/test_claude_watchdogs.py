@@ -4,16 +4,8 @@ is stopped, and RESUME_SESSIONS hands a ticket's session to its next run."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from fake_messages_api import Turn, fake_api  # noqa: F401 - the fixture claude's needs
 from test_claude_cli import ClaudeProject, claude  # noqa: F401 - the fixture
-
-
-def history(claude: ClaudeProject) -> list[dict[str, Any]]:  # noqa: F811
-    return [json.loads(line)
-            for line in claude.project.paths.history_file.read_text().splitlines()]
 
 
 def test_a_stalled_stream_is_stopped_by_the_stall_watchdog(claude: ClaudeProject) -> None:  # noqa: F811
@@ -37,7 +29,7 @@ def test_a_rate_limited_claude_run_is_requeued_without_an_attempt(
     claude.project.wait_archived(1, timeout=60)
     result = claude.project.result("t.trigger")
     assert result["outcome"] == "succeeded" and result["attempt"] == 1, result
-    held, done = history(claude)
+    held, done = claude.project.history(2)
     assert held["outcome"] == "rate_limited" and held["api_error_status"] == 429, held
     assert done["run_id"] == result["run_id"]
     assert held["attempt"] == 1 and held["retry_at"], held
@@ -54,7 +46,7 @@ def test_a_claude_run_over_its_budget_is_stopped(claude: ClaudeProject) -> None:
     result = claude.project.result("t.trigger")
     assert result["outcome"] == "over_budget", result
     assert "MAX_RUN_COST_USD=0.5" in result["reason"], result
-    assert len(history(claude)) == 1  # not tried again
+    assert len(claude.project.history(1)) == 1  # not tried again
     assert not gate.exists()
 
 

@@ -3,7 +3,6 @@ and each run is archived once with the exit status its agent really had."""
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import sys
@@ -61,7 +60,7 @@ def assert_whole_and_true(project: Project, output: str) -> None:
     archived = project.wait_archived(len(CODES), timeout=30)
     assert archived == {f"{agent}.trigger": "done" if code == 0 else "failed"
                         for agent, code in CODES.items()}
-    history = [json.loads(line) for line in project.paths.history_file.read_text().splitlines()]
+    history = project.history(len(archived))
     assert sorted(run["trigger"] for run in history) == sorted(archived), "each archived once"
     wrote = {entry["trigger"]: entry["lines"] for entry in project.journal("wrote")}
     for agent, code in CODES.items():

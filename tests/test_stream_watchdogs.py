@@ -38,11 +38,6 @@ def run_script(project: Project, name: str, agent: str = "agent-a", **context: A
     project.trigger(name, agent, context=context)
 
 
-def history(project: Project) -> list[dict[str, Any]]:
-    path = project.paths.history_file
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def status_json(project: Project) -> dict[str, Any]:
     return json.loads(project.cli("daemon", "status", "--json").stdout)
 
@@ -103,16 +98,16 @@ def test_a_rate_limited_result_requeues_without_an_attempt_then_runs(project: Pr
     refused = result(0.0, is_error=True, api_error_status=429, result="API Error: 429 · rate_limit")
     start(project, RATE_LIMIT_HOLD=1)
     run_script(project, "t.trigger", before=[INIT, refused], exit=1)
-    wait_until(lambda: any(h["outcome"] == "rate_limited" for h in history(project)), 20,
+    wait_until(lambda: any(h["outcome"] == "rate_limited" for h in project.history()), 20,
                "the rate-limited run in the history")
     # its every run is refused again; another agent's trigger runs once each hold is over
     project.trigger("u.trigger", "agent-b", context={"before": [INIT, result()]})
     project.wait_archived(1)
     assert project.result("u.trigger")["attempt"] == 1
-    first = next(h for h in history(project) if h["outcome"] == "rate_limited")
+    first = next(h for h in project.history() if h["outcome"] == "rate_limited")
     assert first["retry_at"] and first["attempt"] == 1, first
     assert "rate-limited" in first["reason"], first
-    later = [h for h in history(project) if h["trigger"] == "t.trigger"]
+    later = [h for h in project.history() if h["trigger"] == "t.trigger"]
     assert {h["attempt"] for h in later} == {1}, later  # never counted as an attempt
     assert "t.trigger" not in project.all_archived()
 
@@ -128,7 +123,7 @@ def test_the_run_budget_stops_a_run_over_it(project: Project) -> None:
     assert "MAX_RUN_COST_USD=0.5" in outcome["reason"], outcome
     assert outcome["cost_usd"] >= 1.0, outcome  # 200,000 tokens at the opus list price
     assert project.archived("failed") == ["t.trigger"]
-    assert len(history(project)) == 1  # over budget is not tried again
+    assert len(project.history(1)) == 1  # over budget is not tried again
 
 
 def test_the_daily_budget_holds_new_runs_also_after_a_restart(project: Project) -> None:
