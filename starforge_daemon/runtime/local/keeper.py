@@ -436,7 +436,8 @@ class Keeper:
                                      stream_reader.open_stream(request.get("output")), notes)
         # first: a run without this line was never spawned, and may be asked for again
         journal = self._journal(request["journal"], {"run_id": run_id, "spawning": (
-            processes.boot_time() + time.clock_gettime(time.CLOCK_BOOTTIME))})
+            processes.boot_time() + time.clock_gettime(time.CLOCK_BOOTTIME)),
+            "keeper": os.getpid()})
         try:
             os.chdir(request["cwd"])
             argv = request["argv"]
@@ -519,13 +520,14 @@ class Keeper:
         told = None
         if behind is not None and (cgroup is None or behind.get("cgroup") != cgroup):
             told = self._spawn(behind)
-        _, status, rusage = os.wait4(run.pid, 0)
+        # the status goes to the journal before the agent is reaped: should this keeper die
+        # in between, the zombie goes to ``reaper`` (the full record, with what the run used,
+        # follows once its container is emptied)
+        code = reaper.exit_code(os.waitid(os.P_PID, run.pid, os.WEXITED | os.WNOWAIT))
         ended_at = time.time()
-        code = os.waitstatus_to_exitcode(status)
-        # reaped: only this process knows the status now, so it goes to the journal at once
-        # (the full record, with what the run used, follows once its container is emptied)
         self._append(run.journal, {"run_id": run.run_id, "exit": {
             "ended_at": ended_at, "exit_code": code, "error": None}})
+        rusage = os.wait4(run.pid, 0)[2]
         run.log.catch_up(ended_at)  # what it wrote, not what a leftover writes from now on
         if run.log.wd is not None:
             self._logs.forget(run.log.wd)

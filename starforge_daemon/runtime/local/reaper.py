@@ -37,7 +37,7 @@ def become_subreaper() -> bool:
     return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def _exit_code(info: os.waitid_result) -> int:
+def exit_code(info: os.waitid_result) -> int:
     return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
@@ -72,24 +72,6 @@ def _unended_runs(runs: str) -> list[tuple[str, str, dict[str, Any]]]:
 def _begun_unjournalled(seen: dict[str, Any]) -> bool:
     """The keeper began this run's spawn and said nothing more of it."""
     return "spawning" in seen and "started" not in seen and "unspawned" not in seen
-
-
-def find_run(runs: str, pid: int, create_time: float, leader: bool) -> tuple[str, str] | None:
-    """The journal and id of the run whose agent is that process, with no exit recorded: the
-    run whose ``started`` line names it, or, for the leader of its own session (as agents
-    are), the one run whose spawn the keeper began (``spawning``) shortly before the process
-    started but did not journal: the keeper died in between."""
-    begun: list[tuple[str, str]] = []
-    for path, run_id, seen in _unended_runs(runs):
-        started = seen.get("started")
-        if isinstance(started, dict):
-            if (started.get("pid") == pid
-                    and abs(float(started.get("create_time", 0)) - create_time) < 0.05):
-                return path, run_id
-        elif leader and _begun_unjournalled(seen) \
-                and -0.05 < create_time - float(seen.get("spawning") or 0) < SPAWN_WINDOW:
-            begun.append((path, run_id))
-    return begun[0] if len(begun) == 1 else None
 
 
 def _children(parent: int) -> list[int]:
@@ -133,6 +115,31 @@ class Reaper:
                 self._record(info)
             os.waitpid(info.si_pid, 0)
 
+    def _begun_by_mine(self, seen: dict[str, Any]) -> bool:
+        """This reaper's keeper began the run's spawn and did not journal it. Only its own: a
+        spawn another keeper began (one that died before, whose agent has its own reaper, or
+        the next one) may be as recent."""
+        return _begun_unjournalled(seen) and seen.get("keeper") == self._keeper_pid \
+            and float(seen.get("spawning") or 0) >= self._since
+
+    def find_run(self, pid: int, create_time: float, leader: bool) -> tuple[str, str] | None:
+        """The journal and id of the run whose agent is that process, with no exit recorded:
+        the run whose ``started`` line names it, or, for the leader of its own session (as
+        agents are), the run whose spawn this keeper began shortly before the process started
+        but did not journal (it died in between: it spawns one run at a time, so there is at
+        most one)."""
+        begun: list[tuple[str, str]] = []
+        for path, run_id, seen in _unended_runs(self._runs):
+            started = seen.get("started")
+            if isinstance(started, dict):
+                if (started.get("pid") == pid
+                        and abs(float(started.get("create_time", 0)) - create_time) < 0.05):
+                    return path, run_id
+            elif leader and self._begun_by_mine(seen) \
+                    and -0.05 < create_time - float(seen["spawning"]) < SPAWN_WINDOW:
+                begun.append((path, run_id))
+        return begun[0] if len(begun) == 1 else None
+
     def _unspawned(self) -> None:
         """The keeper is gone, and every agent it spawned is a child of this process now (or
         was, and its exit is recorded). A spawn it began and did not journal, with no such
@@ -148,12 +155,11 @@ class Reaper:
             with contextlib.suppress(OSError, ValueError):
                 fields = processes.stat_fields(pid)
                 create_time = processes.boot_time() + int(fields[19]) / processes.CLOCK_TICKS
-                found = find_run(self._runs, pid, create_time, int(fields[3]) == pid)
+                found = self.find_run(pid, create_time, int(fields[3]) == pid)
                 if found is not None:
                     spawned.add(found[1])
         for path, run_id, seen in _unended_runs(self._runs):
-            if _begun_unjournalled(seen) and run_id not in spawned \
-                    and float(seen.get("spawning") or 0) >= self._since:
+            if self._begun_by_mine(seen) and run_id not in spawned:
                 journal = journal_file.JournalFile(path)
                 journal.append({"run_id": run_id, "unspawned": True})
                 if journal.waiting:
@@ -172,13 +178,13 @@ class Reaper:
         except OSError:
             return
         create_time = processes.boot_time() + int(fields[19]) / processes.CLOCK_TICKS
-        found = find_run(self._runs, info.si_pid, create_time, int(fields[3]) == info.si_pid)
+        found = self.find_run(info.si_pid, create_time, int(fields[3]) == info.si_pid)
         if found is None:  # something an agent left behind
             return
         path, run_id = found
         journal = journal_file.JournalFile(path)
         journal.append({"run_id": run_id, "exit": {
-            "ended_at": time.time(), "exit_code": _exit_code(info), "error": None,
+            "ended_at": time.time(), "exit_code": exit_code(info), "error": None,
             "note": "recorded by the keeper's reaper: the keeper had died"}})
         if journal.waiting:
             self._waiting.append(journal)
