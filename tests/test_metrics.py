@@ -143,11 +143,13 @@ def test_metrics_count_what_the_run_history_shows(project: Project) -> None:
 
 def keeper_of(project: Project) -> psutil.Process:
     """The project's keeper: of the two processes started as it, the child (the parent is its
-    reaper)."""
+    reaper). An agent it is spawning shows the keeper's command line until it execs, and the
+    run's folder for its working directory, where the keeper's is ``/`` but while it spawns."""
     socket_path = str(project.paths.keeper_socket)
-    started = [proc for proc in psutil.process_iter(["cmdline", "ppid"])
+    started = [proc for proc in psutil.process_iter(["cmdline", "ppid", "cwd"])
                if socket_path in (proc.info["cmdline"] or [])]
-    return next(proc for proc in started if proc.info["ppid"] in {p.pid for p in started})
+    return next(proc for proc in started
+                if proc.info["ppid"] in {p.pid for p in started} and proc.info["cwd"] == "/")
 
 
 def test_healthz_and_status_check_see_a_stopped_loop_and_a_lost_keeper(project: Project) -> None:
