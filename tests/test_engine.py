@@ -39,7 +39,7 @@ class FakeRunner:
         self.launched.append(spec)
 
     def reconcile(self, open_runs: Mapping[str, ProcessIdentity | None]) -> Reconciled:
-        return Reconciled({run_id: agent or ProcessIdentity(pid=1, create_time=1.0)
+        return Reconciled({run_id: agent or ProcessIdentity(pid=1, start=1.0)
                            for run_id, agent in open_runs.items() if run_id in self.holding})
 
     def stop(self, run_id: str, force: bool) -> None:
@@ -111,7 +111,7 @@ def write(paths: ProjectPaths, name: str, agent: str, stamp: int) -> None:
 
 
 def started(spec: LaunchSpec, pid: int) -> Started:
-    return Started(spec.run_id, ProcessIdentity(pid=pid, create_time=1.0))
+    return Started(spec.run_id, ProcessIdentity(pid=pid, start=1.0))
 
 
 def exited(spec: LaunchSpec, code: int, at: float) -> Exited:

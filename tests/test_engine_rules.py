@@ -168,7 +168,7 @@ def keeper_started(spec: LaunchSpec, pid: int) -> None:
     """What the keeper appends to the run's journal once it has spawned the agent."""
     with spec.journal.open("a") as journal:
         journal.write(json.dumps({"run_id": spec.run_id,
-                                  "started": {"pid": pid, "create_time": 1.0}}) + "\n")
+                                  "started": {"pid": pid, "start": 1.0}}) + "\n")
 
 
 def test_a_restarted_daemon_adopts_the_runs_its_runner_still_holds(setup) -> None:

@@ -289,7 +289,7 @@ def test_a_long_run_is_told_with_its_tool_and_cost() -> None:
     ledger = Ledger()
     run = Run(run_id="r1", agent="a", trigger_name="t", trigger_path="/t", log_path="/l",
               started_at=1000.0, timeout=1800.0, ticket="52")
-    ledger.add(Running(run, ProcessIdentity(pid=42, create_time=1.0)))
+    ledger.add(Running(run, ProcessIdentity(pid=42, start=1.0)))
     assert long_runs(ledger, 1059.0, 60.0) == []
     progress = Progress(phase="tool", tool="Bash", tool_input="make", turns=1, tokens_in=1,
                         tokens_out=1, cache_read_tokens=0, cache_creation_tokens=0,

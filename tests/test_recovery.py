@@ -135,7 +135,7 @@ def test_reused_pid_is_never_signalled_or_adopted(project: Project) -> None:
         run = Run(run_id="worker-1-abcdef", agent="worker", trigger_name="t.trigger",
                   trigger_path=str(trigger), log_path=str(project.paths.logs / "w.log"),
                   started_at=time.time() - 100, timeout=1)
-        stale = {"pid": bystander.pid, "create_time": 12345.0}  # as the keeper writes it
+        stale = {"pid": bystander.pid, "start": 12345.0}  # as the keeper writes it
         (project.paths.runs / "1.jsonl").write_text(
             json.dumps({"run_id": run.run_id, "run": run.to_dict()}) + "\n"
             + json.dumps({"run_id": run.run_id, "started": stale}) + "\n")

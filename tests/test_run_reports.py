@@ -58,7 +58,7 @@ def test_progress_is_due_at_once_then_at_most_once_a_second() -> None:
 def _run() -> Running:
     run = Run(run_id="agent-a-1-abc", agent="agent-a", trigger_name="t.trigger",
               trigger_path="/t", log_path="/l", started_at=0.0, timeout=100.0)
-    return Running(run, ProcessIdentity(pid=1, create_time=0.0))
+    return Running(run, ProcessIdentity(pid=1, start=0.0))
 
 
 def _exit(stream: dict[str, object] | None, code: int = 0) -> RunExit:

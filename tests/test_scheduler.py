@@ -26,7 +26,7 @@ def test_terminate_at_deadline_then_kill_after_grace() -> None:
     ledger = Ledger()
     deadlines = Deadlines(ledger, grace=2.0, dogs=None)
     ledger.add(Launching(run("r", started=100.0, timeout=10.0)))
-    ledger.started("r", ProcessIdentity(pid=5, create_time=1.0))
+    ledger.started("r", ProcessIdentity(pid=5, start=1.0))
     assert deadlines.decide(now=109.9) == []
     assert deadlines.next() == 110.0
     assert deadlines.decide(now=110.0) == [Terminate("r", StopReason.TIMEOUT)]
@@ -44,7 +44,7 @@ def test_a_run_stopped_before_its_process_is_known_keeps_stopping_once_it_is() -
     deadlines = Deadlines(ledger, grace=2.0, dogs=None)
     ledger.add(Launching(run("r", started=100.0, timeout=10.0)))
     ledger.stop("r", StopReason.OPERATOR, 101.0)
-    state = ledger.started("r", ProcessIdentity(pid=5, create_time=1.0))
+    state = ledger.started("r", ProcessIdentity(pid=5, start=1.0))
     assert state is not None and state.handle is not None and ledger.is_busy("a")
     assert deadlines.next() == 103.0
     ledger.remove("r")

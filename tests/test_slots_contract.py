@@ -38,7 +38,7 @@ def test_written_slots_have_the_contract_shape(tmp_path: Path) -> None:
     run = Run(run_id="a-1-x", agent="a", trigger_name="t", trigger_path="/t", log_path="/l",
               started_at=1761368400.0, timeout=60, ticket="52")
     ledger.add(Launching(run))
-    ledger.started(run.run_id, ProcessIdentity(pid=12345, create_time=1.0))
+    ledger.started(run.run_id, ProcessIdentity(pid=12345, start=1.0))
     table.ended(replace(run, agent="b", run_id="b-1-x"), OutcomeKind.SUCCEEDED, 1761368460.0)
     table.save(ledger)
     data = json.loads((tmp_path / "agent-slots.json").read_text())
@@ -71,7 +71,7 @@ def test_a_save_shows_what_changed_since_the_last_one(tmp_path: Path) -> None:
     ledger.add(Launching(run))
     table.save(ledger)
     assert json.loads(table.render(ledger))["a"]["pid"] is None
-    ledger.started(run.run_id, ProcessIdentity(pid=12345, create_time=1.0))
+    ledger.started(run.run_id, ProcessIdentity(pid=12345, start=1.0))
     table.save(ledger)
     assert json.loads((tmp_path / "agent-slots.json").read_text())["a"]["pid"] == "12345"
     ledger.remove(run.run_id)

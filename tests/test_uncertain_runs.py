@@ -70,7 +70,7 @@ def test_a_junk_line_where_the_keeper_wrote_leaves_it_unknown(project: Project) 
 def test_a_spawn_begun_and_never_journalled_leaves_it_unknown(project: Project) -> None:
     """``spawning`` and nothing more: its keeper and reaper died during the spawn, and no
     process of the run is found; nobody can say whether the agent ran."""
-    left_in_flight(project, "t.trigger", {"spawning": time.time() - 9})
+    left_in_flight(project, "t.trigger", {"spawning": time.clock_gettime(time.CLOCK_BOOTTIME) - 9})
     project.start()
     result = assert_unknown_then_retried(project, "t.trigger")
     assert "began its spawn" in result["reason"]

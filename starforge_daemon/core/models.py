@@ -239,10 +239,11 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class ProcessIdentity:
-    """A pid together with its start time, so a reused pid is never mistaken for ours."""
+    """A pid with its start (seconds since boot: the kernel's stamp, the same whoever reads it,
+    unlike a wall-clock time; a Slurm job's submit), so a reused pid is never taken for ours."""
 
     pid: int
-    create_time: float
+    start: float
 
     @classmethod
     def from_dict(cls, data: Any) -> ProcessIdentity:

@@ -28,6 +28,7 @@ names).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def recover_runs(journal: RunJournal, runner: Runner, running: Path, queue_folde
             result.to_finish.append((entry.run, entry.agent, entry.ended))
         elif run_id in found.followed:
             agent = found.followed[run_id]
-            result.adopted.append(Running(entry.run.begun_by(agent.create_time), agent))
+            result.adopted.append(Running(entry.run.begun_by(_wall_clock(agent.start)), agent))
         else:
             _not_followed(journal.read(run_id) or entry, entry.path in journal.damaged,
                           journal, queue_folder, result)
@@ -215,3 +216,8 @@ def _archive_uncertain(uncertain: Uncertain, starter: Starter, finisher: Finishe
                                trigger=name, error=str(error)))
         return
     events.publish(MayHaveRun(name, uncertain.reason, run.run_id if run else None))
+
+
+def _wall_clock(start: float) -> float:
+    """A process's ``start`` (seconds since boot) as a wall-clock time, as the clock reads now."""
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - start)

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from starforge_daemon.runtime.api import (
     Withdrawn,
 )
 from starforge_daemon.runtime.local import containment, keeper, keeper_start, orphans
-from starforge_daemon.runtime.local.identities import is_alive, session_of
+from starforge_daemon.runtime.local.identities import is_alive, reported_agent, session_of
 from starforge_daemon.runtime.local.run_container import RunContainer
 from starforge_daemon.runtime.local.spawn_request import spawn_request
 
@@ -97,8 +98,9 @@ class ProcessRunner:
     # -- the keeper --------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Reach the project's keeper (starting one if none listens) and read its hello."""
-        for _ in range(3):
+        """Reach the keeper (started if none listens, again for KEEPER_START_TIMEOUT); its hello."""
+        deadline = time.monotonic() + keeper_start.KEEPER_START_TIMEOUT
+        while time.monotonic() < deadline:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             try:
                 sock.connect(str(self._socket_path))
@@ -120,9 +122,7 @@ class ProcessRunner:
             self._keeper_env = None if "env" in self._keeper_ops else {}
             self._take(early)
             self._watch_keeper()
-            self.keeper_runs = {run["run_id"]: ProcessIdentity(pid=run["pid"],
-                                                                create_time=run["create_time"])
-                                for run in hello["running"]}
+            self.keeper_runs = {run["run_id"]: reported_agent(run) for run in hello["running"]}
             return
         raise RunnerError(f"cannot reach the keeper at {self._socket_path}")
 
@@ -305,7 +305,7 @@ class ProcessRunner:
         for message in messages:
             run_id = message["run_id"]
             if message["ev"] == "started":
-                agent = ProcessIdentity(pid=message["pid"], create_time=message["create_time"])
+                agent = reported_agent(message)
                 self._inflight[run_id] = agent
                 self._asked.pop(run_id, None)
                 self._events.append(Started(run_id, agent))

@@ -25,8 +25,8 @@ Messages are JSON objects, each framed by a 4-byte big-endian length:
                        "shared_cgroup", "limits", "output", "after" (a run to start behind)}
                       {"op": "withdraw", "run_id"}  (a run waiting behind another, not begun)
     keeper -> daemon  {"ev": "hello", "pid", "ops" (the requests it knows), "running":
-                       [{"run_id", "pid", "create_time"}]}
-                      {"ev": "started", "run_id", "pid", "create_time"}
+                       [{"run_id", "pid", "start"}]}
+                      {"ev": "started", "run_id", "pid", "start"}  (start: seconds since boot)
                       {"ev": "progress", "run_id", <core.streams.Progress>, "last_event_at",
                        "result_at"}  (runs read as events: at most once a second)
                       {"ev": "exited", "run_id", "ended_at", "exit_code", "error", "cpu_seconds",
@@ -138,23 +138,23 @@ class Channel:
 _SPAWN_CLOCK_SPREAD = 0.02  # seconds; with a tick's rounding, within the 0.05 s tolerance
 
 
-def spawned_create_time(pid: int, before: float, after: float) -> float:
+def spawned_start(pid: int, before: float, after: float) -> float:
     """The start time of a child spawned between the ``CLOCK_BOOTTIME`` readings ``before``
     and ``after``, without reading /proc (which cost the keeper a sixth of its time per run):
     the kernel stamps a new process with that clock, in ticks. Where the two readings are far
     apart (a preempted spawn) the identity check's 0.05 s tolerance could be missed, so /proc
     is read then."""
     if after - before > _SPAWN_CLOCK_SPREAD:
-        return processes.process_create_time(pid)
+        return processes.process_start(pid)
     ticks = processes.CLOCK_TICKS
-    return processes.boot_time() + int(before * ticks) / ticks
+    return int(before * ticks) / ticks
 
 
 @dataclass
 class _Run:
     run_id: str
     pid: int
-    create_time: float
+    start: float  # seconds since boot
     pidfd: int
     log: log_follow.FollowedLog  # with its stream reader, for a run read as its CLI's events
     journal: journal_file.JournalFile
@@ -281,7 +281,7 @@ class Keeper:
         self._client_env = {}
         self._poll.register(sock, select.EPOLLIN)
         self._client_writes = False
-        running = [{"run_id": run.run_id, "pid": run.pid, "create_time": run.create_time}
+        running = [{"run_id": run.run_id, "pid": run.pid, "start": run.start}
                    for run in self._runs.values()]
         self._client.send({"ev": "hello", "pid": os.getpid(),
                            "ops": ["spawn", "env", "after", "withdraw"], "running": running})
@@ -435,8 +435,8 @@ class Keeper:
         log = log_follow.FollowedLog(log_fd, int(request["log_cap"]),
                                      stream_reader.open_stream(request.get("output")), notes)
         # first: a run without this line was never spawned, and may be asked for again
-        journal = self._journal(request["journal"], {"run_id": run_id, "spawning": (
-            processes.boot_time() + time.clock_gettime(time.CLOCK_BOOTTIME)),
+        journal = self._journal(request["journal"], {
+            "run_id": run_id, "spawning": time.clock_gettime(time.CLOCK_BOOTTIME),
             "keeper": os.getpid()})
         try:
             os.chdir(request["cwd"])
@@ -464,10 +464,9 @@ class Keeper:
             return {"ev": "exited", "run_id": run_id, **ended}
         finally:
             os.chdir("/")
-        create_time = spawned_create_time(pid, before, after)
-        self._append(journal, {"run_id": run_id,
-                               "started": {"pid": pid, "create_time": create_time}})
-        run = _Run(run_id, pid, create_time, os.pidfd_open(pid), log, journal, container,
+        start = spawned_start(pid, before, after)
+        self._append(journal, {"run_id": run_id, "started": {"pid": pid, "start": start}})
+        run = _Run(run_id, pid, start, os.pidfd_open(pid), log, journal, container,
                    cpu_mark)
         self._runs[run.pidfd] = run
         if log.stream is not None:
@@ -476,7 +475,7 @@ class Keeper:
         else:
             self._follow_later.add((run, request["log"]), time.monotonic())
         self._poll.register(run.pidfd, select.EPOLLIN)
-        return {"ev": "started", "run_id": run_id, "pid": pid, "create_time": create_time}
+        return {"ev": "started", "run_id": run_id, "pid": pid, "start": start}
 
     def _environment(self, request: dict[str, Any]) -> dict[str, str]:
         """A run's environment: the daemon's, as it differs for this run."""
@@ -568,7 +567,7 @@ def main(socket_path: str, runs: str) -> None:
         os.umask(private)
     listener.listen(8)
     subreaper = reaper.become_subreaper()
-    forked_at = processes.boot_time() + time.clock_gettime(time.CLOCK_BOOTTIME)
+    forked_at = time.clock_gettime(time.CLOCK_BOOTTIME)
     keeper_pid = os.fork() if subreaper else 0
     if keeper_pid:  # this process waits above the keeper, for the agents it may leave
         listener.close()

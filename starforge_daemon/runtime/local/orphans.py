@@ -20,7 +20,7 @@ from starforge_daemon.core.streams import Summary
 from starforge_daemon.core.streams.reports import summary_from_dict
 from starforge_daemon.runtime.local import processes, stream_reader, sweep
 from starforge_daemon.store.atomic import append_json_line
-from starforge_daemon.store.journal import JournalEntry, find_entry
+from starforge_daemon.store.journal import find_entry
 
 _CHUNK = 1 << 20
 
@@ -49,36 +49,25 @@ class Spawn:
 def journalled_spawn(runs: Path, run_id: str) -> Spawn:
     """The spawn of a run the keeper had not reported when it died. One it began but did not
     journal (it died in between) has its agent found by its run id, and journalled here, so
-    that the reaper can record its exit."""
-    entry = find_entry(runs, run_id)
-    if entry is None:
-        return Spawn(False, None)
-    if entry.agent is not None or not entry.spawning:
-        return Spawn(entry.spawning or entry.agent is not None, entry.agent)
-    agent = _unjournalled_agent(run_id)
-    if agent is None:  # never spawned, or already ended: the reaper says which
-        word = _reaper_word(runs, run_id)
-        return Spawn(word is None or word.spawning, None, word.ended if word else None)
-    with contextlib.suppress(OSError):
-        append_json_line(entry.path, {"run_id": run_id, "started": {
-            "pid": agent.pid, "create_time": agent.create_time}})
-    return Spawn(True, agent)
-
-
-def _reaper_word(runs: Path, run_id: str) -> JournalEntry | None:
-    """The run's journal entry once the reaper has said how its begun spawn went: the agent's
-    exit, or that the spawn never happened (``spawning`` false); None when it says nothing
-    within REAPER_WAIT (a short wait, in this rare case only: the keeper died during a
-    spawn)."""
+    that the reaper can record its exit; else the reaper says how it went (the agent's exit,
+    or ``unspawned``). Both are awaited together for at most REAPER_WAIT (a short wait, in
+    this rare case only): an agent the keeper was spawning carries its run id once it has
+    exec'd, and the reaper waits for that too."""
     deadline = time.monotonic() + REAPER_WAIT
     while True:
         entry = find_entry(runs, run_id)
         if entry is None:
-            return None
-        if entry.ended is not None or not entry.spawning:
-            return entry
+            return Spawn(False, None)
+        if entry.agent is not None or not entry.spawning or entry.ended is not None:
+            return Spawn(entry.spawning or entry.agent is not None, entry.agent, entry.ended)
+        agent = _unjournalled_agent(run_id)
+        if agent is not None:
+            with contextlib.suppress(OSError):
+                append_json_line(entry.path, {"run_id": run_id, "started": {
+                    "pid": agent.pid, "start": agent.start}})
+            return Spawn(True, agent)
         if time.monotonic() > deadline:
-            return None
+            return Spawn(True, None)
         time.sleep(0.02)
 
 
@@ -89,16 +78,15 @@ def _unjournalled_agent(run_id: str) -> ProcessIdentity | None:
     for pid in sweep.sweep_members(run_id):
         with contextlib.suppress(OSError):
             if os.getsid(pid) == pid:
-                found.append(ProcessIdentity(pid=pid,
-                                             create_time=processes.process_create_time(pid)))
-    return min(found, key=lambda agent: agent.create_time, default=None)
+                found.append(ProcessIdentity(pid=pid, start=processes.process_start(pid)))
+    return min(found, key=lambda agent: agent.start, default=None)
 
 
 def orphan_exit(runs: Path, run_id: str, agent: ProcessIdentity,
                 output: Output | None) -> RunExit | None:
     """How the agent of a run whose keeper died ended, once it has; None when no process
     knows (its parent was not the reaper, or the reaper could not write it)."""
-    code = processes.zombie_exit(agent.pid, agent.create_time)
+    code = processes.zombie_exit(agent.pid, agent.start)
     ended: RunExit | None
     if code is not None:
         ended = RunExit(ended_at=time.time(), exit_code=code)

@@ -74,12 +74,6 @@ def ignored_signals() -> frozenset[int]:
                      and signal.getsignal(number) == signal.SIG_IGN)
 
 
-@functools.cache
-def boot_time() -> int:
-    with open("/proc/stat", "rb") as file:
-        return next(int(line.split()[1]) for line in file if line.startswith(b"btime"))
-
-
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -88,21 +82,25 @@ def stat_fields(pid: int) -> list[bytes]:
     return read_bytes(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
 
 
-def process_create_time(pid: int) -> float:
-    """Start time as psutil computes it: boot time plus the start tick from /proc."""
-    return boot_time() + int(stat_fields(pid)[19]) / CLOCK_TICKS
+def start_of(fields: list[bytes]) -> float:
+    """A process's start in seconds since boot (``ProcessIdentity.start``), from its
+    :func:`stat_fields`."""
+    return int(fields[19]) / CLOCK_TICKS
 
 
-def zombie_exit(pid: int, create_time: float) -> int | None:
+def process_start(pid: int) -> float:
+    return start_of(stat_fields(pid))
+
+
+def zombie_exit(pid: int, start: float) -> int | None:
     """The exit code (``os.waitstatus_to_exitcode``'s form) of the process ``pid`` started at
-    ``create_time``, while it is a zombie its parent has not reaped yet; None otherwise. The
+    ``start`` (seconds since boot), while it is a zombie its parent has not reaped yet; None otherwise. The
     kernel shows a zombie's wait status to its owner (``/proc/PID/stat``, field 52)."""
     try:
         fields = stat_fields(pid)
     except OSError:
         return None
-    started = boot_time() + int(fields[19]) / CLOCK_TICKS
-    if fields[0] != b"Z" or abs(started - create_time) >= 0.05 or len(fields) < 50:
+    if fields[0] != b"Z" or abs(start_of(fields) - start) >= 0.05 or len(fields) < 50:
         return None
     return os.waitstatus_to_exitcode(int(fields[49]))
 

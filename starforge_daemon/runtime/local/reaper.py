@@ -85,6 +85,24 @@ def _children(parent: int) -> list[int]:
     return children
 
 
+EXEC_WAIT = 1.0  # seconds, at most, for a spawn the keeper died in to exec
+
+
+def _exec_done(children: list[int]) -> list[int]:
+    """``children``, once none is a spawn the keeper died in the middle of. Until it execs,
+    such a child shares the keeper's memory, so its command line is this process's own (the
+    keeper is a fork of it), and it may not have left the keeper's session yet: it would not
+    be taken for the agent it is about to become."""
+    own = processes.read_bytes("/proc/self/cmdline")
+    deadline = time.monotonic() + EXEC_WAIT
+    for pid in children:
+        with contextlib.suppress(OSError):
+            while processes.read_bytes(f"/proc/{pid}/cmdline") == own \
+                    and processes.stat_fields(pid)[0] != b"Z" and time.monotonic() < deadline:
+                time.sleep(0.001)
+    return children
+
+
 class Reaper:
     def __init__(self, keeper_pid: int, runs: str, since: float) -> None:
         self._keeper_pid = keeper_pid
@@ -122,7 +140,7 @@ class Reaper:
         return _begun_unjournalled(seen) and seen.get("keeper") == self._keeper_pid \
             and float(seen.get("spawning") or 0) >= self._since
 
-    def find_run(self, pid: int, create_time: float, leader: bool) -> tuple[str, str] | None:
+    def find_run(self, pid: int, start: float, leader: bool) -> tuple[str, str] | None:
         """The journal and id of the run whose agent is that process, with no exit recorded:
         the run whose ``started`` line names it, or, for the leader of its own session (as
         agents are), the run whose spawn this keeper began shortly before the process started
@@ -133,10 +151,10 @@ class Reaper:
             started = seen.get("started")
             if isinstance(started, dict):
                 if (started.get("pid") == pid
-                        and abs(float(started.get("create_time", 0)) - create_time) < 0.05):
+                        and abs(float(started.get("start", 0)) - start) < 0.05):
                     return path, run_id
             elif leader and self._begun_by_mine(seen) \
-                    and -0.05 < create_time - float(seen["spawning"]) < SPAWN_WINDOW:
+                    and -0.05 < start - float(seen["spawning"]) < SPAWN_WINDOW:
                 begun.append((path, run_id))
         return begun[0] if len(begun) == 1 else None
 
@@ -151,11 +169,10 @@ class Reaper:
                 self._record(info)
                 os.waitpid(info.si_pid, 0)
         spawned = set()
-        for pid in _children(os.getpid()):
+        for pid in _exec_done(_children(os.getpid())):
             with contextlib.suppress(OSError, ValueError):
                 fields = processes.stat_fields(pid)
-                create_time = processes.boot_time() + int(fields[19]) / processes.CLOCK_TICKS
-                found = self.find_run(pid, create_time, int(fields[3]) == pid)
+                found = self.find_run(pid, processes.start_of(fields), int(fields[3]) == pid)
                 if found is not None:
                     spawned.add(found[1])
         for path, run_id, seen in _unended_runs(self._runs):
@@ -177,8 +194,8 @@ class Reaper:
             fields = processes.stat_fields(info.si_pid)  # a zombie's, while not reaped
         except OSError:
             return
-        create_time = processes.boot_time() + int(fields[19]) / processes.CLOCK_TICKS
-        found = self.find_run(info.si_pid, create_time, int(fields[3]) == info.si_pid)
+        found = self.find_run(info.si_pid, processes.start_of(fields),
+                              int(fields[3]) == info.si_pid)
         if found is None:  # something an agent left behind
             return
         path, run_id = found

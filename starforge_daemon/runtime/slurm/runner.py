@@ -67,6 +67,12 @@ class _Look:
     jobs: dict[int, Job] | None
 
 
+def _handle(job_id: int) -> ProcessIdentity:
+    """A job's handle: its id, and its submit time as seconds since boot (a local process's
+    ``start``)."""
+    return ProcessIdentity(pid=job_id, start=time.clock_gettime(time.CLOCK_BOOTTIME))
+
+
 def run_exit(job: Job, journalled: RunExit | None, now: float) -> RunExit:
     """How a run whose job is over ended: what its batch script recorded, unless Slurm ended
     the job itself (node failure, out of memory, preemption), which says why."""
@@ -137,12 +143,12 @@ class SlurmRunner:
             run_id = entry.run.run_id
             job = by_run.get(run_id)
             if entry.agent is None and job is not None:
-                self._journal_started(entry.path, run_id, ProcessIdentity(job.job_id, time.time()))
+                self._journal_started(entry.path, run_id, _handle(job.job_id))
 
     @staticmethod
     def _journal_started(journal: Path, run_id: str, handle: ProcessIdentity) -> None:
         append_json_line(journal, {"run_id": run_id, "started": {
-            "pid": handle.pid, "create_time": handle.create_time}})
+            "pid": handle.pid, "start": handle.start}})
 
     def launch(self, spec: LaunchSpec) -> None:
         """Submit the run's job; the spec file holds what must not pass through a shell."""
@@ -160,7 +166,7 @@ class SlurmRunner:
             spec_file.unlink(missing_ok=True)
             self._check_controller()
             raise RunnerError(f"sbatch: {error}") from None
-        handle = ProcessIdentity(pid=job_id, create_time=time.time())
+        handle = _handle(job_id)
         self._journal_started(spec.journal, spec.run_id, handle)
         self._follow(spec.run_id, job_id)
         self._events.append(Started(spec.run_id, handle))
