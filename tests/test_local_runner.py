@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import processes_of
+from conftest import processes_of, wait_until
 
 from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, Started
@@ -97,3 +98,22 @@ def test_each_run_gets_its_whole_environment_though_only_the_difference_is_sent(
     seen = [(paths.logs / f"env-{number}.log").read_text().strip() for number in range(3)]
     assert seen == ['{"A": "1", "B": "2", "C": null}', '{"A": "1", "B": null, "C": "3"}',
                     '{"A": "one", "B": "2", "C": null}']
+
+
+def test_a_keeper_whose_daemon_died_before_it_heard_exits_quietly(tmp_path: Path) -> None:
+    """The daemon that started the keeper is gone before it reads ``listening`` (its end of the
+    pipe closed): the keeper and its reaper exit, with no traceback and no socket left."""
+    socket_path, runs = tmp_path / "keeper.sock", tmp_path / "runs"
+    runs.mkdir()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will hear it
+    try:
+        started = subprocess.run(
+            [sys.executable, "-I", "-S", keeper.__file__, str(socket_path), str(runs)],
+            stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, timeout=30,
+            start_new_session=True)
+    finally:
+        os.close(write_end)
+    assert started.returncode == 0 and started.stderr == b"", started.stderr.decode()
+    assert not socket_path.exists()
+    wait_until(lambda: not processes_of(tmp_path), 10, "the keeper's reaper gone")

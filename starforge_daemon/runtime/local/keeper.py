@@ -576,10 +576,13 @@ def main(socket_path: str, runs: str) -> None:
         os.close(quiet)
         reaper.Reaper(keeper_pid, runs, forked_at).serve()
         return
-    os.write(1, b"listening\n")
-    os.close(1)
-    os.open(os.devnull, os.O_WRONLY)
     try:
+        try:
+            os.write(1, b"listening\n")
+        except BrokenPipeError:  # the daemon that started it died before it heard: no one asks
+            return
+        os.close(1)
+        os.open(os.devnull, os.O_WRONLY)
         Keeper(listener).serve()
     finally:
         # unlink before close: a daemon that finds no socket starts a new keeper, and this
