@@ -189,6 +189,7 @@ class Keeper:
     def __init__(self, listener: socket.socket) -> None:
         listener.setblocking(False)
         self._listener = listener
+        self._pid = os.getpid()  # named in each run's spawning line, for this keeper's reaper
         self._poll = select.epoll()  # one wake-up costs the same with 1,000 runs as with one
         self._poll.register(listener, select.EPOLLIN)
         self._client: Channel | None = None
@@ -283,7 +284,7 @@ class Keeper:
         self._client_writes = False
         running = [{"run_id": run.run_id, "pid": run.pid, "start": run.start}
                    for run in self._runs.values()]
-        self._client.send({"ev": "hello", "pid": os.getpid(),
+        self._client.send({"ev": "hello", "pid": self._pid,
                            "ops": ["spawn", "env", "after", "withdraw"], "running": running})
 
     def _read_client(self) -> None:
@@ -437,7 +438,7 @@ class Keeper:
         # first: a run without this line was never spawned, and may be asked for again
         journal = self._journal(request["journal"], {
             "run_id": run_id, "spawning": time.clock_gettime(time.CLOCK_BOOTTIME),
-            "keeper": os.getpid()})
+            "keeper": self._pid})
         try:
             os.chdir(request["cwd"])
             argv = request["argv"]

@@ -58,8 +58,10 @@ def journalled_spawn(runs: Path, run_id: str) -> Spawn:
         entry = find_entry(runs, run_id)
         if entry is None:
             return Spawn(False, None)
-        if entry.agent is not None or not entry.spawning or entry.ended is not None:
-            return Spawn(entry.spawning or entry.agent is not None, entry.agent, entry.ended)
+        if entry.agent is not None or not entry.spawning:
+            return Spawn(entry.spawning or entry.agent is not None, entry.agent)
+        if entry.ended is not None:  # the reaper recorded the exit of the unjournalled agent
+            return Spawn(True, None, entry.ended)
         agent = _unjournalled_agent(run_id)
         if agent is not None:
             with contextlib.suppress(OSError):

@@ -88,11 +88,11 @@ def _children(parent: int) -> list[int]:
 EXEC_WAIT = 1.0  # seconds, at most, for a spawn the keeper died in to exec
 
 
-def _exec_done(children: list[int]) -> list[int]:
-    """``children``, once none is a spawn the keeper died in the middle of. Until it execs,
-    such a child shares the keeper's memory, so its command line is this process's own (the
-    keeper is a fork of it), and it may not have left the keeper's session yet: it would not
-    be taken for the agent it is about to become."""
+def _await_exec(children: list[int]) -> None:
+    """Return once none of ``children`` is a spawn the keeper died in the middle of (at most
+    EXEC_WAIT). Until it execs, such a child shares the keeper's memory, so its command line is
+    this process's own (the keeper is a fork of it), and it may not have left the keeper's
+    session yet: it would not be taken for the agent it is about to become."""
     own = processes.read_bytes("/proc/self/cmdline")
     deadline = time.monotonic() + EXEC_WAIT
     for pid in children:
@@ -100,7 +100,6 @@ def _exec_done(children: list[int]) -> list[int]:
             while processes.read_bytes(f"/proc/{pid}/cmdline") == own \
                     and processes.stat_fields(pid)[0] != b"Z" and time.monotonic() < deadline:
                 time.sleep(0.001)
-    return children
 
 
 class Reaper:
@@ -169,7 +168,9 @@ class Reaper:
                 self._record(info)
                 os.waitpid(info.si_pid, 0)
         spawned = set()
-        for pid in _exec_done(_children(os.getpid())):
+        children = _children(os.getpid())
+        _await_exec(children)
+        for pid in children:
             with contextlib.suppress(OSError, ValueError):
                 fields = processes.stat_fields(pid)
                 found = self.find_run(pid, processes.start_of(fields), int(fields[3]) == pid)
