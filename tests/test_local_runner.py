@@ -15,10 +15,13 @@ import psutil
 import pytest
 from conftest import processes_of, wait_until
 
+from starforge_daemon.core.models import ProcessIdentity
 from starforge_daemon.daemon.reactor import Reactor
 from starforge_daemon.runtime.api import Exited, LaunchSpec, RunEvent, Started
 from starforge_daemon.runtime.local import keeper
 from starforge_daemon.runtime.local.client import ProcessRunner
+from starforge_daemon.runtime.local.identities import is_alive, reported_agent
+from starforge_daemon.runtime.local.processes import process_start
 from starforge_daemon.runtime.local.setup import local_runner
 from starforge_daemon.store.paths import ProjectPaths
 from starforge_daemon.store.settings import Settings
@@ -117,3 +120,16 @@ def test_a_keeper_whose_daemon_died_before_it_heard_exits_quietly(tmp_path: Path
     assert started.returncode == 0 and started.stderr == b"", started.stderr.decode()
     assert not socket_path.exists()
     wait_until(lambda: not processes_of(tmp_path), 10, "the keeper's reaper gone")
+
+
+def test_an_agent_named_by_a_keeper_of_an_earlier_version_gets_its_start_from_proc() -> None:
+    """Such a keeper (it outlives the daemon) names its agents by a wall-clock create_time."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        agent = reported_agent({"pid": child.pid, "create_time": 1796000000.0})
+        assert agent == ProcessIdentity(pid=child.pid, start=process_start(child.pid))
+        assert is_alive(agent)
+        assert reported_agent({"pid": child.pid, "start": 12.5}).start == 12.5
+    finally:
+        child.kill()
+        child.wait()

@@ -32,12 +32,17 @@ def test_contract_example_loads_and_answers_the_recipes() -> None:
     assert recipes(GOLDEN.read_text()) == (1, ["junior-dev-a"], ["12345"])
 
 
-def test_written_slots_have_the_contract_shape(tmp_path: Path) -> None:
-    table = SlotTable(tmp_path / "agent-slots.json")
-    ledger = Ledger()
+def launching(tmp_path: Path) -> tuple[SlotTable, Ledger, Run]:
+    """A slot table, and a ledger with agent a's run launching."""
     run = Run(run_id="a-1-x", agent="a", trigger_name="t", trigger_path="/t", log_path="/l",
               started_at=1761368400.0, timeout=60, ticket="52")
+    ledger = Ledger()
     ledger.add(Launching(run))
+    return SlotTable(tmp_path / "agent-slots.json"), ledger, run
+
+
+def test_written_slots_have_the_contract_shape(tmp_path: Path) -> None:
+    table, ledger, run = launching(tmp_path)
     ledger.started(run.run_id, ProcessIdentity(pid=12345, start=1.0))
     table.ended(replace(run, agent="b", run_id="b-1-x"), OutcomeKind.SUCCEEDED, 1761368460.0)
     table.save(ledger)
@@ -64,11 +69,7 @@ def test_recipes_on_the_file_the_daemon_writes(project: Project) -> None:
 
 
 def test_a_save_shows_what_changed_since_the_last_one(tmp_path: Path) -> None:
-    table = SlotTable(tmp_path / "agent-slots.json")
-    ledger = Ledger()
-    run = Run(run_id="a-1-x", agent="a", trigger_name="t", trigger_path="/t", log_path="/l",
-              started_at=1761368400.0, timeout=60, ticket="52")
-    ledger.add(Launching(run))
+    table, ledger, run = launching(tmp_path)
     table.save(ledger)
     assert json.loads(table.render(ledger))["a"]["pid"] is None
     ledger.started(run.run_id, ProcessIdentity(pid=12345, start=1.0))
