@@ -13,14 +13,14 @@ import select
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from conftest import wait_until
 
-from starforge_daemon.runtime.local import cgroups, containment, sweep
+from starforge_daemon.runtime.local import cgroup_spawn, cgroups, containment, sweep
 from starforge_daemon.runtime.local.containment import Containment
 from starforge_daemon.runtime.local.run_container import RunContainer
 
@@ -177,7 +177,7 @@ def test_a_delegated_unit_holds_the_daemon_in_a_leaf_beside_the_runs(runs: Runs)
     out = runs.base / "unit.json"
     env = {key: value for key, value in os.environ.items()
            if key not in (containment.ROOT_ENV, containment.MODE_ENV)}
-    pid = cgroups.spawn_in(
+    pid = cgroup_spawn.spawn_in(
         unit, [sys.executable, str(UNIT), str(runs.base), run_id], env,
         file_actions=[(os.POSIX_SPAWN_OPEN, 1, str(out), os.O_WRONLY | os.O_CREAT, 0o644)])
     assert os.waitstatus_to_exitcode(reap(pid)) == 0
@@ -208,18 +208,22 @@ def test_prepare_makes_the_project_folder(runs: Runs) -> None:
 
 
 @needs_cgroup
-def test_spawn_in_places_the_child_before_it_execs(runs: Runs) -> None:
+@pytest.mark.parametrize("spawn_in", [cgroup_spawn.spawn_in, cgroup_spawn.spawn_by_migration],
+                         ids=["clone3-where-built", "migration"])
+def test_spawn_in_places_the_child_before_it_execs(runs: Runs,
+                                                   spawn_in: Callable[..., int]) -> None:
     run = runs.containment().run(runs.new_id())
     assert run.cgroup is not None
     run.create()
     home = Path("/proc/self/cgroup").read_text()
     out = runs.base / "cgroup.txt"
-    pid = runs.start(run, "cat", "/proc/self/cgroup", stdout=str(out))
+    pid = spawn_in(run.cgroup, ["cat", "/proc/self/cgroup"], os.environ, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 1, str(out), os.O_WRONLY | os.O_CREAT, 0o644)])
     assert os.waitstatus_to_exitcode(reap(pid)) == 0
     assert f"0::{hierarchy_path(run.cgroup)}\n" in out.read_text()
-    assert Path("/proc/self/cgroup").read_text() == home  # the spawner went back home
+    assert Path("/proc/self/cgroup").read_text() == home  # the spawner is home
     with pytest.raises(FileNotFoundError):
-        cgroups.spawn_in(run.cgroup, ["/nonexistent/agent"], os.environ)
+        spawn_in(run.cgroup, ["/nonexistent/agent"], os.environ)
     assert Path("/proc/self/cgroup").read_text() == home  # also when the spawn failed
     assert cgroups.kill_all(run.cgroup).removed
 

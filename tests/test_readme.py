@@ -169,7 +169,8 @@ def test_the_install_command_installs_and_runs_the_demo(tmp_path: Path) -> None:
     """Its venv, pip and demo part, in a copy of this checkout (pip needs the package index)."""
     [block] = [block for block in blocks("Install and try it") if "starforge demo" in block.code]
     steps = block.code.strip().split(" && ")
-    assert steps[:2] == ["sudo apt-get update", "sudo apt-get install -y python3-venv"]
+    assert steps[:2] == ["sudo apt-get update",
+                         "sudo apt-get install -y python3-venv python3-dev gcc"]
     checkout = tmp_path / "checkout"
     shutil.copytree(CHECKOUT, checkout, ignore=NOT_SOURCE)
     env = readme_environment()

@@ -12,9 +12,8 @@ import re
 import select
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 if __package__:
     from . import processes
@@ -58,7 +57,7 @@ def cgroup2_mount(path: str) -> Mount | None:
 
 
 @functools.lru_cache(maxsize=16)
-def _project_mount(project: str) -> Mount | None:
+def project_mount(project: str) -> Mount | None:
     """The mount of a project's folder, looked up once: a spawn costs 0.1 ms less."""
     return cgroup2_mount(project)
 
@@ -157,57 +156,11 @@ class HeldFiles:
         self.procs = os.open(child(cgroup, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
         self.events = os.open(child(cgroup, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         self.stat = os.open(child(cgroup, "cpu.stat"), os.O_RDONLY | os.O_CLOEXEC)
+        self.folder = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
-        for fd in (self.procs, self.events, self.stat):
+        for fd in (self.procs, self.events, self.stat, self.folder):
             os.close(fd)
-
-
-def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
-             held: HeldFiles | None = None, **spawn: Any) -> int:
-    """``processes.spawn_program`` with the child inside ``cgroup`` before it execs anything.
-
-    posix_spawn has no pre-exec hook, so the (single-threaded) caller moves itself into the
-    cgroup, spawns (the child inherits it) and moves back: two migrations, about 25 µs of CPU
-    (``bench/containment_cost.py``), where a fork from Python, a write to ``cgroup.procs``
-    in the child and exec took milliseconds. A multi-threaded caller would take its other
-    threads along while it is inside.
-    """
-    home_procs = _home_procs(os.path.dirname(cgroup), _own_cgroup_of(os.getpid()))
-    me = str(os.getpid()).encode()
-    if held is None:
-        write(child(cgroup, "cgroup.procs"), me.decode())
-    else:
-        os.write(held.procs, me)
-    try:
-        pid = processes.spawn_program(list(argv), env, **spawn)
-    finally:
-        try:
-            os.write(home_procs, me)
-        except OSError as error:  # never stay inside: the run's kill would take this one along
-            os.write(2, f"containment: cannot leave {cgroup} ({error.strerror}); exiting\n".encode())
-            os.kill(os.getpid(), signal.SIGKILL)
-    return pid
-
-
-@functools.lru_cache(maxsize=4)
-def _own_cgroup_of(pid: int) -> str | None:
-    """This process's cgroup, read once: a spawner moves only in and back out (by pid, so a
-    forked child reads its own)."""
-    return own_cgroup(pid)
-
-
-@functools.lru_cache(maxsize=16)
-def _home_procs(project: str, home: str | None) -> int:
-    """The ``cgroup.procs`` file of the caller's own cgroup ``home``, seen through the mount
-    that holds ``project``, opened for writing once per place (and kept open)."""
-    if home is None:
-        raise OSError(errno.ENOENT, "this process is in no cgroup2 hierarchy")
-    mount = _project_mount(project)
-    if mount is None:
-        raise OSError(errno.EINVAL, "not in a cgroup2 mount", project)
-    path = child(os.path.join(mount.point, os.path.relpath(home, mount.root)), "cgroup.procs")
-    return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
 
 
 def cgroup_members(cgroup: str) -> list[int]:

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 if __package__:
-    from . import cgroups, processes, run_container, sweep
+    from . import cgroup_spawn, cgroups, processes, run_container, sweep
 else:  # beside keeper.py, run as a script (python3 -I -S): plain sibling modules
+    import cgroup_spawn
     import cgroups
     import processes
     import run_container
@@ -78,7 +79,9 @@ class Containment:
         if missing:
             unavailable = f"{', '.join(missing)} limits unavailable: {self.note}"
             limits = f"{limits}; {unavailable}" if limits else unavailable
-        return f"containment: cgroup v2 at {self.project} ({limits})"
+        entry = ("runs enter it at spawn" if cgroup_spawn.native_spawn_usable() else
+                 "runs enter it by migration: the package was installed without a C compiler")
+        return f"containment: cgroup v2 at {self.project} ({'; '.join(filter(None, (limits, entry)))})"
 
     def run(self, run_id: str, agent: str | None = None) -> run_container.RunContainer:
         """The container of run ``run_id`` (not created yet). Given its ``agent``, the run

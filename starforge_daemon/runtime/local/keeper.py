@@ -348,6 +348,10 @@ class Keeper:
             return
         if end is None or end.left or end.usage.cpu_seconds is None:
             container.held.close()
+        elif end.killed:  # made again for the next run: clone3 into a killed cgroup fails
+            container.held.close()
+            with contextlib.suppress(OSError):  # still busy: the next run enters by migration
+                os.rmdir(container.cgroup)
         else:
             self._shared[container.cgroup] = (container.held, cpu_mark + end.usage.cpu_seconds)
 

@@ -4,11 +4,12 @@ only, like all of ``containment``."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import select
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,17 +54,26 @@ def program_path(name: str) -> str:
     return name
 
 
-def spawn_program(argv: list[str], env: Mapping[str, str], **spawn: Any) -> int:
-    """``os.posix_spawnp``, with the program's path looked up once (``program_path``); a
+def spawn_program(argv: list[str], env: Mapping[str, str],
+                  launch: Callable[..., int] = os.posix_spawn, **spawn: Any) -> int:
+    """``launch`` (``os.posix_spawn``, or one taking the same arguments and more) of ``argv``,
+    its program found in ``PATH`` as ``posix_spawnp`` would, but once (``program_path``); a
     program moved since is looked up again."""
-    path = program_path(argv[0])
-    if path == argv[0]:
-        return os.posix_spawnp(path, argv, env, **spawn)
     try:
-        return os.posix_spawn(path, argv, env, **spawn)
+        return launch(_found(argv[0]), argv, env, **spawn)
     except (FileNotFoundError, PermissionError):
+        if "/" in argv[0]:
+            raise
         program_path.cache_clear()
-        return os.posix_spawnp(argv[0], argv, env, **spawn)
+        return launch(_found(argv[0]), argv, env, **spawn)
+
+
+def _found(name: str) -> str:
+    """``program_path``, or FileNotFoundError: a bare name is never run from the working folder."""
+    path = program_path(name)
+    if "/" not in path:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    return path
 
 
 def ignored_signals() -> frozenset[int]:

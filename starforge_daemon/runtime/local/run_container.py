@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if __package__:
-    from . import cgroups, processes, sweep
+    from . import cgroup_spawn, cgroups, processes, sweep
 else:  # beside keeper.py, run as a script (python3 -I -S): plain sibling modules
+    import cgroup_spawn
     import cgroups
     import processes
     import sweep
@@ -27,6 +28,7 @@ class RunEnd:
     usage: processes.Usage
     left: tuple[int, ...]
     removed: bool  # the run's cgroup is gone (always True for a sweep)
+    killed: bool = False  # processes were left at the run's end and killed through the cgroup
 
 
 
@@ -69,7 +71,7 @@ class RunContainer:
         """Start the run's first process (``processes.spawn_program`` arguments) in the container."""
         if self.cgroup is None:
             return processes.spawn_program(list(argv), env, **spawn)
-        return cgroups.spawn_in(self.cgroup, argv, env, self.held, **spawn)
+        return cgroup_spawn.spawn_in(self.cgroup, argv, env, self.held, **spawn)
 
     def members(self, session: int | None = None) -> list[int]:
         if self.cgroup is None:
@@ -102,17 +104,19 @@ class RunContainer:
             sampled = sweep.sweep_usage(cgroups.cgroup_members(self.cgroup), rusage).peak_memory
             if not cgroups.kill_members(self.cgroup, deadline):
                 left = tuple(cgroups.cgroup_members(self.cgroup))
-                return RunEnd(_with_peak(cgroups.cgroup_usage(self.cgroup), sampled), left, False)
+                return RunEnd(_with_peak(cgroups.cgroup_usage(self.cgroup), sampled), left, False,
+                              killed=True)
+            killed = True
         else:  # the common end: nothing left behind
-            sampled = sweep.sweep_usage((), rusage).peak_memory
+            sampled, killed = sweep.sweep_usage((), rusage).peak_memory, False
         # before the removal; a shared cgroup is never one with the memory controller
         usage = _with_peak(cgroups.cgroup_usage(self.cgroup, not self.shared, self.held), sampled)
         if cpu_mark and usage.cpu_seconds is not None:
             usage = replace(usage, cpu_seconds=max(0.0, usage.cpu_seconds - cpu_mark))
         if not remove or self.shared:
-            return RunEnd(usage, (), False)
+            return RunEnd(usage, (), False, killed)
         result = cgroups.remove_emptied(self.cgroup, deadline)
-        return RunEnd(usage, result.left, result.removed)
+        return RunEnd(usage, result.left, result.removed, killed)
 
     def remove(self, timeout: float = processes.KILL_TIMEOUT) -> bool:
         """Remove the emptied container (after ``end(remove=False)``); whether it is gone."""
