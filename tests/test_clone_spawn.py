@@ -86,7 +86,7 @@ def test_the_child_is_what_posix_spawn_makes_but_in_the_cgroup(tmp_path: Path, c
     ignoring_usr2 = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
-        native = _probe(cgroup_spawn._extension().spawn, tmp_path, "native",
+        native = _probe(cgroup_spawn._clone_spawn.spawn, tmp_path, "native",
                         cgroup=os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY))
         posix = _probe(os.posix_spawn, tmp_path, "posix")
     finally:
@@ -108,7 +108,7 @@ def test_the_child_is_what_posix_spawn_makes_but_in_the_cgroup(tmp_path: Path, c
 def test_a_failed_spawn_says_why_and_leaves_no_child(cgroup: str) -> None:
     folder = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        spawn = cgroup_spawn._extension().spawn
+        spawn = cgroup_spawn._clone_spawn.spawn
         with pytest.raises(FileNotFoundError) as missing:
             spawn("/nonexistent/agent", ["agent"], {}, folder)
         assert missing.value.filename == "/nonexistent/agent"
@@ -163,7 +163,7 @@ def test_a_cgroup_killed_before_still_gets_its_runs(tmp_path: Path, cgroup: str)
     folder = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with pytest.raises(OSError) as killed:
-            cgroup_spawn._extension().spawn("/bin/true", ["true"], {}, folder)
+            cgroup_spawn._clone_spawn.spawn("/bin/true", ["true"], {}, folder)
     finally:
         os.close(folder)
     assert killed.value.errno == errno.ECANCELED and killed.value.filename is None

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import importlib
-import importlib.util
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -27,7 +25,13 @@ else:  # beside keeper.py, run as a script (python3 -I -S): plain sibling module
     import cgroups
     import processes
 
-_EXTENSION = f"{__package__}._clone_spawn" if __package__ else "_clone_spawn"
+try:
+    if __package__:
+        from . import _clone_spawn
+    else:
+        import _clone_spawn
+except ImportError:  # built only where a C compiler was found at install
+    _clone_spawn = None
 
 # clone3 itself refused: a kernel before 5.7 (E2BIG: no cgroup field), or a seccomp filter
 # that hides clone3 (ENOSYS, as container runtimes do)
@@ -48,7 +52,7 @@ def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
             identity = os.fstat(folder).st_ino  # a cgroup made again at the path is another
             if identity not in _killed_cgroups:
                 return processes.spawn_program(
-                    list(argv), env, functools.partial(_extension().spawn, cgroup=folder),
+                    list(argv), env, functools.partial(_clone_spawn.spawn, cgroup=folder),
                     **spawn)
         except OSError as error:
             if error.filename is not None:
@@ -67,19 +71,7 @@ def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
 
 def native_spawn_usable() -> bool:
     """Whether spawns go straight into their cgroup (the extension built, clone3 not refused)."""
-    return native_spawn_built() and not _native_refused
-
-
-def native_spawn_built() -> bool:
-    """Whether the extension was built at install, found without loading it."""
-    return importlib.util.find_spec(_EXTENSION) is not None
-
-
-@functools.lru_cache(maxsize=1)
-def _extension() -> Any:
-    """The extension, loaded at the first spawn: it adds about 220 kB to a process's RSS, which
-    the daemon (that never spawns an agent) and an idle keeper need not carry."""
-    return importlib.import_module(_EXTENSION)
+    return _clone_spawn is not None and not _native_refused
 
 
 def spawn_by_migration(cgroup: str, argv: Sequence[str], env: Mapping[str, str],

@@ -79,7 +79,7 @@ class Containment:
         if missing:
             unavailable = f"{', '.join(missing)} limits unavailable: {self.note}"
             limits = f"{limits}; {unavailable}" if limits else unavailable
-        entry = ("runs enter it at spawn" if cgroup_spawn.native_spawn_built() else
+        entry = ("runs enter it at spawn" if cgroup_spawn.native_spawn_usable() else
                  "runs enter it by migration: the package was installed without a C compiler")
         return f"containment: cgroup v2 at {self.project} ({'; '.join(filter(None, (limits, entry)))})"
 
