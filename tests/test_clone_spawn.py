@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from starforge_daemon.runtime.local import cgroup_spawn, containment, processes
+from starforge_daemon.runtime.local import cgroup_spawn, cgroups, containment, processes
 
 HOST = containment.detect(Path(__file__).parent, force_sweep=False)
 NATIVE = cgroup_spawn.native_spawn_usable()
@@ -168,9 +168,15 @@ def test_a_cgroup_killed_before_still_gets_its_runs(tmp_path: Path, cgroup: str)
         os.close(folder)
     assert killed.value.errno == errno.ECANCELED and killed.value.filename is None
     assert not _zombie_children()
-    for attempt in range(2):  # the second goes straight to the migration
-        out = tmp_path / f"cgroup{attempt}.txt"
-        pid = cgroup_spawn.spawn_in(cgroup, ["cat", "/proc/self/cgroup"], os.environ, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 1, str(out), os.O_WRONLY | os.O_CREAT, 0o644)])
-        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-        assert f"/{os.path.basename(cgroup)}\n" in out.read_text()
+    held = cgroups.HeldFiles(cgroup)
+    try:
+        for attempt in range(2):  # the second goes straight to the migration
+            out = tmp_path / f"cgroup{attempt}.txt"
+            pid = cgroup_spawn.spawn_in(cgroup, ["cat", "/proc/self/cgroup"], os.environ, held,
+                                        file_actions=[(os.POSIX_SPAWN_OPEN, 1, str(out),
+                                                       os.O_WRONLY | os.O_CREAT, 0o644)])
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+            assert f"/{os.path.basename(cgroup)}\n" in out.read_text()
+            assert held.clone_refused
+    finally:
+        held.close()

@@ -37,28 +37,27 @@ except ImportError:  # built only where a C compiler was found at install
 # that hides clone3 (ENOSYS, as container runtimes do)
 _NO_CLONE3 = (errno.ENOSYS, errno.E2BIG)
 _native_refused: list[int] = []  # the kernel's refusal of clone3, once seen
-# cgroups (by inode) whose children clone3 sees killed at birth: their cgroup.kill was written
-# before, and this kernel then kills every child cloned into them (see _clone_spawn.c)
-_killed_cgroups: set[int] = set()
 
 
 def spawn_in(cgroup: str, argv: Sequence[str], env: Mapping[str, str],
              held: cgroups.HeldFiles | None = None, **spawn: Any) -> int:
-    """``processes.spawn_program`` with the child inside ``cgroup`` from its start."""
-    if native_spawn_usable():
+    """``processes.spawn_program`` with the child inside ``cgroup`` from its start.
+
+    A held cgroup whose clone refused a child (its ``cgroup.kill`` was written before: see
+    ``_clone_spawn.c``) is entered by migration from then on; the keeper makes an agent's
+    cgroup anew after killing in it, with new held files."""
+    if native_spawn_usable() and not (held is not None and held.clone_refused):
         folder = held.folder if held is not None else os.open(
             cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            identity = os.fstat(folder).st_ino  # a cgroup made again at the path is another
-            if identity not in _killed_cgroups:
-                return processes.spawn_program(
-                    list(argv), env, functools.partial(_clone_spawn.spawn, cgroup=folder),
-                    **spawn)
+            return processes.spawn_program(
+                list(argv), env, functools.partial(_clone_spawn.spawn, cgroup=folder), **spawn)
         except OSError as error:
             if error.filename is not None:
                 raise
             if error.errno == errno.ECANCELED:
-                _killed_cgroups.add(identity)
+                if held is not None:
+                    held.clone_refused = True
             elif error.errno in _NO_CLONE3:
                 _native_refused.append(error.errno)
             else:

@@ -157,6 +157,7 @@ class HeldFiles:
         self.events = os.open(child(cgroup, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         self.stat = os.open(child(cgroup, "cpu.stat"), os.O_RDONLY | os.O_CLOEXEC)
         self.folder = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.clone_refused = False  # clone3 into it killed a child at birth (cgroup_spawn)
 
     def close(self) -> None:
         for fd in (self.procs, self.events, self.stat, self.folder):

@@ -2,7 +2,8 @@
 
 The daemon starts one keeper per project (``python3 -I -S keeper.py SOCKET RUNS``: standard
 library only, so it starts fast and shares no state) and talks to it over a Unix stream socket.
-The keeper spawns agents with ``posix_spawn`` in their own sessions, their stdout and stderr
+The keeper spawns agents in their own sessions and inside their cgroups (``cgroup_spawn``:
+``clone3(CLONE_INTO_CGROUP)`` where its extension is built), their stdout and stderr
 the run's log itself (``log_follow``: it follows the log, reads a run read as events and caps
 it; a log read as text is followed from half a second into its run, and capped at its end),
 waits for them and appends what happened to each run's journal (``.claude/daemon/runs/*.jsonl``)
