@@ -4,6 +4,8 @@ client, cli (each may import those before it), and the client never imports the 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "starforge_daemon"
@@ -87,3 +89,17 @@ def test_no_import_cycle_between_modules() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_the_keeper_imports_neither_dataclasses_nor_inspect() -> None:
+    """Its modules loaded as the daemon starts it (``-I -S``, beside one another), with every
+    stream adapter: ``dataclasses`` would bring ``inspect`` and 1.3 MB to each keeper."""
+    here = PACKAGE / "runtime" / "local"
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); "
+             "import keeper, stream_reader; "
+             "[stream_reader.open_stream(kind) for kind in ('claude', 'codex', 'gemini')]; "
+             "print(' '.join(sys.modules))")
+    loaded = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(here)],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert "keeper" in loaded and "starforge_daemon.core.streams.claude" in loaded
+    assert not {"dataclasses", "inspect"} & set(loaded)

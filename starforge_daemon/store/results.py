@@ -189,7 +189,7 @@ def _own_account(stream: Summary | None) -> dict[str, Any]:
 
 @functools.cache
 def _shared_fields() -> tuple[str, ...]:
-    return tuple(name for name in Summary.__annotations__ if name in RunAccount.__annotations__)
+    return tuple(name for name in Summary._fields if name in RunAccount.__annotations__)
 
 
 @dataclass(frozen=True)

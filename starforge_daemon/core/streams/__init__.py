@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 MAX_LINE_BYTES = 1 << 20
 OUTPUT_KINDS = ("auto", "text", "claude", "codex", "gemini")
@@ -27,8 +26,7 @@ _INPUT_KEYS = ("command", "file_path", "absolute_path", "notebook_path", "path",
                "query", "prompt", "description")
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     """The live view of a run: phase is "starting" (no event yet), "thinking", "tool" or
     "finishing" (a result was seen)."""
 
@@ -47,8 +45,7 @@ class Progress:
     rate_limit_until: float | None
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(NamedTuple):
     """What a run did, at its end. failure is the agent's own account of failing, else None."""
 
     got_result: bool
@@ -72,8 +69,7 @@ class Summary:
     rate_limit_until: float | None  # the reset time of the last rate limit that bit
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(NamedTuple):
     """Token counts; input is without cache reads and cache writes."""
 
     input: int = 0

@@ -21,7 +21,7 @@ class LiveProgress:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LiveProgress | None:
         """None when the message does not hold a progress report."""
-        values = {name: data.get(name) for name in Progress.__annotations__}
+        values = {name: data.get(name) for name in Progress._fields}
         if not isinstance(values["phase"], str):
             return None
         for name in ("turns", "tokens_in", "tokens_out", "cache_read_tokens",
@@ -41,7 +41,8 @@ def summary_from_dict(data: Any) -> Summary | None:
     if not isinstance(data, dict):
         return None
     values: dict[str, Any] = {}
-    for name, kind in Summary.__annotations__.items():
+    for name, annotation in Summary.__annotations__.items():
+        kind = annotation.__forward_arg__  # a NamedTuple keeps its annotations as ForwardRefs
         value = data.get(name)
         if kind == "bool":
             values[name] = value is True

@@ -13,7 +13,7 @@ import select
 import signal
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 if __package__:
     from . import processes
@@ -24,8 +24,7 @@ _CGROUP2 = "cgroup2"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     point: str
     root: str  # the hierarchy path mounted at ``point``
     fstype: str
@@ -260,8 +259,7 @@ def cgroup_usage(cgroup: str, memory: bool = True, held: HeldFiles | None = None
     return processes.Usage(None if cpu is None else cpu / 1e6, peak, oom, approximate=False, note=note)
 
 
-@dataclass(frozen=True)
-class KillResult:
+class KillResult(NamedTuple):
     left: tuple[int, ...]  # processes still there at the deadline
     removed: bool
 

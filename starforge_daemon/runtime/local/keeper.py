@@ -1,7 +1,9 @@
 """The keeper: the parent of every agent run, so that a run outlives the daemon that asked for it.
 
 The daemon starts one keeper per project (``python3 -I -S keeper.py SOCKET RUNS``: standard
-library only, so it starts fast and shares no state) and talks to it over a Unix stream socket.
+library only, so it starts fast and shares no state; its records are ``NamedTuple``s, because
+``dataclasses`` brings ``inspect`` along, 1.3 MB of each keeper's memory) and talks to it over a
+Unix stream socket.
 The keeper spawns agents in their own sessions and inside their cgroups (``cgroup_spawn``:
 ``clone3(CLONE_INTO_CGROUP)`` where its extension is built), their stdout and stderr
 the run's log itself (``log_follow``: it follows the log, reads a run read as events and caps
@@ -57,8 +59,7 @@ import struct
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 if __package__:
     from . import journal_file, log_follow, processes, reaper, run_container, stream_reader
@@ -151,8 +152,7 @@ def spawned_start(pid: int, before: float, after: float) -> float:
     return int(before * ticks) / ticks
 
 
-@dataclass
-class _Run:
+class _Run(NamedTuple):
     run_id: str
     pid: int
     start: float  # seconds since boot

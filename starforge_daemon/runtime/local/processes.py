@@ -10,15 +10,13 @@ import os
 import select
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 KILL_TIMEOUT = 5.0
 ROUND = 0.02  # between tries while killed processes die
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """What a run consumed. None where unknown; ``note`` says what is missing and why."""
 
     cpu_seconds: float | None

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if __package__:
     from . import cgroup_spawn, cgroups, processes, sweep
@@ -21,8 +20,7 @@ if TYPE_CHECKING:
     from resource import struct_rusage
 
 
-@dataclass(frozen=True)
-class RunEnd:
+class RunEnd(NamedTuple):
     """``left``: processes still there at the deadline (empty: the container is empty)."""
 
     usage: processes.Usage
@@ -32,8 +30,7 @@ class RunEnd:
 
 
 
-@dataclass(frozen=True)
-class RunContainer:
+class RunContainer(NamedTuple):
     """One run's container: its cgroup, or (``cgroup`` None) the sweep by its run id.
 
     ``shared``: the cgroup is its agent's, kept from one run of that agent to the next (at most
@@ -48,7 +45,7 @@ class RunContainer:
     run_id: str
     cgroup: str | None = None
     shared: bool = False
-    held: cgroups.HeldFiles | None = field(default=None, compare=False)  # its files, open
+    held: cgroups.HeldFiles | None = None  # its files, open
 
     def create(self, limits: Mapping[str, str] | None = None) -> list[str]:
         """Make the run's cgroup (nothing to do for a sweep); notes on limits not set."""
@@ -59,7 +56,7 @@ class RunContainer:
     def hold(self) -> RunContainer:
         """This container with its cgroup's files open, for a shared cgroup's run after run."""
         assert self.cgroup is not None
-        return replace(self, held=cgroups.HeldFiles(self.cgroup))
+        return self._replace(held=cgroups.HeldFiles(self.cgroup))
 
     def cpu_mark(self) -> float:
         """CPU seconds the cgroup has used so far (0 for a cgroup of this run alone)."""
@@ -112,7 +109,7 @@ class RunContainer:
         # before the removal; a shared cgroup is never one with the memory controller
         usage = _with_peak(cgroups.cgroup_usage(self.cgroup, not self.shared, self.held), sampled)
         if cpu_mark and usage.cpu_seconds is not None:
-            usage = replace(usage, cpu_seconds=max(0.0, usage.cpu_seconds - cpu_mark))
+            usage = usage._replace(cpu_seconds=max(0.0, usage.cpu_seconds - cpu_mark))
         if not remove or self.shared:
             return RunEnd(usage, (), False, killed)
         result = cgroups.remove_emptied(self.cgroup, deadline)
@@ -129,6 +126,6 @@ def _with_peak(usage: processes.Usage, sampled: int | None) -> processes.Usage:
     """The cgroup's usage, its peak memory sampled where the cgroup has no ``memory.peak``."""
     if usage.peak_memory is not None or sampled is None:
         return usage
-    return replace(usage, peak_memory=sampled,
+    return usage._replace(peak_memory=sampled,
                    note="peak memory sampled (no memory controller for runs): the first process "
                         "and its reaped children, and processes left at the end")

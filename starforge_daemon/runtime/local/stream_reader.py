@@ -11,7 +11,6 @@ Imported by the keeper as a sibling module; ``core.streams`` is pure and stdlib-
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from starforge_daemon.core import streams
@@ -67,7 +66,7 @@ class RunStream:
     def progress(self, now: float) -> dict[str, Any]:
         """The progress message's fields; from now on, nothing is new."""
         self._told_events, self._told_at = self._adapter.events, now
-        return {**asdict(self._adapter.progress()), "last_event_at": self.last_event_at,
+        return {**self._adapter.progress()._asdict(), "last_event_at": self.last_event_at,
                 "result_at": self.result_at}
 
     def finish(self) -> dict[str, Any]:
@@ -77,4 +76,4 @@ class RunStream:
         elif self._dropping:
             self._adapter.skip()
         self._partial, self._dropping = b"", False
-        return asdict(self._adapter.summary())
+        return self._adapter.summary()._asdict()
