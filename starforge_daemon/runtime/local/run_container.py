@@ -127,5 +127,5 @@ def _with_peak(usage: processes.Usage, sampled: int | None) -> processes.Usage:
     if usage.peak_memory is not None or sampled is None:
         return usage
     return usage._replace(peak_memory=sampled,
-                   note="peak memory sampled (no memory controller for runs): the first process "
-                        "and its reaped children, and processes left at the end")
+                          note="peak memory sampled (no memory controller for runs): the first "
+                               "process and its reaped children, and processes left at the end")
